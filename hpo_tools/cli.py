@@ -28,6 +28,7 @@ __all__ = ["main", "entrypoint", "COMMAND_MODULES"]
 # Modules under hpo_tools.commands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "make_data",
+    "experiment",
 )
 
 EXIT_USER_ERROR = 2

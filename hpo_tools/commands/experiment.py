@@ -1,0 +1,112 @@
+"""`hpo-tools experiment run|best`: headless NNI experiments and best-trial export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "experiment"
+HELP = "run an NNI experiment headless, or re-export the best trial of one"
+DESCRIPTION = """\
+Run an NNI experiment without the web UI, or re-export the best trial of an experiment.
+
+  hpo-tools experiment run CONFIG.yml [--port P] [--timeout S] [--working-dir DIR]
+      Checks the trial file named by trialCommand's --config and the search space (as
+      `hpo-tools check` does; refuses to start when that fails), starts the experiment through
+      NNI's Python API, prints a progress line whenever something changes, waits for the end,
+      prints a summary table, writes the best trial's parameters and its edited training config
+      to <experiment dir>/best/ (best_params.json, best_trial.json, pipeline.config) and stops
+      the experiment, also on Ctrl-C. Exit 0 when at least one trial succeeded, 1 otherwise.
+
+  hpo-tools experiment best ID [--experiment-dir DIR] [--mode maximize|minimize]
+      Re-export the best trial of a finished or running experiment from its directory.
+
+The best trial is chosen from each trial's own record (params.json / result.json written by the
+trial runner), never from NNI's database, which can pair a trial with another trial's parameters.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `run` and `best` actions."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    run = actions.add_parser(
+        "run", help="run an experiment to its end and export the best trial",
+        description="Run an NNI experiment headless and export its best trial.")
+    run.add_argument("config", metavar="CONFIG.yml", help="NNI v2 experiment config")
+    run.add_argument("--port", type=int, default=None,
+                     help="port of NNI's manager and web UI (default: a free port)")
+    run.add_argument("--timeout", type=float, default=None, metavar="S",
+                     help="stop the experiment after S seconds (default: no limit)")
+    run.add_argument("--working-dir", default=None, metavar="DIR",
+                     help="overrides experimentWorkingDirectory of CONFIG.yml")
+    run.add_argument("--no-check", action="store_true",
+                     help="skip the `hpo-tools check` of the trial file and search space")
+
+    best = actions.add_parser(
+        "best", help="re-export the best trial of an experiment",
+        description="Re-export the best trial of a finished or running experiment to "
+                    "<experiment dir>/best/.")
+    best.add_argument("experiment_id", metavar="ID", help="NNI experiment id")
+    best.add_argument("--experiment-dir", default=None, metavar="DIR",
+                      help="the experiment working directory holding ID/ (default: where NNI's "
+                           "manifest says, else ~/nni-experiments)")
+    best.add_argument("--mode", choices=("maximize", "minimize"), default=None,
+                      help="rank trials this way (default: the tuner's optimize_mode)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the action."""
+    if args.action == "run":
+        return _run(args)
+    return _best(args)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hpo_tools import experiment
+
+    def on_start(experiment_id: str, root: Path, port: int) -> None:
+        _print(f"experiment {experiment_id} started: web UI http://127.0.0.1:{port}, "
+               f"directory {root}")
+
+    def on_progress(snapshot: experiment.Snapshot) -> None:
+        _print(experiment.format_progress(snapshot))
+
+    if args.timeout is not None and args.timeout <= 0:
+        from hpo_tools.errors import ConfigError
+
+        raise ConfigError(f"--timeout: expected a positive number of seconds, got {args.timeout}")
+    result = experiment.run_experiment(
+        args.config, port=args.port, timeout=args.timeout, working_dir=args.working_dir,
+        checker=None if args.no_check else experiment.default_checker,
+        on_start=on_start, on_progress=on_progress)
+    if result.timed_out:
+        _print(f"timeout: stopped after {args.timeout:g} s")
+    if result.interrupted:
+        _print("interrupted: experiment stopped")
+    for error in result.errors:
+        print(f"NNI error: {error}", file=sys.stderr)
+    if result.status == "ERROR":
+        print(f"see {result.files.root / 'log'} (nnimanager.log, dispatcher.log, "
+              "nnictl_stderr.log)", file=sys.stderr)
+    _print("")
+    _print(experiment.format_summary(result.snapshot, result.export))
+    if result.interrupted:
+        return 130
+    return 0 if result.succeeded > 0 else 1
+
+
+def _best(args: argparse.Namespace) -> int:
+    from hpo_tools import experiment
+
+    root = experiment.find_experiment_dir(args.experiment_id, args.experiment_dir)
+    files = experiment.ExperimentFiles(root)
+    snapshot, export = experiment.export_best_of_experiment(files, args.mode)
+    _print(experiment.format_summary(snapshot, export))
+    return 0 if export is not None else 1

@@ -1,0 +1,427 @@
+"""Progress, summary, best export and end-condition logic of `hpo_tools.experiment`.
+
+The experiment directories here are laid out the way NNI's local training service and the trial
+runner leave them (``E/environments/local-env/trials/<id>/{params,result}.json``,
+``E/hpo-tools/assessor-decisions.jsonl``); no NNI manager is started (see tests/e2e for that).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hpo_tools import experiment as ex
+from hpo_tools.cli import main
+from hpo_tools.errors import ConfigError
+
+BASE_CONFIG = "train_config {\n  num_steps: 100\n}\nmodel_config {\n  embedding_dim: 8\n}\n"
+
+
+def write_trial(
+    root: Path,
+    trial_id: str,
+    params: dict | None,
+    scores: list[float],
+    *,
+    status: str | None = "succeeded",
+    config_text: str | None = None,
+    final: bool = True,
+) -> Path:
+    """Lay out one trial directory as the runner writes it under NNI."""
+    trial_dir = root / "environments" / "local-env" / "trials" / trial_id
+    trial_dir.mkdir(parents=True)
+    configs = []
+    if config_text is not None:
+        config_path = trial_dir / "configs" / "pipeline.config"
+        config_path.parent.mkdir()
+        config_path.write_text(config_text)
+        configs.append(str(config_path))
+    if params is not None:
+        (trial_dir / "params.json").write_text(json.dumps({
+            "trial_id": trial_id, "experiment_id": root.name, "parameter_id": 0,
+            "params": params, "configs": configs}))
+    reports = [{"step": 100 * (i + 1), "score": s, "values": {"auc": s}, "source": 0}
+               for i, s in enumerate(scores)]
+    if status is not None or reports:
+        (trial_dir / "result.json").write_text(json.dumps({
+            "intermediate": reports,
+            "final": reports[-1] if (final and reports and status == "succeeded") else None,
+            "status": status}))
+    return trial_dir
+
+
+def write_decisions(root: Path, *lines: str) -> None:
+    path = root / "hpo-tools" / "assessor-decisions.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+@pytest.fixture
+def exp_root(tmp_path: Path) -> Path:
+    root = tmp_path / "work" / "abcd1234"
+    root.mkdir(parents=True)
+    return root
+
+
+# ----------------------------------------------------------------------- end condition
+
+
+@pytest.mark.parametrize("status", ["DONE", "STOPPED", "ERROR"])
+def test_final_experiment_statuses_end_the_run_even_with_live_trials(status):
+    # NNI says it is over; a trial still listed RUNNING must not keep us polling forever.
+    assert ex.experiment_finished(status, ["RUNNING"])
+
+
+@pytest.mark.parametrize("status", ["NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"])
+def test_no_more_trials_ends_the_run_once_no_trial_is_live(status):
+    # NNI never moves TUNER_NO_MORE_TRIAL to DONE (nni#3859): this is our only way out.
+    assert ex.experiment_finished(status, ["SUCCEEDED", "USER_CANCELED", "FAILED"])
+
+
+@pytest.mark.parametrize("live", ["RUNNING", "WAITING"])
+@pytest.mark.parametrize("status", ["NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"])
+def test_no_more_trials_waits_for_running_and_waiting_trials(status, live):
+    # The last trials still train; stopping now would cancel them.
+    assert not ex.experiment_finished(status, ["SUCCEEDED", live])
+
+
+def test_running_experiment_is_not_finished_when_no_trial_is_live():
+    # Between two submissions RUNNING has no live trial; the tuner will send more.
+    assert not ex.experiment_finished("RUNNING", ["SUCCEEDED"])
+
+
+# ----------------------------------------------------------------------- classification
+
+
+@pytest.mark.parametrize("nni_status", ["USER_CANCELED", "FAILED", "EARLY_STOPPED"])
+def test_trial_ended_after_a_bad_decision_counts_as_stopped_by_assessor(nni_status):
+    # NNI records assessor kills as USER_CANCELED or FAILED (API-NOTES §0.2).
+    assert ex.classify_trial(nni_status, "cancelled", True) is ex.Outcome.ASSESSOR_STOPPED
+
+
+def test_cancelled_trial_without_a_decision_counts_as_cancelled():
+    assert ex.classify_trial("USER_CANCELED", "cancelled", False) is ex.Outcome.CANCELLED
+
+
+def test_failed_trial_without_a_decision_counts_as_failed():
+    assert ex.classify_trial("FAILED", "failed", False) is ex.Outcome.FAILED
+
+
+def test_succeeded_trial_stays_succeeded_despite_a_late_bad_decision():
+    # The trial finished before the kill arrived; its final result reached the tuner.
+    assert ex.classify_trial("SUCCEEDED", "succeeded", True) is ex.Outcome.SUCCEEDED
+
+
+@pytest.mark.parametrize("nni_status", ["RUNNING", "WAITING"])
+def test_live_trial_with_a_pending_kill_counts_as_running(nni_status):
+    assert ex.classify_trial(nni_status, None, True) is ex.Outcome.RUNNING
+
+
+@pytest.mark.parametrize(("runner_status", "decided", "expected"), [
+    ("succeeded", False, ex.Outcome.SUCCEEDED),
+    ("cancelled", True, ex.Outcome.ASSESSOR_STOPPED),
+    ("cancelled", False, ex.Outcome.CANCELLED),
+    ("failed", False, ex.Outcome.FAILED),
+    (None, False, ex.Outcome.RUNNING),
+])
+def test_without_nni_the_runner_status_classifies(runner_status, decided, expected):
+    # `experiment best` on a stopped experiment has only the trials' own records.
+    assert ex.classify_trial(None, runner_status, decided) is expected
+
+
+# ----------------------------------------------------------------------- records
+
+
+def test_read_trial_run_reads_params_configs_reports_and_status(exp_root):
+    trial_dir = write_trial(exp_root, "T1", {"lr": 0.01}, [0.6, 0.7], config_text=BASE_CONFIG)
+    run = ex.read_trial_run(trial_dir)
+    assert run.params == {"lr": 0.01}
+    assert run.configs == (str(trial_dir / "configs" / "pipeline.config"),)
+    assert [r["score"] for r in run.intermediate] == [0.6, 0.7]
+    assert run.score == 0.7 and run.status == "succeeded"
+
+
+def test_read_trial_run_of_a_trial_that_has_not_written_anything(exp_root):
+    trial_dir = exp_root / "environments" / "local-env" / "trials" / "T0"
+    trial_dir.mkdir(parents=True)
+    run = ex.read_trial_run(trial_dir)
+    # Trial dirs appear before the runner writes; they must read as "nothing yet", not crash.
+    assert (run.trial_id, run.params, run.status, run.score) == ("T0", None, None, None)
+
+
+def test_decisions_keep_the_first_per_trial_and_skip_a_half_written_line(exp_root):
+    write_decisions(
+        exp_root,
+        '{"trial_id": "A", "step": 2, "rule": "median"}',
+        '{"trial_id": "A", "step": 3, "rule": "median"}',
+        '{"trial_id": "B", "step"',
+    )
+    decisions = ex.read_assessor_decisions(exp_root / "hpo-tools" / "assessor-decisions.jsonl")
+    assert list(decisions) == ["A"]
+    assert decisions["A"]["step"] == 2  # when the assessor first said stop
+
+
+def test_missing_decisions_file_means_no_decisions(exp_root):
+    assert ex.read_assessor_decisions(exp_root / "nope.jsonl") == {}
+
+
+# ----------------------------------------------------------------------- best
+
+
+def _runs(exp_root: Path) -> list[ex.TrialRun]:
+    write_trial(exp_root, "A", {"lr": 0.1}, [0.60, 0.71])
+    write_trial(exp_root, "B", {"lr": 0.2}, [0.65, 0.74])
+    write_trial(exp_root, "C", {"lr": 0.3}, [0.66, 0.69])
+    return ex.ExperimentFiles(exp_root).trial_runs()
+
+
+def test_select_best_maximize_takes_the_highest_final_score(exp_root):
+    assert ex.select_best(_runs(exp_root), "maximize").trial_id == "B"
+
+
+def test_select_best_minimize_takes_the_lowest_final_score(exp_root):
+    assert ex.select_best(_runs(exp_root), "minimize").trial_id == "C"
+
+
+def test_select_best_ignores_trials_that_did_not_succeed(exp_root):
+    write_trial(exp_root, "A", {"lr": 0.1}, [0.70], status="succeeded")
+    write_trial(exp_root, "S", {"lr": 0.9}, [0.99], status="cancelled")  # stopped early
+    write_trial(exp_root, "F", {"lr": 0.8}, [0.98], status="failed")
+    runs = ex.ExperimentFiles(exp_root).trial_runs()
+    # A half-trained or crashed trial's last report is not a result the tuner ever saw.
+    assert ex.select_best(runs, "maximize").trial_id == "A"
+
+
+def test_select_best_of_nothing_is_none(exp_root):
+    write_trial(exp_root, "F", {"lr": 0.8}, [0.5], status="failed")
+    assert ex.select_best(ex.ExperimentFiles(exp_root).trial_runs()) is None
+
+
+def test_select_best_rejects_an_unknown_mode(exp_root):
+    with pytest.raises(ConfigError, match="optimize_mode"):
+        ex.select_best(_runs(exp_root), "max")
+
+
+def test_export_best_writes_the_trials_own_params_and_edited_config(exp_root):
+    edited = BASE_CONFIG.replace("embedding_dim: 8", "embedding_dim: 16")
+    write_trial(exp_root, "A", {"model_config.embedding_dim": 4}, [0.6],
+                config_text=BASE_CONFIG.replace("embedding_dim: 8", "embedding_dim: 4"))
+    write_trial(exp_root, "B", {"model_config.embedding_dim": 16}, [0.8], config_text=edited)
+    files = ex.ExperimentFiles(exp_root)
+    export = ex.export_best(files, ex.select_best(files.trial_runs()), "maximize")
+    # The params are the ones in B's own params.json, whatever NNI's DB pairs B with.
+    assert json.loads((exp_root / "best" / "best_params.json").read_text()) == {
+        "model_config.embedding_dim": 16}
+    # The config is byte-for-byte the one B trained with.
+    assert (exp_root / "best" / "pipeline.config").read_text() == edited
+    assert export.config_path == exp_root / "best" / "pipeline.config"
+    trial_doc = json.loads(export.trial_path.read_text())
+    assert (trial_doc["trial_id"], trial_doc["score"]) == ("B", 0.8)
+
+
+def test_export_best_replaces_a_previous_export(exp_root):
+    write_trial(exp_root, "A", {"x": 1}, [0.6], config_text="a: 1\n")
+    files = ex.ExperimentFiles(exp_root)
+    ex.export_best(files, files.trial_runs()[0])
+    write_trial(exp_root, "B", {"x": 2}, [0.9], config_text="a: 2\n")
+    ex.export_best(files, ex.select_best(files.trial_runs()))
+    assert (exp_root / "best" / "pipeline.config").read_text() == "a: 2\n"
+    # No temp files left behind by the atomic writes.
+    assert sorted(p.name for p in (exp_root / "best").iterdir()) == [
+        "best_params.json", "best_trial.json", "pipeline.config"]
+
+
+def test_export_best_without_an_edited_config_writes_params_only(exp_root):
+    write_trial(exp_root, "A", {"x": 1}, [0.6])
+    files = ex.ExperimentFiles(exp_root)
+    export = ex.export_best(files, files.trial_runs()[0])
+    assert export.config_path is None
+    assert not (exp_root / "best" / "pipeline.config").exists()
+    assert json.loads(export.params_path.read_text()) == {"x": 1}
+
+
+def test_export_best_copies_further_configs_under_numbered_names(exp_root):
+    trial_dir = write_trial(exp_root, "A", {"x": 1}, [0.6], config_text="a: 1\n")
+    second = trial_dir / "configs" / "eval.config"
+    second.write_text("b: 2\n")
+    doc = json.loads((trial_dir / "params.json").read_text())
+    doc["configs"].append(str(second))
+    (trial_dir / "params.json").write_text(json.dumps(doc))
+    files = ex.ExperimentFiles(exp_root)
+    export = ex.export_best(files, files.trial_runs()[0])
+    assert [p.name for p in export.extra_config_paths] == ["config_2_eval.config"]
+    assert export.extra_config_paths[0].read_text() == "b: 2\n"
+
+
+# ----------------------------------------------------------------------- snapshot / progress
+
+
+def _recorded_experiment(exp_root: Path) -> list[tuple[str, str, int]]:
+    """Five trials: two succeeded, one stopped by the assessor, one failed, one running."""
+    write_trial(exp_root, "aaaaa", {"lr": 0.01}, [0.60, 0.70])
+    write_trial(exp_root, "bbbbb", {"lr": 0.02}, [0.62, 0.75])
+    write_trial(exp_root, "ccccc", {"lr": 0.5}, [0.51], status="cancelled")
+    write_trial(exp_root, "ddddd", {"lr": 0.9}, [], status="failed")
+    write_trial(exp_root, "eeeee", {"lr": 0.03}, [0.66], status=None)
+    write_decisions(exp_root, '{"trial_id": "ccccc", "step": 100, "rule": "median"}')
+    return [("aaaaa", "SUCCEEDED", 0), ("bbbbb", "SUCCEEDED", 1),
+            ("ccccc", "USER_CANCELED", 2), ("ddddd", "FAILED", 3), ("eeeee", "RUNNING", 4)]
+
+
+def test_progress_line_counts_each_outcome_and_shows_the_best_so_far(exp_root):
+    listed = _recorded_experiment(exp_root)
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), status="RUNNING", nni_trials=listed,
+                             elapsed=102, max_trials=8)
+    assert ex.format_progress(snap) == (
+        "[1:42] RUNNING trials 5/8: 2 succeeded, 1 running, 1 stopped by assessor, "
+        "0 cancelled, 1 failed | best 0.7500 (trial bbbbb)")
+
+
+def test_progress_line_without_elapsed_is_stable_between_polls(exp_root):
+    listed = _recorded_experiment(exp_root)
+    files = ex.ExperimentFiles(exp_root)
+    first = ex.build_snapshot(files, status="RUNNING", nni_trials=listed, elapsed=4)
+    later = ex.build_snapshot(files, status="RUNNING", nni_trials=listed, elapsed=6)
+    # Only a real change should print a new line; the clock alone must not.
+    assert ex.format_progress(first, with_elapsed=False) == ex.format_progress(
+        later, with_elapsed=False)
+
+
+def test_snapshot_lists_trials_in_nni_sequence_order(exp_root):
+    listed = _recorded_experiment(exp_root)
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), nni_trials=list(reversed(listed)))
+    assert [t.trial_id for t in snap.trials] == ["aaaaa", "bbbbb", "ccccc", "ddddd", "eeeee"]
+
+
+def test_trial_listed_by_nni_before_its_directory_exists_counts_as_running(exp_root):
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), nni_trials=[("zzzzz", "WAITING", 0)])
+    assert snap.count(ex.Outcome.RUNNING) == 1 and snap.best is None
+
+
+def test_best_so_far_uses_the_minimize_direction(exp_root):
+    listed = _recorded_experiment(exp_root)
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), nni_trials=listed,
+                             optimize_mode="minimize")
+    assert snap.best.trial_id == "aaaaa"
+
+
+def test_summary_table_has_a_row_per_trial_and_marks_the_best(exp_root):
+    listed = _recorded_experiment(exp_root)
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), status="DONE", nni_trials=listed,
+                             elapsed=300)
+    lines = ex.format_summary(snap).splitlines()
+    rows = {line.split()[1] if line.startswith("*") else line.split()[0]: line
+            for line in lines[3:8]}
+    assert set(rows) == {"aaaaa", "bbbbb", "ccccc", "ddddd", "eeeee"}
+    assert rows["bbbbb"].startswith("*")  # the best trial is marked
+    assert "stopped by assessor" in rows["ccccc"] and "USER_CANCELED" in rows["ccccc"]
+    assert "best: trial bbbbb, score 0.7500, params:" in lines
+    assert '  lr = 0.02' in lines
+
+
+def test_summary_names_the_exported_files(exp_root):
+    write_trial(exp_root, "A", {"x": 1}, [0.6], config_text="a: 1\n")
+    files = ex.ExperimentFiles(exp_root)
+    export = ex.export_best(files, files.trial_runs()[0])
+    text = ex.format_summary(ex.build_snapshot(files), export)
+    assert f"best config: {exp_root / 'best' / 'pipeline.config'}" in text
+
+
+# ----------------------------------------------------------------------- experiment config
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("python3 -m hpo_tools.run --config trial.ini", "code/trial.ini"),
+    ("python3 -m hpo_tools.run --config=sub/trial.ini --exp_dir x", "code/sub/trial.ini"),
+    ("python3 -m hpo_tools.run --config /abs/trial.ini", "/abs/trial.ini"),
+])
+def test_trial_file_comes_from_config_argument_relative_to_code_dir(command, expected, tmp_path):
+    found = ex.trial_file_from_command(command, tmp_path / "code")
+    assert found == (tmp_path / expected if not expected.startswith("/") else Path(expected))
+
+
+def test_trial_command_without_config_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"config.yml: trialCommand: expected .*--config FILE"):
+        ex.trial_file_from_command("python3 trial.py", ".")
+
+
+def test_chained_trial_command_is_refused():
+    # `a && b` keeps bash as NNI's child: SIGINT never reaches the runner (API-NOTES §0.3).
+    with pytest.raises(ConfigError, match="one plain command"):
+        ex.trial_file_from_command("cd x && python3 -m hpo_tools.run --config t.ini", ".")
+
+
+def _write_yaml(path: Path, extra: str = "") -> Path:
+    path.write_text(
+        "searchSpace: {x: {_type: choice, _value: [1, 2]}}\n"
+        "trialCommand: python3 -m hpo_tools.run --config trial.ini\n"
+        "trialConcurrency: 1\n"
+        "tuner: {name: TPE, classArgs: {optimize_mode: minimize}}\n"
+        "trainingService: {platform: local}\n" + extra)
+    return path
+
+
+def test_load_experiment_config_reads_mode_and_overrides_working_dir(tmp_path):
+    config = ex.load_experiment_config(_write_yaml(tmp_path / "c.yml"), str(tmp_path / "w"))
+    assert ex.optimize_mode_of(config) == "minimize"
+    assert Path(config.experiment_working_directory) == tmp_path / "w"
+
+
+def test_unknown_key_in_experiment_config_is_a_config_error(tmp_path):
+    path = _write_yaml(tmp_path / "c.yml", "maxTrialNumbr: 3\n")
+    with pytest.raises(ConfigError, match=r"c.yml: not a valid NNI experiment config"):
+        ex.load_experiment_config(path)
+
+
+def test_missing_experiment_config_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="experiment config not found"):
+        ex.load_experiment_config(tmp_path / "none.yml")
+
+
+def test_path_puts_the_interpreter_directory_first_once():
+    path = ex.path_with_interpreter_first("/usr/bin:/venv/bin:/bin", "/venv/bin/python")
+    # `python3` in trialCommand must resolve to the venv that has hpo-tools.
+    assert path == "/venv/bin:/usr/bin:/bin"
+
+
+def test_stored_optimize_mode_comes_from_nni_database(exp_root):
+    (exp_root / "db").mkdir()
+    with sqlite3.connect(exp_root / "db" / "nni.sqlite") as conn:
+        conn.execute("CREATE TABLE ExperimentProfile (params text, id text, execDuration int)")
+        profile = {"tuner": {"name": "TPE", "classArgs": {"optimize_mode": "minimize"}}}
+        conn.execute("INSERT INTO ExperimentProfile VALUES (?, ?, ?)",
+                     (json.dumps(profile), exp_root.name, 0))
+    assert ex.stored_optimize_mode(ex.ExperimentFiles(exp_root)) == "minimize"
+
+
+def test_find_experiment_dir_suggests_a_close_id(exp_root):
+    with pytest.raises(ConfigError, match=r"did you mean 'abcd1234'"):
+        ex.find_experiment_dir("abcd1235", str(exp_root.parent))
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def test_cli_best_reexports_and_prints_the_summary(exp_root, capsys):
+    _recorded_experiment(exp_root)
+    code = main(["experiment", "best", exp_root.name, "--experiment-dir", str(exp_root.parent)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "best: trial bbbbb, score 0.7500" in out
+    assert json.loads((exp_root / "best" / "best_params.json").read_text()) == {"lr": 0.02}
+
+
+def test_cli_best_exits_1_when_no_trial_succeeded(exp_root, capsys):
+    write_trial(exp_root, "F", {"lr": 0.8}, [0.5], status="failed")
+    code = main(["experiment", "best", exp_root.name, "--experiment-dir", str(exp_root.parent)])
+    assert code == 1
+    assert "best: none" in capsys.readouterr().out
+
+
+def test_cli_run_refuses_a_bad_experiment_config_with_exit_2(tmp_path, capsys):
+    path = _write_yaml(tmp_path / "c.yml", "maxTrialNumbr: 3\n")
+    assert main(["experiment", "run", str(path)]) == 2
+    assert "error: " in capsys.readouterr().err
