@@ -1,0 +1,272 @@
+"""Parsing both trial-file formats into typed settings, and every config error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hpo_tools.errors import ConfigError
+from hpo_tools.trial.settings import TrialVariables, load_trial_file, parse_trial_text
+
+VARS = TrialVariables("EXP", "TRIAL", "/out/TRIAL", {"train_config.lr": 0.01, "emb": 16})
+
+PLATFORM_FILE = """\
+[platform_config]
+name=Local
+cmd1=python prepare.py --out ${NNI_OUTPUT_DIR}
+cmd2=python train.py
+  --lr ${train_config.lr}
+  --tag ${params}
+resume=1
+
+[metric_config]
+metric_type=summary
+metric_source=${NNI_OUTPUT_DIR}/model/eval_val
+final_mode=best
+metric_dict={"auc": 1, "loss": -0.5}
+optimize_mode=maximize
+
+[params_config]
+params_src_dst_filepath1=samples/pipeline.config,${NNI_OUTPUT_DIR}/pipeline.config
+"""
+
+CLASSIC_FILE = """\
+[oss_config]
+endpoint=http://oss-cn-beijing.aliyuncs.com
+accessKeyID=${TEST_OSS_ID}
+accessKeySecret=${TEST_OSS_SECRET}
+
+[odps_config]
+project_name=pai_rec_dev
+odps_endpoint=http://service.odps.aliyun.com/api
+
+[easyrec_cmd_config]
+-name=easy_rec_ext
+-project=algo_public
+-Dversion="0.4.2"
+-Dconfig=oss://bucket/easyrec_model.config
+-Dcmd=train
+-Dcluster={"ps":{"count":1,"cpu":1000},
+"worker":{"count":3,"cpu":1000,"memory":40000}}
+-Dedit_config_json={"train_config.num_steps": 100, "model_config.flag": true}
+-Dmodel_dir=oss://bucket/eval_dist_test/
+
+[metric_config]
+auc_is_valid_play=0.5
+auc_is_like=0.5
+"""
+
+ENV = {"TEST_OSS_ID": "AKIDexample", "TEST_OSS_SECRET": "secretvalue123"}
+
+
+def parse(text, variables=VARS, environ=None):
+    return parse_trial_text(text, source="trial.ini", variables=variables, environ=environ or ENV)
+
+
+# -- platform format -------------------------------------------------------------------------
+
+
+def test_platform_format_is_parsed_into_typed_settings():
+    settings = parse(PLATFORM_FILE)
+    assert settings.format == "platform"
+    assert settings.platform == "local"
+    assert [c.name for c in settings.commands] == ["cmd1", "cmd2"]
+    # Continuation lines of a Local command are one shell command, not several.
+    assert settings.commands[1].text == "python train.py --lr 0.01 --tag lr_0.01_emb_16"
+    assert settings.resume is True
+    assert settings.metric.sources == ("/out/TRIAL/model/eval_val",)
+    assert settings.metric.metric_dict == {"auc": 1.0, "loss": -0.5}
+    assert settings.metric.final_mode == "best"
+    assert settings.config_edits[0].src == "samples/pipeline.config"
+    assert settings.config_edits[0].dst == "/out/TRIAL/pipeline.config"
+
+
+def test_commands_run_in_numeric_order_not_text_order():
+    text = "[platform_config]\nname=local\ncmd10=c\ncmd2=b\ncmd1=a\n" + _metric()
+    settings = parse(text)
+    # cmd10 after cmd2: numeric, not lexical order.
+    assert [c.text for c in settings.commands] == ["a", "b", "c"]
+
+
+def _metric(extra=""):
+    return '[metric_config]\nmetric_source=/m\nmetric_dict={"auc": 1}\n' + extra
+
+
+def test_several_metric_sources_are_kept_in_order():
+    text = (
+        "[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_dict={'auc': 1}\n"
+        "metric_source_2=/b\nmetric_source_1=/a\nsource_list_final_mode=avg\n"
+    )
+    settings = parse(text)
+    assert settings.metric.sources == ("/a", "/b")
+    assert settings.metric.source_list_final_mode == "avg"
+    # Old files wrote metric_dict as a Python literal; read safely, never eval'd.
+    assert settings.metric.metric_dict == {"auc": 1.0}
+
+
+def test_maxcompute_platform_keeps_command_lines_and_needs_odps():
+    text = (
+        "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext\n-project=algo_public\n"
+        "-Dconfig=oss://b/c.config\n" + _metric()
+        + "[odps_config]\nproject_name=p\nodps_endpoint=http://e\n"
+        + "[oss_config]\naccessKeyID=${TEST_OSS_ID}\naccessKeySecret=${TEST_OSS_SECRET}\n"
+    )
+    settings = parse(text)
+    assert settings.platform == "maxcompute"
+    # Unindented "-Dk=v" lines continue the PAI command; newlines are kept for MaxCompute.
+    assert settings.commands[0].text.splitlines() == [
+        "PAI -name easy_rec_ext",
+        "-project=algo_public",
+        "-Dconfig=oss://b/c.config",
+    ]
+    options = settings.platform_options()
+    assert options["project"] == "p" and options["secret_access_key"] == "secretvalue123"
+
+
+def test_jinja_loop_generates_commands():
+    text = (
+        "[platform_config]\nname=Local\n"
+        "{% for fold in range(3) %}\ncmd{{ fold + 1 }}=train --fold {{ fold }}\n{% endfor %}\n"
+        + _metric()
+    )
+    settings = parse(text)
+    assert [c.text for c in settings.commands] == [f"train --fold {i}" for i in range(3)]
+
+
+def test_credentials_are_collected_for_the_masker_and_kept_out_of_repr():
+    settings = parse(CLASSIC_FILE)
+    assert set(settings.secrets) == {"AKIDexample", "secretvalue123"}
+    # A settings object printed in a log line must not leak the keys.
+    assert "secretvalue123" not in repr(settings)
+    assert "AKIDexample" not in repr(settings)
+
+
+# -- classic format --------------------------------------------------------------------------
+
+
+def test_classic_format_builds_one_pai_command_with_params_merged():
+    settings = parse(CLASSIC_FILE)
+    assert settings.format == "classic" and settings.platform == "maxcompute"
+    lines = settings.commands[0].text.splitlines()
+    assert lines[0] == "PAI -name easy_rec_ext -project algo_public"
+    assert "-Dversion=0.4.2" in lines  # quotes stripped
+    # Multi-line JSON cluster compacted into one value.
+    assert (
+        "-Dcluster='{\"ps\":{\"count\":1,\"cpu\":1000},\"worker\":{\"count\":3,\"cpu\":1000,"
+        "\"memory\":40000}}'" in lines
+    )
+    # The tuner's parameters are merged into the user's own edits (JSON, never eval).
+    assert settings.edit_config_json == {
+        "train_config.num_steps": 100,
+        "model_config.flag": True,
+        "train_config.lr": 0.01,
+        "emb": 16,
+    }
+    edit_line = next(x for x in lines if x.startswith("-Dedit_config_json="))
+    assert json.loads(edit_line.split("=", 1)[1].strip("'")) == settings.edit_config_json
+
+
+def test_classic_model_dir_gets_experiment_and_trial_appended():
+    settings = parse(CLASSIC_FILE)
+    # Concurrent trials must not write into one model directory.
+    assert settings.model_dir == "oss://bucket/eval_dist_test/EXP_TRIAL"
+    assert "-Dmodel_dir=oss://bucket/eval_dist_test/EXP_TRIAL" in settings.commands[0].text
+    assert settings.metric.sources == ("oss://bucket/eval_dist_test/EXP_TRIAL/eval_val/",)
+    assert settings.metric.metric_dict == {"auc_is_valid_play": 0.5, "auc_is_like": 0.5}
+
+
+def test_classic_nested_choice_parameter_becomes_edits():
+    variables = TrialVariables("E", "T", "/o", {"opt": {"_name": "adam", "a.lr": 0.1}})
+    settings = parse(CLASSIC_FILE, variables=variables)
+    assert settings.edit_config_json["opt"] == "adam"
+    assert settings.edit_config_json["a.lr"] == 0.1
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[platform_config]\nname=Local\ncmd1=x\n[metric_cofig]\n",
+         r"trial\.ini: unknown section \[metric_cofig\] \(did you mean 'metric_config'\?\)"),
+        ("[platform_config]\nname=Local\ncmd1=x\nreusme=1\n" + _metric(),
+         r"\[platform_config\] reusme: unknown key \(did you mean 'resume'\?\)"),
+        ("[platform_config]\nname=Local\ncmd1=x\n" + _metric("final_mod=best\n"),
+         r"\[metric_config\] final_mod: unknown key \(did you mean 'final_mode'\?\)"),
+        ("[platform_config]\ncmd1=x\n" + _metric(),
+         r"\[platform_config\] name is required but missing"),
+        ("[platform_config]\nname=Local\n" + _metric(),
+         r"\[platform_config\] cmd1 is required but missing"),
+        ("[platform_config]\nname=Locl\ncmd1=x\n" + _metric(),
+         r"\[platform_config\] name: expected one of local, maxcompute, got 'Locl'"),
+        ("[platform_config]\nname=Local\ncmd1=x\nresume=maybe\n" + _metric(),
+         r"\[platform_config\] resume: expected 0 or 1"),
+        ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_source=/m\n",
+         r"\[metric_config\] metric_dict is required but missing"),
+        ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_dict={\"auc\": 1}\n",
+         r"\[metric_config\] metric_source is required but missing"),
+        ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_source=/m\n"
+         "metric_dict={auc: 1\n",
+         r"\[metric_config\] metric_dict: expected a JSON object"),
+        ("[platform_config]\nname=Local\ncmd1=x\n" + _metric("optimize_mode=max\n"),
+         r"\[metric_config\] optimize_mode: expected one of maximize, minimize"),
+        ("[platform_config]\nname=Local\ncmd1=x\n" + _metric() + "[params_config]\n"
+         "params_src_dst_filepath1=only_one\n",
+         r"\[params_config\] params_src_dst_filepath1: expected SRC,DST"),
+        ("[platform_config]\nname=Local\ncmd1=x ${undefined_thing}\n" + _metric(),
+         r"\[platform_config\] cmd1: \$\{undefined_thing\} is not defined"),
+        ("[platform_config]\nname=MaxCompute\ncmd1=x\n" + _metric(),
+         r"\[odps_config\] is required for the MaxCompute platform"),
+        ("[other]\nx=1\n", r"not a trial file"),
+        ("name=Local\n", r"trial\.ini:1: expected a \[section\] header"),
+        ("[platform_config]\nname=Local\nname=Other\n", r"trial\.ini:3: \[platform_config\] name "
+         r"appears twice"),
+        ("[platform_config]\nname=Local\ncmd1={{ nope }}\n", r"trial\.ini:3: Jinja: 'nope' is"),
+    ],
+)
+def test_config_error_is_one_line_naming_file_section_and_key(text, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse(text)
+    # One line, so the CLI prints one "error: ..." line.
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "message"),
+    [
+        ("-Dmodel_dir=oss://bucket/eval_dist_test/\n", "",
+         r"\[easyrec_cmd_config\] -Dmodel_dir is required"),
+        ("-Dcmd=train", "-cmd=train", r"\[easyrec_cmd_config\] -cmd: unknown key"),
+        ('-Dedit_config_json={"train_config.num_steps": 100, "model_config.flag": true}',
+         "-Dedit_config_json={'a': eval('1')}",
+         r"\[easyrec_cmd_config\] -Dedit_config_json: is not valid JSON"),
+        ("auc_is_like=0.5", "auc_is_like=high",
+         r"\[metric_config\] auc_is_like: expected a metric weight"),
+        ("accessKeyID=${TEST_OSS_ID}", "accessKeyId=x",
+         r"\[oss_config\] accessKeyId: unknown key \(did you mean 'accessKeyID'\?\)"),
+        ("project_name=pai_rec_dev\n", "", r"\[odps_config\] project_name is required"),
+    ],
+)
+def test_classic_config_errors(replace, by, message):
+    assert replace in CLASSIC_FILE
+    with pytest.raises(ConfigError, match=message):
+        parse(CLASSIC_FILE.replace(replace, by))
+
+
+def test_missing_environment_variable_for_a_credential_is_an_error():
+    with pytest.raises(ConfigError, match=r"\[oss_config\] accessKeySecret: \$\{TEST_OSS_SECRET\}"):
+        parse(CLASSIC_FILE, environ={"TEST_OSS_ID": "x"})
+
+
+def test_unreadable_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read trial file"):
+        load_trial_file(tmp_path / "missing.ini", variables=VARS)
+
+
+def test_load_trial_file_names_the_path_in_errors(tmp_path):
+    path = tmp_path / "trial.ini"
+    path.write_text("[platform_config]\nname=Local\n")
+    with pytest.raises(ConfigError, match=str(path)):
+        load_trial_file(path, variables=VARS)
