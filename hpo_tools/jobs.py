@@ -1,0 +1,511 @@
+"""The job registry: one durable JSON record per trial, so jobs can be found after their runner.
+
+Records live at ``E/hpo-tools/jobs/<trial_id>.json`` (``E`` = the experiment directory). The trial
+runner saves one whenever a job starts or changes state; the assessor's ``trial_end`` and
+``hpo-tools kill`` read them to cancel jobs still live (:meth:`JobRegistry.cancel_live`), and
+``resume=1`` reads them to skip commands that already succeeded. Writes are atomic (temp file in the
+same directory + ``os.replace``) and serialised between processes with a lock file; a job marked
+cancelled by another process stays cancelled (see :meth:`JobRegistry.save`). Records never hold
+credentials: only the platform's non-secret settings and each job's ``describe()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
+
+from hpo_tools.platforms.base import Job, JobState, Platform, platform_for_description
+
+__all__ = ["JobEntry", "TrialRecord", "JobRegistry", "RECORD_VERSION"]
+
+_logger = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+_SUBDIR = Path("hpo-tools") / "jobs"
+# Keys whose values are credentials, wherever they appear in settings or descriptions. Names of
+# the env vars that hold credentials (``credential_env``) are not secret and are kept.
+_SECRET_KEY = re.compile(r"(secret|password|passwd|token|access_?key|access_?id)", re.IGNORECASE)
+_TRIAL_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+try:  # pragma: no cover - always there on Linux and macOS
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: records are still atomic, just not locked
+    fcntl = None  # type: ignore[assignment]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` without any mapping entry whose key names a credential."""
+    if isinstance(value, Mapping):
+        kept = {}
+        for key, item in value.items():
+            key = str(key)
+            if key.endswith("_env"):  # names of env vars, not their values
+                kept[key] = item
+            elif not _SECRET_KEY.search(key):
+                kept[key] = _scrub(item)
+        return kept
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+@dataclasses.dataclass
+class JobEntry:
+    """One job of a trial, as the registry stores it.
+
+    Attributes:
+        command_index: Which of the trial's commands (1 for ``cmd1``) the job runs.
+        job_id: The platform's id for the job.
+        state: The last state seen.
+        description: ``Job.describe()``: what another process needs to cancel it.
+        logview: Where users can watch the job, when the platform has such a page.
+        message: Why it failed or was cancelled.
+        updated_at: When the entry last changed (ISO 8601, UTC).
+    """
+
+    command_index: int
+    job_id: str
+    state: JobState
+    description: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    logview: Optional[str] = None
+    message: str = ""
+    updated_at: str = dataclasses.field(default_factory=_now)
+
+    def to_json(self) -> Dict[str, Any]:
+        """A JSON-safe dict (state as its lower-case name)."""
+        return {
+            "command_index": self.command_index,
+            "job_id": self.job_id,
+            "state": self.state.value,
+            "description": _scrub(self.description),
+            "logview": self.logview,
+            "message": self.message,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobEntry:
+        """The entry stored as ``data``."""
+        return cls(
+            command_index=int(data["command_index"]),
+            job_id=str(data["job_id"]),
+            state=JobState.parse(data["state"]),
+            description=dict(data.get("description") or {}),
+            logview=data.get("logview"),
+            message=str(data.get("message") or ""),
+            updated_at=str(data.get("updated_at") or ""),
+        )
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    """Everything the registry knows about one trial's jobs.
+
+    Attributes:
+        trial_id: NNI's trial id (``standalone`` outside NNI).
+        experiment_id: NNI's experiment id.
+        trial_dir: The trial directory (logs, params.json, result.json).
+        platform: The platform's registry name (``local``, ``maxcompute``).
+        settings: The platform's non-secret settings.
+        jobs: Every job submitted for the trial, in submission order.
+        finished_stages: Stages (e.g. finetune days) done, for resuming.
+        state: The trial's state: PENDING until a job starts, then RUNNING, then finished.
+        created_at: When the record was made (ISO 8601, UTC).
+        updated_at: When it was last saved.
+    """
+
+    trial_id: str
+    experiment_id: str = ""
+    trial_dir: str = ""
+    platform: str = ""
+    settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    jobs: List[JobEntry] = dataclasses.field(default_factory=list)
+    finished_stages: List[str] = dataclasses.field(default_factory=list)
+    state: JobState = JobState.PENDING
+    created_at: str = dataclasses.field(default_factory=_now)
+    updated_at: str = ""
+
+    def entry(self, command_index: int, job_id: str) -> Optional[JobEntry]:
+        """The entry of job ``job_id`` for command ``command_index``, if recorded."""
+        for entry in self.jobs:
+            if entry.command_index == command_index and entry.job_id == job_id:
+                return entry
+        return None
+
+    def live_jobs(self) -> List[JobEntry]:
+        """Entries whose last state is not finished."""
+        return [entry for entry in self.jobs if not entry.state.is_finished]
+
+    def to_json(self) -> Dict[str, Any]:
+        """A JSON-safe dict, credentials scrubbed."""
+        return {
+            "version": RECORD_VERSION,
+            "trial_id": self.trial_id,
+            "experiment_id": self.experiment_id,
+            "trial_dir": self.trial_dir,
+            "platform": self.platform,
+            "settings": _scrub(self.settings),
+            "state": self.state.value,
+            "jobs": [entry.to_json() for entry in self.jobs],
+            "finished_stages": list(self.finished_stages),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrialRecord:
+        """The record stored as ``data``."""
+        return cls(
+            trial_id=str(data["trial_id"]),
+            experiment_id=str(data.get("experiment_id") or ""),
+            trial_dir=str(data.get("trial_dir") or ""),
+            platform=str(data.get("platform") or ""),
+            settings=dict(data.get("settings") or {}),
+            jobs=[JobEntry.from_json(item) for item in data.get("jobs") or []],
+            finished_stages=[str(s) for s in data.get("finished_stages") or []],
+            state=JobState.parse(data.get("state") or "pending"),
+            created_at=str(data.get("created_at") or ""),
+            updated_at=str(data.get("updated_at") or ""),
+        )
+
+
+class JobRegistry:
+    """Per-trial job records under ``<experiment_dir>/hpo-tools/jobs/``.
+
+    Args:
+        experiment_dir: The experiment directory ``E``.
+        platform_overrides: Settings added when rebuilding a platform to cancel its jobs, per
+            platform name (tests inject ``{"maxcompute": {"odps_factory": ...}}``).
+
+    Example:
+        >>> registry = JobRegistry(exp_dir)
+        >>> record = registry.load("trial1") or registry.new("trial1", platform="local")
+        >>> job = platform.submit("python train.py", log_path=log)
+        >>> registry.mark_job(record, 1, job, JobState.RUNNING)
+    """
+
+    def __init__(
+        self,
+        experiment_dir: Union[str, os.PathLike],
+        *,
+        platform_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    ) -> None:
+        self.experiment_dir = Path(experiment_dir)
+        self.directory = self.experiment_dir / _SUBDIR
+        self._overrides = {k.lower(): dict(v) for k, v in (platform_overrides or {}).items()}
+        self._thread_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"JobRegistry({str(self.experiment_dir)!r})"
+
+    # -- files -------------------------------------------------------------------------------
+
+    def path(self, trial_id: str) -> Path:
+        """The record file of ``trial_id``."""
+        if not _TRIAL_ID.match(str(trial_id)):
+            raise ValueError(f"trial id {trial_id!r} is not a plain name ([A-Za-z0-9_.-]+)")
+        return self.directory / f"{trial_id}.json"
+
+    @contextlib.contextmanager
+    def _locked(self, trial_id: str) -> Iterator[None]:
+        """Hold the trial's lock file (between processes) and a lock between threads."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock:
+            if fcntl is None:  # pragma: no cover
+                yield
+                return
+            with open(self.directory / f".{trial_id}.lock", "a+b") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _read(self, trial_id: str) -> Optional[TrialRecord]:
+        path = self.path(trial_id)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return TrialRecord.from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError) as err:
+            _logger.warning("ignoring unreadable job record %s: %s", path, err)
+            return None
+
+    def _write(self, record: TrialRecord) -> None:
+        path = self.path(record.trial_id)
+        record.updated_at = _now()
+        text = json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=f".{record.trial_id}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    # -- records -----------------------------------------------------------------------------
+
+    def new(
+        self,
+        trial_id: str,
+        *,
+        experiment_id: str = "",
+        trial_dir: Union[str, os.PathLike] = "",
+        platform: Union[str, Platform] = "",
+        settings: Optional[Mapping[str, Any]] = None,
+    ) -> TrialRecord:
+        """A fresh record for ``trial_id`` (not saved yet: call :meth:`save`).
+
+        Args:
+            platform: The platform object (its name and settings are taken) or its name.
+            settings: The platform's non-secret settings, when ``platform`` is a name.
+        """
+        self.path(trial_id)  # validates the id
+        if isinstance(platform, Platform):
+            name, platform_settings = platform.name, platform.settings()
+        else:
+            name, platform_settings = str(platform), dict(settings or {})
+        return TrialRecord(
+            trial_id=str(trial_id),
+            experiment_id=str(experiment_id),
+            trial_dir=str(trial_dir),
+            platform=name,
+            settings=_scrub(platform_settings),
+        )
+
+    def load(self, trial_id: str) -> Optional[TrialRecord]:
+        """The saved record of ``trial_id``, or None when there is none (or it is unreadable)."""
+        return self._read(trial_id)
+
+    def save(self, record: TrialRecord) -> None:
+        """Write ``record`` atomically.
+
+        Cancellation is sticky: when the saved record says a job (or the trial) was CANCELLED,
+        e.g. by ``cancel_live`` in another process, and ``record`` has it running or failed
+        (a killed job exits non-zero), CANCELLED is kept, in the file and in ``record``.
+        """
+        with self._locked(record.trial_id):
+            on_disk = self._read(record.trial_id)
+            if on_disk is not None:
+                _keep_cancellations(record, on_disk)
+            self._write(record)
+
+    def records(self) -> List[TrialRecord]:
+        """Every readable record, sorted by trial id."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for path in sorted(self.directory.glob("*.json")):
+            record = self._read(path.stem)
+            if record is not None:
+                found.append(record)
+        return found
+
+    # -- helpers for the runner --------------------------------------------------------------
+
+    def mark_job(
+        self,
+        record: TrialRecord,
+        command_index: int,
+        job: Job,
+        state: Optional[JobState] = None,
+    ) -> JobEntry:
+        """Record ``job`` (command ``command_index``) in ``state`` and save the record.
+
+        ``state`` defaults to ``job.poll()``. The job's description, logview and message are
+        refreshed too. The trial becomes RUNNING when a job runs.
+        """
+        if state is None:
+            state = job.poll()
+        entry = record.entry(command_index, job.job_id)
+        if entry is None:
+            entry = JobEntry(command_index=command_index, job_id=job.job_id, state=state)
+            record.jobs.append(entry)
+        entry.state = state
+        entry.description = _scrub(job.describe())
+        entry.logview = job.logview
+        entry.message = job.message
+        entry.updated_at = _now()
+        if not state.is_finished and not record.state.is_finished:
+            record.state = JobState.RUNNING
+        self.save(record)
+        return entry
+
+    def mark_trial(self, record: TrialRecord, state: JobState) -> None:
+        """Set the trial's own state and save."""
+        record.state = state
+        self.save(record)
+
+    def mark_stage_finished(self, record: TrialRecord, stage: str) -> None:
+        """Remember that ``stage`` (e.g. a finetune day ``20220530``) is done, and save."""
+        if stage not in record.finished_stages:
+            record.finished_stages.append(str(stage))
+        self.save(record)
+
+    def succeeded_commands(self, trial_id: str) -> Set[int]:
+        """Indices of the commands whose latest job succeeded (what ``resume=1`` skips)."""
+        record = self.load(trial_id)
+        if record is None:
+            return set()
+        latest: Dict[int, JobEntry] = {}
+        for entry in record.jobs:
+            latest[entry.command_index] = entry
+        return {index for index, entry in latest.items() if entry.state is JobState.SUCCEEDED}
+
+    # -- cancellation ------------------------------------------------------------------------
+
+    def cancel_live(self, trial_id: str, timeout: float = 10.0) -> List[str]:
+        """Cancel every job of ``trial_id`` that the record has not seen finish.
+
+        Platforms are rebuilt from the stored descriptions (credentials from this process's
+        environment). Jobs are cancelled in parallel; each one handled is marked CANCELLED.
+        One job failing to cancel is logged and never raises; the call returns within about
+        ``timeout`` seconds (a job still being cancelled then keeps its state).
+
+        Returns:
+            The ids of the jobs that were still running and were told to stop.
+        """
+        record = self.load(trial_id)
+        if record is None:
+            return []
+        live = record.live_jobs()
+        if not live:
+            return []
+        outcomes = _cancel_entries(live, self._overrides, timeout)
+        stopped = [job_id for (job_id, result) in outcomes.items() if result is True]
+        with self._locked(trial_id):
+            record = self._read(trial_id) or record
+            changed = False
+            for entry in record.jobs:
+                result = outcomes.get(entry.job_id)
+                if result is None or entry.state.is_finished:
+                    continue
+                if isinstance(result, str):  # the error message
+                    entry.message = f"cancel failed: {result}"
+                else:
+                    entry.state = JobState.CANCELLED
+                    entry.message = "cancelled" if result else "cancelled (not running any more)"
+                entry.updated_at = _now()
+                changed = True
+            if changed and not record.state.is_finished:
+                if all(e.state.is_finished for e in record.jobs):
+                    record.state = JobState.CANCELLED
+            if changed:
+                self._write(record)
+        if stopped:
+            _logger.info("trial %s: cancelled jobs %s", trial_id, ", ".join(stopped))
+        return stopped
+
+    def cancel_all_live(self, timeout: float = 30.0) -> Dict[str, List[str]]:
+        """:meth:`cancel_live` for every trial with live jobs, within about ``timeout`` s overall.
+
+        Returns:
+            Trial id -> ids of the jobs told to stop (trials with none are left out).
+        """
+        deadline = time.monotonic() + timeout
+        cancelled: Dict[str, List[str]] = {}
+        for record in self.records():
+            if not record.live_jobs():
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _logger.warning("cancel_all_live: out of time before trial %s", record.trial_id)
+                break
+            try:
+                stopped = self.cancel_live(record.trial_id, timeout=left)
+            except Exception:  # one broken record must not stop the sweep
+                _logger.exception("could not cancel the jobs of trial %s", record.trial_id)
+                continue
+            if stopped:
+                cancelled[record.trial_id] = stopped
+        return cancelled
+
+
+def _keep_cancellations(record: TrialRecord, on_disk: TrialRecord) -> None:
+    for saved in on_disk.jobs:
+        if saved.state is not JobState.CANCELLED:
+            continue
+        entry = record.entry(saved.command_index, saved.job_id)
+        if entry is not None and entry.state in (JobState.RUNNING, JobState.PENDING,
+                                                 JobState.FAILED):
+            entry.state = JobState.CANCELLED
+            entry.message = saved.message or "cancelled"
+    if on_disk.state is JobState.CANCELLED and record.state in (
+        JobState.PENDING, JobState.RUNNING, JobState.FAILED
+    ):
+        record.state = JobState.CANCELLED
+
+
+def _cancel_entries(
+    entries: List[JobEntry], overrides: Mapping[str, Mapping[str, Any]], timeout: float
+) -> Dict[str, Union[bool, str]]:
+    """Cancel ``entries`` in parallel threads; job id -> True/False (cancel_described) or error.
+
+    Jobs whose cancel has not returned when ``timeout`` runs out are left out.
+    """
+    platforms: Dict[Tuple[str, str], Platform] = {}
+    outcomes: Dict[str, Union[bool, str]] = {}
+    lock = threading.Lock()
+
+    def platform_for(description: Mapping[str, Any]) -> Platform:
+        name = str(description.get("platform", "")).lower()
+        key = (name, json.dumps(description.get("settings") or {}, sort_keys=True, default=str))
+        with lock:
+            if key not in platforms:
+                platforms[key] = platform_for_description(description, **overrides.get(name, {}))
+            return platforms[key]
+
+    def cancel_one(entry: JobEntry) -> None:
+        try:
+            result: Union[bool, str] = bool(
+                platform_for(entry.description).cancel_described(entry.description)
+            )
+        except Exception as err:  # never raise for one bad job: log and go on
+            _logger.warning(
+                "could not cancel job %s (command %d): %s",
+                entry.job_id, entry.command_index, err, exc_info=True,
+            )
+            result = str(err).splitlines()[0] if str(err) else type(err).__name__
+        with lock:
+            outcomes[entry.job_id] = result
+
+    threads = [
+        threading.Thread(target=cancel_one, args=(entry,), name=f"cancel-{entry.job_id}",
+                         daemon=True)
+        for entry in entries
+    ]
+    deadline = time.monotonic() + max(0.0, timeout)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for entry, thread in zip(entries, threads):
+        if thread.is_alive():
+            _logger.warning("cancelling job %s did not finish in %.1f s", entry.job_id, timeout)
+    with lock:
+        result = dict(outcomes)
+    for platform in platforms.values():
+        with contextlib.suppress(Exception):
+            platform.close()
+    return result

@@ -1,0 +1,289 @@
+"""The platform interface: submit a command, follow it, cancel it; and the registry of platforms.
+
+A *platform* runs the trial's training commands somewhere (this machine, MaxCompute, ...). It hands
+back a :class:`Job` per command. Jobs are followed with :meth:`Job.poll` / :meth:`Job.wait`,
+stopped with :meth:`Job.cancel`, and described with :meth:`Job.describe`: a JSON-safe dict without
+secrets that the job registry (``hpo_tools.jobs``) stores so that *another* process (the assessor,
+``hpo-tools kill``) can rebuild the platform with :func:`platform_for_description` and cancel
+the job with :meth:`Platform.cancel_described`.
+
+Adding a platform: write a module with a :class:`Platform` subclass and add one line to
+``_PLATFORMS`` below (or call :func:`register_platform`). See docs/platforms.md.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import importlib
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Dict, Optional, Union
+
+from hpo_tools.errors import ConfigError, PlatformError, did_you_mean
+
+__all__ = [
+    "JobState",
+    "Job",
+    "Platform",
+    "OutputFilter",
+    "UpdateCallback",
+    "create_platform",
+    "platform_for_description",
+    "platform_names",
+    "register_platform",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: Applied to every line of relayed job output before it reaches the log (the runner's masker).
+OutputFilter = Callable[[str], str]
+#: Called with the job whenever something worth saving changed (new instance ids, a new state).
+UpdateCallback = Callable[["Job"], None]
+
+
+class JobState(enum.Enum):
+    """Where a job is in its life. ``value`` is the lower-case name stored in the job registry."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_finished(self) -> bool:
+        """True for SUCCEEDED, FAILED and CANCELLED: nothing of the job is running any more."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    @classmethod
+    def parse(cls, value: str) -> JobState:
+        """The state named ``value`` (``"running"`` or ``"RUNNING"``); ValueError when unknown."""
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ValueError(
+                f"unknown job state {value!r}: expected one of "
+                + ", ".join(s.value for s in cls)
+            ) from None
+
+
+class Job(abc.ABC):
+    """One submitted command.
+
+    Attributes:
+        job_id: The platform's id for the job (``local:<pid>``, a MaxCompute instance id).
+        log_path: Where the job's output (local) or status lines and logview addresses (remote) go.
+        message: Why the job failed or was cancelled (one line), ``""`` while it runs or succeeded.
+    """
+
+    #: Seconds between two polls in the default :meth:`wait`.
+    wait_interval: ClassVar[float] = 0.2
+
+    def __init__(self, job_id: str, log_path: Path) -> None:
+        self.job_id = job_id
+        self.log_path = Path(log_path)
+        self.message = ""
+
+    @abc.abstractmethod
+    def poll(self) -> JobState:
+        """Return the job's state now, without blocking for long."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop the job and everything it started. Idempotent; returns within 3 seconds."""
+
+    @abc.abstractmethod
+    def describe(self) -> Dict[str, Any]:
+        """A JSON-safe dict, without secrets, that :meth:`Platform.cancel_described` accepts.
+
+        It always holds ``"platform"`` (the registry name), ``"settings"`` (the platform's
+        non-secret settings, see :meth:`Platform.settings`) and ``"job_id"``.
+        """
+
+    @property
+    def logview(self) -> Optional[str]:
+        """A web address where users can watch the job, when the platform has one."""
+        return None
+
+    def wait(self, timeout: Optional[float] = None) -> JobState:
+        """Poll until the job finishes or ``timeout`` seconds pass; return the last state seen."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = threading.Event()
+        while True:
+            state = self.poll()
+            if state.is_finished:
+                return state
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return state
+                pause.wait(min(self.wait_interval, left))
+            else:
+                pause.wait(self.wait_interval)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(job_id={self.job_id!r})"
+
+
+class Platform(abc.ABC):
+    """Where training commands run. Subclasses set ``name`` and implement the abstract methods.
+
+    Example:
+        >>> platform = create_platform("Local")
+        >>> job = platform.submit("echo hello", log_path=Path("trial.log"))
+        >>> job.wait()
+        <JobState.SUCCEEDED: 'succeeded'>
+    """
+
+    #: The registry name, lower case (``"local"``, ``"maxcompute"``).
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def submit(
+        self,
+        command: str,
+        *,
+        log_path: Path,
+        env: Optional[Mapping[str, str]] = None,
+        on_update: Optional[UpdateCallback] = None,
+        output_filter: Optional[OutputFilter] = None,
+    ) -> Job:
+        """Start ``command`` and return its job at once (the job runs in the background).
+
+        Args:
+            command: The command text as the user wrote it (after templating).
+            log_path: File the job's output or status lines are appended to.
+            env: Extra environment variables for the job (local platform).
+            on_update: Called with the job when there is something new to save in the registry.
+            output_filter: Applied to each line before it is written to ``log_path``
+                (the runner's secret masker).
+
+        Raises:
+            PlatformError: The job could not be started.
+        """
+
+    @abc.abstractmethod
+    def cancel_described(self, description: Mapping[str, Any]) -> bool:
+        """Cancel the job ``description`` (from :meth:`Job.describe`), possibly in another process.
+
+        Returns:
+            True when something was still running and was told to stop, False when nothing was
+            left to stop (already finished, or the process is not the one described).
+        """
+
+    def settings(self) -> Dict[str, Any]:
+        """The non-secret settings that rebuild an equivalent platform in another process."""
+        return {}
+
+    def close(self) -> None:
+        """Release what the platform holds (clients, threads). Jobs keep running."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings()!r})"
+
+
+# Registry name -> "module:Class" (imported on first use so that the runner imports only what it
+# runs) or the class itself.
+_PLATFORMS: Dict[str, Union[str, type]] = {
+    "local": "hpo_tools.platforms.local:LocalPlatform",
+    "maxcompute": "hpo_tools.platforms.maxcompute:MaxComputePlatform",
+}
+# How users spell them in trial files, for messages.
+_DISPLAY_NAMES: Dict[str, str] = {"local": "Local", "maxcompute": "MaxCompute"}
+_registry_lock = threading.Lock()
+
+
+def register_platform(name: str, platform_class: Union[str, type], display_name: str = "") -> None:
+    """Add a platform under ``name`` (case-insensitive).
+
+    Args:
+        name: The name users write in ``[platform_config] name=...``.
+        platform_class: A :class:`Platform` subclass, or ``"package.module:ClassName"``.
+        display_name: How the name is spelled in messages (defaults to ``name``).
+    """
+    key = name.lower()
+    with _registry_lock:
+        _PLATFORMS[key] = platform_class
+        _DISPLAY_NAMES[key] = display_name or name
+
+
+def platform_names() -> list:
+    """The registered platform names as users write them (``["Local", "MaxCompute"]``)."""
+    return [_DISPLAY_NAMES.get(key, key) for key in sorted(_PLATFORMS)]
+
+
+def _platform_class(name: str) -> type:
+    key = str(name).strip().lower()
+    target = _PLATFORMS.get(key)
+    if target is None:
+        names = platform_names()
+        raise ConfigError(
+            f"unknown platform {name!r}: expected one of {', '.join(names)}"
+            + did_you_mean(str(name), names + sorted(_PLATFORMS))
+        )
+    if isinstance(target, str):
+        module_name, _, class_name = target.partition(":")
+        target = getattr(importlib.import_module(module_name), class_name)
+    return target
+
+
+def create_platform(name: str, **settings: Any) -> Platform:
+    """Build the platform called ``name`` (case-insensitive: ``Local``, ``maxcompute``).
+
+    Args:
+        name: A registered platform name.
+        **settings: The platform's settings (see each platform's class docstring).
+
+    Raises:
+        ConfigError: Unknown platform name, or a setting the platform does not know.
+    """
+    platform_class = _platform_class(name)
+    accepted = _accepted_settings(platform_class)
+    if accepted is not None:
+        display = _DISPLAY_NAMES.get(platform_class.name, platform_class.name or str(name))
+        for key in settings:
+            if key not in accepted:
+                raise ConfigError(
+                    f"platform {display}: unknown setting {key!r}; expected one of "
+                    + ", ".join(sorted(accepted))
+                    + did_you_mean(key, accepted)
+                )
+    return platform_class(**settings)
+
+
+def _accepted_settings(platform_class: type) -> Optional[set]:
+    """The keyword names ``platform_class`` accepts, or None when it takes ``**kwargs``."""
+    parameters = inspect.signature(platform_class).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def platform_for_description(
+    description: Mapping[str, Any], **overrides: Any
+) -> Platform:
+    """Rebuild, in this process, the platform that ran the job ``description``.
+
+    Only non-secret settings are in a description; credentials come from this process's
+    environment (see each platform). ``overrides`` replace or add settings (tests inject fakes).
+
+    Raises:
+        PlatformError: The description names no platform.
+        ConfigError: The platform is unknown or a stored setting is not accepted.
+    """
+    name = description.get("platform") if isinstance(description, Mapping) else None
+    if not name:
+        raise PlatformError(f"job description names no platform: {dict(description or {})!r}")
+    settings = dict(description.get("settings") or {})
+    settings.update(overrides)
+    return create_platform(str(name), **settings)
