@@ -29,6 +29,9 @@ __all__ = ["main", "entrypoint", "COMMAND_MODULES"]
 COMMAND_MODULES: tuple[str, ...] = (
     "make_data",
     "experiment",
+    "metrics",
+    "run",
+    "check",
 )
 
 EXIT_USER_ERROR = 2

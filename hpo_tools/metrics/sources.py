@@ -1,0 +1,459 @@
+"""Metric sources: where a job's evaluation results are read from, incrementally.
+
+A source turns a location into :class:`MetricPoint` s (a step number and some metric values) each
+time it is polled, returning only what is new. The follower merges points of the same step and
+scores a step once it holds every weighted metric.
+
+Built-in types (``metric_type``):
+
+``summary``
+    A TensorBoard event directory (``model_dir/eval_val``): local, ``oss://`` or ``hdfs://``. The
+    step is the event's global step; every scalar tag is a metric.
+``stdout``
+    A job's growing log file. The keys of ``metric_dict`` are regular expressions with exactly one
+    capture group, the value. Lines are read in order; when a regex matches, its value is kept for
+    the current step; the step completes (and is numbered 1, 2, 3, ...) on the line where every
+    regex with a non-zero weight has matched since the last step. A regex that matches twice before
+    that keeps its latest value; zero-weight regexes only add their value to the step.
+``json``
+    A file of one JSON object per line, or a single JSON document (an object or a list of objects).
+    The step is the object's ``step`` or ``global_step`` key, else its position (1, 2, 3, ...).
+    Numeric values are metrics; nested objects are flattened with dots (``{"eval": {"auc": 1}}``
+    gives ``eval.auc``).
+
+Other types are registered with :func:`register_source_type`; ``table`` (an SQL query on
+MaxCompute) is registered by :mod:`hpo_tools.platforms.maxcompute`, imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from hpo_tools.errors import ConfigError, did_you_mean
+from hpo_tools.metrics.events import EventDirectoryReader, is_remote
+
+if TYPE_CHECKING:
+    from hpo_tools.metrics.score import MetricSpec
+
+__all__ = [
+    "MetricPoint",
+    "MetricSource",
+    "SourceFactory",
+    "SummarySource",
+    "StdoutSource",
+    "JsonSource",
+    "build_source",
+    "register_source_type",
+    "source_types",
+]
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """Some metric values observed at one step (possibly not all metrics of the step).
+
+    Attributes:
+        step: The step number the values belong to.
+        values: ``{metric: value}``.
+    """
+
+    step: int
+    values: Mapping[str, float]
+
+
+class MetricSource:
+    """Base of every source. Subclasses implement :meth:`poll`; the rest has defaults.
+
+    Args:
+        location: What to read (a directory, a file, a query); named in messages.
+
+    Attributes:
+        location: As given.
+        type_name: The ``metric_type`` that builds this source.
+    """
+
+    type_name = ""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+    def poll(self) -> list[MetricPoint]:
+        """Return the points observed since the last poll. Must not raise for corrupt data.
+
+        Raises:
+            HpoError: The location cannot be read right now (the follower logs it and retries).
+        """
+        raise NotImplementedError
+
+    def drain(self) -> list[MetricPoint]:
+        """Last read when the job is over: also what a final poll would keep waiting for."""
+        return self.poll()
+
+    def close(self) -> None:
+        """Release what the source holds (files, connections)."""
+
+    def found(self) -> bool:
+        """False while the location does not exist (yet); used in error messages."""
+        return True
+
+    def describe(self) -> str:
+        """``type:location`` for messages."""
+        return f"{self.type_name or type(self).__name__}:{self.location}"
+
+
+SourceFactory = Callable[[str, "MetricSpec"], MetricSource]
+
+_FACTORIES: dict[str, SourceFactory] = {}
+# Types whose factory is registered by a module that is imported on first use.
+_PROVIDERS: dict[str, str] = {"table": "hpo_tools.platforms.maxcompute"}
+
+
+def register_source_type(name: str, factory: SourceFactory) -> None:
+    """Make ``metric_type = name`` build sources with ``factory(location, spec)``.
+
+    Registering a name again replaces the factory (the last registration wins).
+    """
+    key = name.strip().lower()
+    if not key:
+        raise ValueError("a metric source type needs a non-empty name")
+    _FACTORIES[key] = factory
+
+
+def source_types() -> list[str]:
+    """Every type name :func:`build_source` accepts, sorted."""
+    return sorted(set(_FACTORIES) | set(_PROVIDERS))
+
+
+def build_source(type_name: str, location: str, *, spec: MetricSpec) -> MetricSource:
+    """Build the source of ``type_name`` for ``location``.
+
+    Raises:
+        ConfigError: Unknown type (with a did-you-mean), empty location, or a location or
+            ``metric_dict`` the type rejects (e.g. a stdout regex without a capture group).
+    """
+    key = str(type_name).strip().lower()
+    if key not in _FACTORIES and key in _PROVIDERS:
+        try:
+            importlib.import_module(_PROVIDERS[key])
+        except ImportError as err:
+            raise ConfigError(
+                f"metric_type: {key!r} needs {_PROVIDERS[key]}, which cannot be imported: {err}"
+            ) from err
+    factory = _FACTORIES.get(key)
+    if factory is None:
+        raise ConfigError(
+            f"metric_type: unknown source type {type_name!r}; expected one of "
+            f"{', '.join(source_types())}" + did_you_mean(key, source_types())
+        )
+    if not str(location).strip():
+        raise ConfigError(f"metric_source: empty location for metric_type {key!r}")
+    return factory(str(location).strip(), spec)
+
+
+# --- growing files ---------------------------------------------------------------------------
+
+
+class _GrowingFile:
+    """Bytes appended to a (local or remote) file since the last read."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self.found = False
+        self._remote = is_remote(path)
+
+    def read_new(self) -> tuple[bytes, bool]:
+        """Return ``(new bytes, rewritten)``; ``rewritten`` when the file shrank since last time."""
+        if self._remote:
+            from hpo_tools import storage
+
+            if not storage.exists(self.path):
+                return b"", False
+            self.found = True
+            size = storage.size(self.path)
+            rewritten = self._rewound(size)
+            return (storage.read_bytes(self.path, self.offset) if size > self.offset else b""), (
+                rewritten
+            )
+        path = self.path[len("file://") :] if self.path.startswith("file://") else self.path
+        try:
+            with open(path, "rb") as handle:
+                self.found = True
+                size = os.fstat(handle.fileno()).st_size
+                rewritten = self._rewound(size)
+                if size == self.offset:
+                    return b"", rewritten
+                handle.seek(self.offset)
+                return handle.read(), rewritten
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return b"", False
+        except OSError as err:
+            _logger.warning("cannot read %s: %s; will retry", path, err)
+            return b"", False
+
+    def _rewound(self, size: int) -> bool:
+        if size >= self.offset:
+            return False
+        _logger.warning(
+            "%s shrank from %d to %d bytes (rewritten?); reading it from the start",
+            self.path,
+            self.offset,
+            size,
+        )
+        self.offset = 0
+        return True
+
+
+class _LineSource(MetricSource):
+    """A source that reads a growing text file line by line."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self._file = _GrowingFile(location)
+        self._partial = b""
+
+    def found(self) -> bool:
+        return self._file.found
+
+    def _lines(self, final: bool) -> Iterator[str]:
+        data, rewritten = self._file.read_new()
+        if rewritten:
+            self._partial = b""
+            self._restart()
+        self._file.offset += len(data)
+        data = self._partial + data if self._partial else data
+        cut = data.rfind(b"\n") + 1
+        self._partial = data[cut:]
+        complete = data[:cut]
+        if complete:
+            for line in complete.decode("utf-8", "replace").split("\n")[:-1]:
+                yield line.rstrip("\r")
+        if final and self._partial.strip():
+            tail, self._partial = self._partial, b""
+            yield tail.decode("utf-8", "replace").rstrip("\r")
+
+    def _restart(self) -> None:
+        """The file was rewritten: forget per-file state."""
+
+
+class StdoutSource(_LineSource):
+    """Metrics printed in a job's log, matched with one regex per metric (see the module doc).
+
+    Args:
+        location: The log file (local or remote).
+        spec: Its ``weights`` keys are the regexes.
+
+    Raises:
+        ConfigError: A regex does not compile or does not have exactly one capture group.
+    """
+
+    type_name = "stdout"
+
+    def __init__(self, location: str, spec: MetricSpec) -> None:
+        super().__init__(location)
+        self._patterns: list[tuple[str, re.Pattern[str]]] = []
+        for key in spec.weights:
+            try:
+                pattern = re.compile(key)
+            except re.error as err:
+                raise ConfigError(f"metric_dict[{key!r}]: not a valid regex ({err})") from None
+            if pattern.groups != 1:
+                raise ConfigError(
+                    f"metric_dict[{key!r}]: a stdout metric regex needs exactly one capture "
+                    f"group (the value), found {pattern.groups}, e.g. 'accuracy=([0-9.eE+-]+)'"
+                )
+            self._patterns.append((key, pattern))
+        self._required = spec.required
+        self._current: dict[str, float] = {}
+        self._steps = 0
+        self._bad_values: set[str] = set()
+
+    def poll(self) -> list[MetricPoint]:
+        return self._read(final=False)
+
+    def drain(self) -> list[MetricPoint]:
+        return self._read(final=True)
+
+    def _restart(self) -> None:
+        self._current = {}
+
+    def _read(self, final: bool) -> list[MetricPoint]:
+        points: list[MetricPoint] = []
+        current = self._current
+        for line in self._lines(final):
+            matched = False
+            for key, pattern in self._patterns:
+                match = pattern.search(line)
+                if match is None:
+                    continue
+                try:
+                    current[key] = float(match.group(1))
+                    matched = True
+                except (TypeError, ValueError):
+                    if key not in self._bad_values:
+                        self._bad_values.add(key)
+                        _logger.warning(
+                            "%s: regex %r captured %r, not a number; ignored",
+                            self.location,
+                            key,
+                            match.group(1),
+                        )
+            if matched and all(key in current for key in self._required):
+                self._steps += 1
+                points.append(MetricPoint(self._steps, current))
+                current = {}
+        self._current = current
+        return points
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _flatten(obj: Mapping[str, object], prefix: str, out: dict[str, float]) -> None:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _flatten(value, name + ".", out)
+            continue
+        number = _number(value)
+        if number is not None:
+            out[name] = number
+
+
+_STEP_KEYS = ("step", "global_step")
+
+
+class JsonSource(_LineSource):
+    """Metrics in a JSON-lines file or a single JSON document (see the module doc)."""
+
+    type_name = "json"
+
+    def __init__(self, location: str, spec: MetricSpec) -> None:
+        super().__init__(location)
+        self._count = 0
+        self._document = False
+        self._last_document = b""
+        self._bad_lines = 0
+
+    def poll(self) -> list[MetricPoint]:
+        return self._read(final=False)
+
+    def drain(self) -> list[MetricPoint]:
+        return self._read(final=True)
+
+    def _restart(self) -> None:
+        self._count = 0
+
+    def _point(self, obj: object) -> MetricPoint | None:
+        if not isinstance(obj, Mapping):
+            return None
+        self._count += 1
+        step = self._count
+        for key in _STEP_KEYS:
+            number = _number(obj.get(key))
+            if number is not None and number.is_integer():
+                step = int(number)
+                break
+        values: dict[str, float] = {}
+        _flatten({k: v for k, v in obj.items() if k not in _STEP_KEYS}, "", values)
+        return MetricPoint(step, values)
+
+    def _points(self, parsed: object) -> list[MetricPoint]:
+        items = parsed if isinstance(parsed, list) else [parsed]
+        return [point for point in map(self._point, items) if point is not None]
+
+    def _read(self, final: bool) -> list[MetricPoint]:
+        if self._document:
+            return self._read_document(final)
+        points: list[MetricPoint] = []
+        for line in self._lines(final=False):
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                if self._count == 0 and not points and self._bad_lines == 0:
+                    # Not JSON lines: a document spread over several lines.
+                    self._document = True
+                    self._partial = b""
+                    return self._read_document(final)
+                self._bad_lines += 1
+                _logger.warning("%s: a line is not JSON; skipped: %.80s", self.location, text)
+                continue
+            points.extend(self._points(parsed))
+        tail = self._partial.strip()
+        if tail:
+            # A last object written without a newline is complete once it parses.
+            try:
+                parsed = json.loads(tail.decode("utf-8", "replace"))
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, (dict, list)) or (final and parsed is not None):
+                self._partial = b""
+                points.extend(self._points(parsed))
+        return points
+
+    def _read_document(self, final: bool) -> list[MetricPoint]:
+        # A document is small and may be rewritten in place: read it whole when it changed.
+        self._file.offset = 0
+        data, _ = self._file.read_new()
+        if data == self._last_document:
+            return []
+        try:
+            parsed = json.loads(data.decode("utf-8", "replace"))
+        except ValueError:
+            if final and data.strip():
+                _logger.warning("%s: not a JSON document; ignored", self.location)
+            return []
+        self._last_document = data
+        self._count = 0
+        return self._points(parsed)
+
+
+class SummarySource(MetricSource):
+    """Scalars of the TensorBoard event files in a directory (see :mod:`.events`)."""
+
+    type_name = "summary"
+
+    def __init__(self, location: str, spec: MetricSpec | None = None) -> None:
+        super().__init__(location)
+        self.reader = EventDirectoryReader(location)
+
+    def found(self) -> bool:
+        return self.reader.found
+
+    def poll(self) -> list[MetricPoint]:
+        points: list[MetricPoint] = []
+        values: dict[str, float] = {}
+        step = None
+        for event in self.reader.poll():
+            if event.step != step:
+                if values:
+                    points.append(MetricPoint(step, values))  # type: ignore[arg-type]
+                values = {}
+                step = event.step
+            if math.isnan(event.value):
+                _logger.warning("%s: %s is NaN at step %d", self.location, event.tag, event.step)
+            values[event.tag] = event.value
+        if values:
+            points.append(MetricPoint(step, values))  # type: ignore[arg-type]
+        return points
+
+
+register_source_type("summary", SummarySource)
+register_source_type("stdout", StdoutSource)
+register_source_type("json", JsonSource)

@@ -1,0 +1,115 @@
+"""`hpo-tools metrics`: one line per scored step, the final score last."""
+
+from __future__ import annotations
+
+import json
+
+from hpo_tools.cli import main
+from tests.metrics.eventlib import append_events, event_file, scalar_event
+
+
+def _job(tmp_path):
+    path = event_file(tmp_path, 100)
+    append_events(
+        path,
+        scalar_event(100, auc=0.7, loss=0.4),
+        scalar_event(200, auc=0.8, loss=0.2),
+        scalar_event(300, auc=0.75, loss=0.3),
+    )
+    return tmp_path
+
+
+def test_prints_each_step_then_the_final_score(tmp_path, capsys):
+    code = main(["metrics", str(_job(tmp_path)), "--metric", "auc=1", "--metric", "loss=-1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    # Three scored steps, then the final (last step by default).
+    assert [line.split()[1] for line in lines[:3]] == ["100", "200", "300"]
+    assert lines[-1].startswith("final  step 300  score 0.45")
+
+
+def test_json_lines_with_best_mode(tmp_path, capsys):
+    code = main(
+        [
+            "metrics",
+            str(_job(tmp_path)),
+            "--metric",
+            "auc=1",
+            "--metric",
+            "loss=-1",
+            "--mode",
+            "best",
+            "--json",
+        ]
+    )
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    # Every line is JSON; the last one is the final, here the best step (0.8 - 0.2).
+    assert [r["step"] for r in records[:3]] == [100, 200, 300]
+    assert records[-1]["final"] is True and records[-1]["step"] == 200
+    assert abs(records[-1]["score"] - 0.6) < 1e-6
+
+
+def test_stdout_regex_containing_equals_sign_is_split_at_the_last_one(tmp_path, capsys):
+    log = tmp_path / "train.log"
+    log.write_text("validation: accuracy=0.91\nvalidation: accuracy=0.93\n")
+    code = main(
+        ["metrics", str(log), "--type", "stdout", "--metric", r"accuracy=([0-9.]+)=1", "--json"]
+    )
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    # The key is the regex before the last '='; steps are numbered by evaluation.
+    assert records[-1]["values"] == {"accuracy=([0-9.]+)": 0.93}
+    assert records[-1]["step"] == 2
+
+
+def test_missing_metric_is_exit_2_with_required_and_seen(tmp_path, capsys):
+    code = main(["metrics", str(_job(tmp_path)), "--metric", "auc_is_like=1"])
+    err = capsys.readouterr().err
+    # A user error: one line, exit 2, naming what was required and seen.
+    assert code == 2
+    assert "required `auc_is_like`, seen `auc`, `loss`" in err
+
+
+def test_bad_weight_is_a_config_error(tmp_path, capsys):
+    code = main(["metrics", str(tmp_path), "--metric", "auc=high"])
+    assert code == 2
+    assert "--metric 'auc=high': weight 'high' is not a number" in capsys.readouterr().err
+
+
+def test_metric_dict_option_takes_json(tmp_path, capsys):
+    code = main(["metrics", str(_job(tmp_path)), "--metric-dict", '{"auc": 2}', "--mode", "avg"])
+    final = capsys.readouterr().out.splitlines()[-1]
+    assert code == 0
+    # avg of 2*auc over the three steps.
+    assert "score 1.5" in final
+
+
+def test_follow_with_timeout_prints_steps_and_final(tmp_path, capsys):
+    code = main(
+        [
+            "metrics",
+            str(_job(tmp_path)),
+            "--metric",
+            "auc=1",
+            "--follow",
+            "--interval",
+            "0.05",
+            "--timeout",
+            "0.3",
+        ]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    # Following stops at the timeout and still ends with the final line.
+    assert len(lines) == 4 and lines[-1].startswith("final")
+
+
+def test_several_sources_name_the_source_on_each_line(tmp_path, capsys):
+    a = _job(tmp_path / "a")
+    b = _job(tmp_path / "b")
+    code = main(["metrics", str(a), str(b), "--metric", "auc=1", "--source-mode", "avg"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0].startswith("source 0  step 100")
+    assert lines[3].startswith("source 1  step 100")

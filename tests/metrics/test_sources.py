@@ -1,0 +1,178 @@
+"""Sources: stdout regexes and JSON files read incrementally; the type registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpo_tools.errors import ConfigError
+from hpo_tools.metrics import (
+    MetricPoint,
+    MetricSource,
+    MetricSpec,
+    build_source,
+    register_source_type,
+)
+from hpo_tools.metrics import sources as sources_module
+from hpo_tools.metrics.sources import JsonSource, StdoutSource
+
+ACC = r"accuracy=([0-9.]+)"
+LOSS = r"loss: ([0-9.]+)"
+
+
+def _append(path, text):
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _steps(points):
+    return [(p.step, dict(p.values)) for p in points]
+
+
+def test_stdout_step_completes_when_every_weighted_regex_has_matched(tmp_path):
+    log = tmp_path / "train.log"
+    spec = MetricSpec.from_config({ACC: 1, LOSS: -1})
+    source = StdoutSource(str(log), spec)
+    _append(log, "epoch 1\naccuracy=0.5\n")
+    # Only one of the two regexes matched so far: no step yet.
+    assert source.poll() == []
+
+    _append(log, "loss: 0.7\naccuracy=0.6\n")
+
+    # Step 1 completes on the loss line; the next accuracy starts step 2.
+    assert _steps(source.poll()) == [(1, {ACC: 0.5, LOSS: 0.7})]
+    _append(log, "noise\nloss: 0.4\n")
+    assert _steps(source.poll()) == [(2, {ACC: 0.6, LOSS: 0.4})]
+
+
+def test_stdout_regex_matching_twice_before_the_step_completes_keeps_the_latest(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("accuracy=0.1\naccuracy=0.2\nloss: 1.0\n")
+    source = StdoutSource(str(log), MetricSpec.from_config({ACC: 1, LOSS: -1}))
+    assert _steps(source.poll()) == [(1, {ACC: 0.2, LOSS: 1.0})]
+
+
+def test_stdout_partial_last_line_waits_until_its_newline_or_the_drain(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("accuracy=0.9")  # the job is still printing the number
+    source = StdoutSource(str(log), MetricSpec.from_config({ACC: 1}))
+    # "0.9" might still become "0.95": not read before the newline.
+    assert source.poll() == []
+    _append(log, "5\n")
+    assert _steps(source.poll()) == [(1, {ACC: 0.95})]
+    _append(log, "accuracy=0.97")
+    # At the end of the job the last line counts even without a newline.
+    assert _steps(source.drain()) == [(2, {ACC: 0.97})]
+
+
+def test_stdout_zero_weight_regex_only_adds_its_value(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("loss: 0.3\naccuracy=0.8\n")
+    source = StdoutSource(str(log), MetricSpec.from_config({ACC: 1, LOSS: 0}))
+    # The zero-weight loss is not required but is kept in the step it matched in.
+    assert _steps(source.poll()) == [(1, {LOSS: 0.3, ACC: 0.8})]
+
+
+def test_stdout_utf8_split_across_polls_is_decoded_whole(tmp_path):
+    log = tmp_path / "train.log"
+    data = "精度 accuracy=0.5\n".encode()
+    log.write_bytes(data[:1])
+    source = StdoutSource(str(log), MetricSpec.from_config({ACC: 1}))
+    source.poll()
+    with open(log, "ab") as handle:
+        handle.write(data[1:])
+    assert _steps(source.poll()) == [(1, {ACC: 0.5})]
+
+
+@pytest.mark.parametrize(("regex", "found"), [("accuracy=[0-9.]+", 0), ("(a)=(b)", 2)])
+def test_stdout_regex_needs_exactly_one_capture_group(tmp_path, regex, found):
+    with pytest.raises(ConfigError, match=f"exactly one capture group.*found {found}"):
+        StdoutSource(str(tmp_path / "log"), MetricSpec.from_config({regex: 1}))
+
+
+def test_stdout_invalid_regex_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not a valid regex"):
+        StdoutSource(str(tmp_path / "log"), MetricSpec.from_config({"acc=([0-9": 1}))
+
+
+def test_stdout_missing_log_is_waited_for(tmp_path):
+    source = StdoutSource(str(tmp_path / "later.log"), MetricSpec.from_config({ACC: 1}))
+    assert source.poll() == [] and source.found() is False
+
+
+def test_json_lines_with_step_key_and_nested_objects(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"global_step": 100, "eval": {"auc": 0.7}, "tag": "x", "ok": true}\n')
+    source = JsonSource(str(path), MetricSpec.from_config({"eval.auc": 1}))
+    # The step comes from global_step; nested keys are dotted; strings and bools are not metrics.
+    assert _steps(source.poll()) == [(100, {"eval.auc": 0.7})]
+    path.write_text(path.read_text() + '{"step": 200, "eval": {"auc": 0.8}}\n')
+    # Incremental: only the new line.
+    assert _steps(source.poll()) == [(200, {"eval.auc": 0.8})]
+
+
+def test_json_lines_without_step_key_are_numbered_by_order(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"auc": 0.1}\n\n{"auc": 0.2}\n')
+    source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
+    assert _steps(source.poll()) == [(1, {"auc": 0.1}), (2, {"auc": 0.2})]
+
+
+def test_json_last_object_without_newline_is_read_once_it_parses(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"auc": 0.1')
+    source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
+    assert source.poll() == []
+    path.write_text('{"auc": 0.15}')
+    # json.dump without a trailing newline is complete once the object closes.
+    assert _steps(source.poll()) == [(1, {"auc": 0.15})]
+
+
+def test_json_single_pretty_printed_document(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text('[\n  {"step": 1, "auc": 0.5},\n  {"step": 2, "auc": 0.6}\n]\n')
+    source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
+    # A multi-line document is parsed whole: a list gives one step per object.
+    assert _steps(source.poll()) == [(1, {"auc": 0.5}), (2, {"auc": 0.6})]
+    # Unchanged document: nothing new.
+    assert source.poll() == []
+
+
+def test_json_garbage_line_is_skipped(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"auc": 0.1}\nTraceback (most recent call last)\n{"auc": 0.2}\n')
+    source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
+    assert _steps(source.poll()) == [(1, {"auc": 0.1}), (2, {"auc": 0.2})]
+    assert "not JSON" in caplog.text
+
+
+def test_unknown_source_type_suggests_the_close_one():
+    with pytest.raises(ConfigError, match=r"unknown source type 'sumary'.*did you mean 'summary'"):
+        build_source("sumary", "x", spec=MetricSpec.from_config({"a": 1}))
+
+
+def test_table_type_loads_its_provider_module_on_first_use(monkeypatch):
+    monkeypatch.setitem(sources_module._PROVIDERS, "table", "hpo_tools.no_such_platform")
+    monkeypatch.delitem(sources_module._FACTORIES, "table", raising=False)
+    # Until the MaxCompute platform is importable, the message says what is missing.
+    with pytest.raises(ConfigError, match="'table' needs hpo_tools.no_such_platform"):
+        build_source("table", "select 1", spec=MetricSpec.from_config({"a": 1}))
+
+
+def test_registered_source_type_is_built_by_its_factory(monkeypatch):
+    class ListSource(MetricSource):
+        def poll(self):
+            return [MetricPoint(1, {"a": 2.0})]
+
+    monkeypatch.setattr(sources_module, "_FACTORIES", dict(sources_module._FACTORIES))
+    register_source_type("Memory", lambda location, spec: ListSource(location))
+
+    source = build_source("memory", "here", spec=MetricSpec.from_config({"a": 1}))
+
+    # Names are case-insensitive; the factory gets the location.
+    assert isinstance(source, ListSource) and source.location == "here"
+    assert _steps(source.poll()) == [(1, {"a": 2.0})]
+
+
+def test_empty_location_is_a_config_error():
+    with pytest.raises(ConfigError, match="empty location"):
+        build_source("summary", "  ", spec=MetricSpec.from_config({"a": 1}))
