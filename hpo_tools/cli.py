@@ -27,6 +27,7 @@ __all__ = ["main", "entrypoint", "COMMAND_MODULES"]
 
 # Modules under hpo_tools.commands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "get",
     "make_data",
     "experiment",
     "metrics",

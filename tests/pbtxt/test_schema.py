@@ -208,3 +208,19 @@ def test_proto_module_that_does_not_import():
 def test_proto_module_without_colon():
     with pytest.raises(ConfigError, match="expected MODULE:MESSAGE"):
         load_schema(proto_module="easyrec_like_pb2")
+
+
+def test_sample_search_space_keys_all_resolve_in_the_sample():
+    import json
+
+    from hpo_tools.pbtxt import Document
+
+    doc = Document.parse((REPO / "samples" / "pipeline.config").read_text())
+    space = json.loads((REPO / "samples" / "hpo" / "search_space.json").read_text())
+    for key, spec in space.items():
+        parts = key.split(";")
+        for part in parts:
+            # strict: an unknown field, bad index or empty selection raises ConfigPathError.
+            assert doc.get(part, strict=True), part
+        if len(parts) > 1:  # a multi-key entry needs one ";"-separated value per key
+            assert all(len(str(v).split(";")) == len(parts) for v in spec["_value"]), key
