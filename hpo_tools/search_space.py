@@ -152,9 +152,12 @@ def _validate_choice(name: str, args: list, where: str, source: str, prefix: str
             _validate_dims(sub, source, prefix=f"{prefix}{name}/_name={option['_name']}/")
         return
     for value in args:
-        if not isinstance(value, (int, float, str)):
+        # Lists are accepted (NNI's tuners pass them through): a repeated field's new values.
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, (int, float, str)) for v in items):
             raise ConfigError(
-                f"{where}: choice values must be numbers or strings, got {value!r}"
+                f"{where}: choice values must be numbers, strings or lists of them, "
+                f"got {value!r}"
             )
 
 

@@ -42,7 +42,8 @@ def test_missing_file_is_a_config_error(tmp_path):
         ({"_type": "randint", "_value": [0.5, 3]}, "integer bounds"),
         ({"_type": "normal", "_value": [0, -1]}, "sigma > 0"),
         ({"_type": "choice", "_value": []}, "at least one value"),
-        ({"_type": "choice", "_value": [[1, 2]]}, "numbers or strings"),
+        ({"_type": "choice", "_value": [[1, [2]]]}, "numbers, strings or lists"),
+        ({"_type": "choice", "_value": [None]}, "numbers, strings or lists"),
         ({"_type": "choice", "_value": 3}, "_value must be a list"),
         ({"_type": "uniform", "_value": [0, 1], "_vlaue": 1}, "unknown key '_vlaue'"),
         ("uniform", "expected"),
@@ -137,3 +138,14 @@ def test_all_ten_types_validate_and_give_corners():
     points = corner_points(validate_search_space(space))
     assert len(points) == 2
     assert set(points[0]) == set(space)
+
+
+def test_project_sample_search_space_is_valid_and_lists_are_choice_values():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "samples" / "hpo" / "search_space.json"
+    space = load_search_space(path)
+    values = [p["model_config.dbmtl.task_towers[:].relation_dnn.hidden_units"]
+              for p in corner_points(space)]
+    # A list is one value (a repeated field's new content), not several dimensions.
+    assert [8] in values and [32, 16] in values

@@ -41,6 +41,7 @@ __all__ = [
     "load_trial_file",
     "parse_trial_text",
     "params_to_edits",
+    "undefined_placeholders",
     "PLATFORM_NAMES",
 ]
 
@@ -644,6 +645,43 @@ def parse_trial_text(
     if is_classic:
         return _classic(sections, source, variables, secrets)
     return _platform(sections, source, secrets)
+
+
+def undefined_placeholders(
+    text: str,
+    *,
+    source: str,
+    variables: TrialVariables,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """Every ``${name}`` of a trial file that is neither a trial variable nor in the environment.
+
+    Used by ``hpo-tools check`` to report them all at once (parsing stops at the first).
+
+    Returns:
+        ``{name: ["file: [section] key: ${name} is not defined ...", ...]}``, empty when all
+        resolve.
+
+    Raises:
+        ConfigError: the file does not render (Jinja) or parse (INI).
+    """
+    env = dict(os.environ if environ is None else environ)
+    names = variables.as_dict()
+    rendered = templating.render_jinja(text, source=source, context={**names, "env": env})
+    parser = _parse_ini(rendered, source)
+    found: dict[str, list[str]] = {}
+    for section in parser.sections():
+        for key, value in parser[section].items():
+            for name in templating.placeholders(value):
+                name = name.strip()
+                if name in names or name in env:
+                    continue
+                hint = did_you_mean(name, list(names) + list(env))
+                found.setdefault(name, []).append(
+                    f"{source}: [{section}] {key}: ${{{name}}} is not defined: not a trial "
+                    f"variable and not set in the environment{hint}"
+                )
+    return found
 
 
 def load_trial_file(

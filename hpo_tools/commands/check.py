@@ -1,0 +1,48 @@
+"""`hpo-tools check`: render a trial file over the corners of a search space, launch nothing."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "check"
+HELP = "check a trial file against a search space before spending on an experiment"
+DESCRIPTION = """\
+Render the trial file and the edited training config for every corner of the search space
+(every choice value, the bounds of every range; randint's upper bound is exclusive) without
+launching anything, and report every problem at once: ${...} left undefined, config keys that do
+not resolve, values that do not fit their field, unreadable files, bad metric settings.
+Exit 0 only when all is well, 1 when problems were found, 2 on unusable input.
+
+Run it from the directory the trials run in (NNI's trialCodeDirectory): relative paths in the
+trial file are resolved from there.
+
+example:
+  hpo-tools check --config trial.ini --search-space search_space.json
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's options."""
+    parser.add_argument("--config", required=True, metavar="FILE", help="the trial file")
+    parser.add_argument(
+        "--search-space",
+        "--search_space",
+        dest="search_space",
+        required=True,
+        metavar="FILE",
+        help="the NNI search-space JSON file",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print every problem; 0 when there is none."""
+    from hpo_tools.trial.check import check_trial_file
+
+    problems = check_trial_file(args.config, args.search_space)
+    if not problems:
+        print(f"ok: {args.config} renders at every corner of {args.search_space}")
+        return 0
+    for problem in problems:
+        print(f"problem: {problem}")
+    print(f"{len(problems)} problem(s) found")
+    return 1

@@ -1,0 +1,95 @@
+"""``python -m hpo_tools.run --config FILE [--exp_dir DIR]``: NNI's ``trialCommand``.
+
+Runs one trial: parameters from NNI when running under NNI (``NNI_PLATFORM`` set), else the
+empty parameter set with results printed (use ``hpo-tools run --params`` to choose them). Exit
+codes: 0 succeeded, 1 failed, 2 bad trial file (nothing launched), 128+N stopped by signal N.
+
+Nothing here imports TensorFlow, and ``nni`` is imported only under NNI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from hpo_tools.errors import HpoError
+
+if TYPE_CHECKING:
+    from hpo_tools.trial.reporter import Reporter
+
+__all__ = ["main", "build_parser"]
+
+_logger = logging.getLogger(__name__)
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The strict argument parser (a mistyped flag is an error, not ignored)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hpo_tools.run",
+        description="Run one trial of an NNI experiment from a trial file "
+        "(classic config_begin.ini or platform trial.ini).",
+    )
+    parser.add_argument("--config", required=True, metavar="FILE", help="the trial file")
+    parser.add_argument(
+        "--exp_dir",
+        "--exp-dir",
+        dest="exp_dir",
+        metavar="DIR",
+        help="experiment directories go under DIR/<experiment id> "
+        "(default: NNI's own experiment directory)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between two metric polls (default: 1)",
+    )
+    return parser
+
+
+def _reporter(environ: Mapping[str, str]) -> Reporter:
+    from hpo_tools.trial.reporter import ConsoleReporter, NniReporter, under_nni
+
+    if under_nni(environ):
+        return NniReporter()
+    return ConsoleReporter({})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the trial; return the exit code."""
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
+    from hpo_tools.trial.reporter import ReporterChannelLost
+    from hpo_tools.trial.runner import EXIT_FAILED, run_trial_file
+
+    try:
+        reporter = _reporter(os.environ)
+        outcome = run_trial_file(
+            args.config, reporter, exp_dir=args.exp_dir, interval=args.interval
+        )
+    except ReporterChannelLost as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except HpoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # before any job was launched
+        print("interrupted", file=sys.stderr)
+        return 130
+    if outcome.status != "succeeded":
+        print(f"trial {outcome.status}: {outcome.message}", file=sys.stderr)
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

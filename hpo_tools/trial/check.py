@@ -1,0 +1,180 @@
+"""``hpo-tools check``: render a trial file and its edited configs at every corner of the search
+space, launching nothing, and collect every problem at once.
+
+For each corner point (:func:`hpo_tools.search_space.corner_points`) the trial file is rendered
+and parsed with those parameters, and each edited training config (``[params_config]`` sources,
+or the classic ``-Dconfig`` with ``-Dedit_config_json``) is read and edited in memory, one
+parameter at a time, so every key that does not resolve and every value that does not fit is
+reported, not just the first. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hpo_tools.errors import ConfigError, HpoError
+from hpo_tools.search_space import corner_points, load_search_space
+from hpo_tools.trial.settings import (
+    TrialSettings,
+    TrialVariables,
+    params_to_edits,
+    parse_trial_text,
+    undefined_placeholders,
+)
+
+__all__ = ["check_trial_file", "check_or_raise"]
+
+_logger = logging.getLogger(__name__)
+
+_UNDEFINED = "<undefined>"
+
+
+class _Problems:
+    """Ordered, de-duplicated problem messages; a corner label is added where it matters."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self.messages: list[str] = []
+
+    def add(self, message: str, corner: str | None = None) -> None:
+        if message in self._seen:
+            return
+        self._seen.add(message)
+        self.messages.append(f"{message} [at {corner}]" if corner else message)
+
+
+def _corner_label(index: int, count: int, point: Mapping[str, Any]) -> str:
+    return f"corner {index}/{count} {json.dumps(dict(point), sort_keys=True)}"
+
+
+def _check_edits(
+    text: str, source: str, edits: Mapping[str, Any], problems: _Problems, corner: str
+) -> None:
+    from hpo_tools.pbtxt import Document
+
+    try:
+        document = Document.parse(text, source=source)
+    except ConfigError as err:
+        problems.add(str(err))
+        return
+    for key, value in edits.items():
+        try:
+            document.apply({key: value})
+        except ConfigError as err:
+            problems.add(f"{source}: {err}" if source not in str(err) else str(err), corner)
+
+
+def _read(path: str, problems: _Problems, cache: dict[str, str | None]) -> str | None:
+    if path not in cache:
+        from hpo_tools import storage
+
+        try:
+            cache[path] = storage.read_text(path)
+        except HpoError as err:
+            problems.add(str(err))
+            cache[path] = None
+    return cache[path]
+
+
+def _check_metrics(settings: TrialSettings, problems: _Problems) -> None:
+    from hpo_tools.metrics import MetricSpec
+
+    metric = settings.metric
+    try:
+        MetricSpec.from_config(
+            dict(metric.metric_dict),
+            final_mode=metric.final_mode,
+            optimize_mode=metric.optimize_mode,
+            source_list_final_mode=metric.source_list_final_mode,
+            key=f"{settings.source}: [metric_config] metric_dict",
+        )
+    except ConfigError as err:
+        problems.add(str(err))
+
+
+def check_trial_file(
+    trial_file: str | os.PathLike[str],
+    search_space_file: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Every problem of a trial file over the corners of a search space.
+
+    Args:
+        trial_file: the trial file (either format).
+        search_space_file: the NNI search-space JSON file.
+        environ: the environment for ``${ENV_VAR}`` (default ``os.environ``).
+
+    Returns:
+        One-line problem messages; empty when all is well.
+    """
+    env = dict(os.environ if environ is None else environ)
+    problems = _Problems()
+    source = str(trial_file)
+    try:
+        space = load_search_space(search_space_file)
+        text = Path(trial_file).read_text(encoding="utf-8")
+    except ConfigError as err:
+        return [str(err)]
+    except OSError as err:
+        return [f"{source}: cannot read trial file: {err.strerror or err}"]
+    points = corner_points(space)
+    cache: dict[str, str | None] = {}
+    for index, point in enumerate(points, start=1):
+        corner = _corner_label(index, len(points), point)
+        variables = TrialVariables("check", f"corner{index}", f"./check/corner{index}", point)
+        try:
+            undefined = undefined_placeholders(
+                text, source=source, variables=variables, environ=env
+            )
+        except ConfigError as err:  # Jinja or INI syntax: nothing further can be checked
+            problems.add(str(err))
+            break
+        for messages in undefined.values():
+            for message in messages:
+                problems.add(message)
+        # Stand-ins for the undefined names, so the other checks still run.
+        stand_in = {**env, **{name: _UNDEFINED for name in undefined}}
+        try:
+            settings = parse_trial_text(text, source=source, variables=variables, environ=stand_in)
+        except ConfigError as err:
+            problems.add(str(err), corner)
+            continue
+        _check_metrics(settings, problems)
+        edits = params_to_edits(point)
+        if settings.edit_config_json is not None and settings.config_path:
+            config_text = _read(settings.config_path, problems, cache)
+            if config_text is not None:
+                _check_edits(
+                    config_text, settings.config_path, settings.edit_config_json, problems, corner
+                )
+        for config_edit in settings.config_edits:
+            config_text = _read(config_edit.src, problems, cache)
+            if config_text is not None:
+                _check_edits(config_text, config_edit.src, edits, problems, corner)
+    _logger.info("checked %s over %d corner points", source, len(points))
+    return problems.messages
+
+
+def check_or_raise(
+    trial_file: str | os.PathLike[str],
+    search_space_file: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """:func:`check_trial_file`, raising when there is any problem.
+
+    Raises:
+        ConfigError: ``"<n> problem(s) in <file>: <first>; <second>; ..."`` (one line).
+    """
+    problems = check_trial_file(trial_file, search_space_file, environ=environ)
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} problem(s) in {trial_file} with {search_space_file}: "
+            + "; ".join(problems)
+        )

@@ -1,0 +1,86 @@
+"""SIGINT/SIGTERM to the runner: every job cancelled, registry marked, non-zero exit within 3 s."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpo_tools.jobs import JobRegistry
+from hpo_tools.platforms import JobState
+
+from .conftest import PYTHON
+
+METRIC = '[metric_config]\nmetric_source=/nowhere\nmetric_dict={"auc": 1}\n'
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie runs nothing
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return env
+
+
+def _start_sleeping_trial(tmp_path: Path, write_trial):
+    pidfile = tmp_path / "job.pid"
+    sleeper = f"import os, time; open('{pidfile}', 'w').write(str(os.getpid())); time.sleep(60)"
+    trial = write_trial(
+        f'[platform_config]\nname=Local\ncmd1={PYTHON} -c "{sleeper}"\ncmd2=true\n' + METRIC
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "hpo_tools.run", "--config", str(trial),
+         "--exp_dir", str(tmp_path / "exp"), "--interval", "0.2"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text()):
+        if runner.poll() is not None or time.monotonic() > deadline:
+            runner.kill()
+            pytest.fail(f"job never started: {runner.communicate()}")
+        time.sleep(0.05)
+    return runner, int(pidfile.read_text())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_cancels_job_and_exits_non_zero_within_3_seconds(tmp_path, write_trial, signum):
+    runner, job_pid = _start_sleeping_trial(tmp_path, write_trial)
+    try:
+        started = time.monotonic()
+        runner.send_signal(signum)
+        code = runner.wait(timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        if _alive(job_pid):
+            os.kill(job_pid, signal.SIGKILL)
+    # NNI waits 5 s before SIGKILL; the runner must be done well before.
+    assert elapsed < 3.0, elapsed
+    # Exit 0 would make NNI record the trial SUCCEEDED with a half-trained result.
+    assert code != 0
+    assert code == 128 + signum
+    # The job's process is gone by the time the runner exits.
+    assert not _alive(job_pid)
+    record = JobRegistry(tmp_path / "exp" / "standalone").load("standalone")
+    assert record.jobs[0].state is JobState.CANCELLED
+    assert record.state is JobState.CANCELLED
+    # cmd2 was never started.
+    assert [j.command_index for j in record.jobs] == [1]
+    result = json.loads(
+        (tmp_path / "exp/standalone/trials/standalone/result.json").read_text()
+    )
+    assert result["status"] == "cancelled" and result["final"] is None

@@ -1,0 +1,103 @@
+"""`python -m hpo_tools.run`, `hpo-tools run`: arguments, exit codes, import hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpo_tools import cli
+from hpo_tools import run as run_module
+from hpo_tools.commands.run import parse_params
+from hpo_tools.errors import ConfigError
+
+from .conftest import TRAIN
+
+REPO = Path(__file__).resolve().parents[2]
+TRIAL = (
+    "[platform_config]\nname=Local\n"
+    f"cmd1={TRAIN} --lr ${{lr}} --model_dir ${{NNI_OUTPUT_DIR}}/model --steps 2\n"
+    "[metric_config]\nmetric_source=${NNI_OUTPUT_DIR}/model/eval_val\nmetric_dict={\"auc\": 1}\n"
+)
+
+
+def test_hpo_tools_run_prints_results_and_exits_0(tmp_path, write_trial, capsys):
+    trial = write_trial(TRIAL)
+    code = cli.main(["run", "--config", str(trial), "--params", '{"lr": 0.01}',
+                     "--exp_dir", str(tmp_path / "exp"), "--interval", "0.05"])
+    out = capsys.readouterr().out
+    assert code == 0
+    # What would have gone to NNI is printed: each step, then the final result.
+    assert out.count("intermediate result") == 2
+    assert "final result: {\"default\": 0.6" in out
+    assert (tmp_path / "exp/standalone/trials/standalone/result.json").exists()
+
+
+def test_hpo_tools_run_reads_params_from_a_file(tmp_path, write_trial, capsys):
+    trial = write_trial(TRIAL)
+    params = tmp_path / "p.json"
+    params.write_text('{"lr": 0.01}')
+    code = cli.main(["run", "--config", str(trial), "--params", f"@{params}",
+                     "--exp_dir", str(tmp_path / "exp"), "--trial-id", "mine",
+                     "--interval", "0.05"])
+    assert code == 0
+    saved = json.loads((tmp_path / "exp/standalone/trials/mine/params.json").read_text())
+    assert saved["params"] == {"lr": 0.01} and saved["trial_id"] == "mine"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{bad", "--params: not valid JSON"), ("[1]", "expected a JSON object, got list"),
+     ("@/no/such/file", "cannot read")],
+)
+def test_bad_params_are_config_errors(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_params(text)
+
+
+def test_hpo_tools_run_config_error_exits_2(tmp_path, write_trial, capsys):
+    trial = write_trial(TRIAL.replace("name=Local", "name=Lokal"))
+    code = cli.main(["run", "--config", str(trial), "--params", "{}",
+                     "--exp_dir", str(tmp_path / "exp")])
+    assert code == 2
+    err = capsys.readouterr().err
+    # One line naming file, section and key, with the near miss.
+    assert "error: " in err and "[platform_config] name" in err and "'local'" in err
+
+
+def test_module_run_config_error_exits_2(tmp_path, write_trial, capsys):
+    trial = write_trial(TRIAL.replace("${lr}", "${lrr}"))
+    assert run_module.main(["--config", str(trial), "--exp_dir", str(tmp_path / "e")]) == 2
+    assert "${lrr} is not defined" in capsys.readouterr().err
+
+
+def test_module_run_rejects_unknown_flags():
+    # parse_known_args silently ignored typos in the old runner; ours stops.
+    with pytest.raises(SystemExit) as info:
+        run_module.main(["--config", "x.ini", "--exp-dri", "d"])
+    assert info.value.code == 2
+
+
+def test_module_run_standalone_succeeds(tmp_path, write_trial):
+    trial = write_trial(TRIAL.replace("${lr}", "0.01"))
+    code = run_module.main(["--config", str(trial), "--exp_dir", str(tmp_path / "e"),
+                            "--interval", "0.05"])
+    assert code == 0
+
+
+def test_runner_path_imports_neither_tensorflow_nor_nni_outside_nni():
+    code = (
+        "import sys, hpo_tools.run, hpo_tools.trial.runner, hpo_tools.trial.check, "
+        "hpo_tools.commands.run, hpo_tools.commands.check, hpo_tools.platforms.local, "
+        "hpo_tools.metrics, hpo_tools.jobs\n"
+        "bad = [m for m in ('tensorflow', 'nni', 'odps', 'oss2') if m in sys.modules]\n"
+        "print(bad)"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60)
+    # TensorFlow costs ~3 s and NNI ~1 s per trial start; neither belongs on this path.
+    assert done.stdout.strip() == "[]", done.stderr
