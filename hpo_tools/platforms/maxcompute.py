@@ -1,0 +1,850 @@
+"""The MaxCompute platform: PAI commands through ``run_xflow``, anything else as SQL, via pyodps.
+
+- ``PAI -name X -project Y -Dk=v ...`` (one or several lines, an optional trailing ``;``) is parsed
+  by :func:`parse_command` and submitted with ``odps.run_xflow(X, Y, {k: v, ...})``: quotes around
+  a value are stripped, JSON values (``-Dcluster='{"ps":{"count":1}}'``, quoted or not) are kept
+  whole. Any other command is submitted with ``odps.run_sql``.
+- pyodps' own wait loops swallow KeyboardInterrupt (API-NOTES §0.5), so :class:`MaxComputeJob`
+  polls the instance itself, between waits on a ``threading.Event`` that :meth:`cancel` sets.
+  Sub-instances of a PAI job are recorded as they appear; every logview address is written to the
+  job's log and the ``on_update`` callback runs so that the runner saves them in the registry.
+- :meth:`MaxComputeJob.cancel` stops every recorded instance, in parallel, within 2.5 s.
+- Credentials: ``access_id`` / ``access_key`` (as the runner resolved them) or, when not given,
+  the environment variables named by ``credential_env`` (default ``ODPS_ACCESS_ID`` /
+  ``ODPS_ACCESS_KEY``, then ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``ALIBABA_CLOUD_ACCESS_KEY_SECRET``).
+  Only the variable *names* are in :meth:`MaxComputePlatform.settings` and job descriptions, so
+  another process (the assessor) rebuilds the client from its own environment.
+- The ``table`` metric source (``metric_type=table``, ``metric_source=<SQL query>``) runs its query
+  through the client of the MaxCompute platform created last in this process.
+
+``odps`` is imported only inside functions: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
+from hpo_tools.metrics.sources import MetricPoint, MetricSource, register_source_type
+from hpo_tools.platforms.base import Job, JobState, OutputFilter, Platform, UpdateCallback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hpo_tools.metrics.score import MetricSpec
+
+__all__ = [
+    "DEFAULT_CREDENTIAL_ENV",
+    "MaxComputeJob",
+    "MaxComputePlatform",
+    "MaxComputeSettings",
+    "ParsedCommand",
+    "TableSource",
+    "parse_command",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: Env var pairs (access id, access key) tried in order when no credentials are given.
+DEFAULT_CREDENTIAL_ENV: Tuple[Tuple[str, str], ...] = (
+    ("ODPS_ACCESS_ID", "ODPS_ACCESS_KEY"),
+    ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+)
+_CANCEL_TIMEOUT = 2.5
+_MAX_POLL_ERRORS = 20
+_STEP_COLUMNS = ("step", "global_step")
+
+
+# ---------------------------------------------------------------------------------------------
+# Command parsing
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedCommand:
+    """A command as MaxCompute receives it.
+
+    Attributes:
+        kind: ``"xflow"`` for ``PAI ...`` commands, ``"sql"`` otherwise.
+        name: The PAI algorithm (``easy_rec_ext``); empty for SQL.
+        project: The PAI algorithm's project (``algo_public``); empty for SQL.
+        parameters: ``-Dkey=value`` pairs in order, quotes stripped.
+        sql: The SQL text; empty for PAI commands.
+    """
+
+    kind: str
+    name: str = ""
+    project: str = ""
+    parameters: Dict[str, str] = dataclasses.field(default_factory=dict)
+    sql: str = ""
+
+
+def _split_words(text: str) -> List[str]:
+    """Split at blanks outside quotes and outside ``{...}`` / ``[...]`` (JSON stays whole).
+
+    Quotes are kept in the words; ``\\`` + newline is a blank.
+    """
+    words: List[str] = []
+    current: List[str] = []
+    quote = ""
+    depth = 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            current.append(char)
+            if char == "\\" and quote == '"' and i + 1 < len(text):
+                current.append(text[i + 1])  # an escaped character never ends the quote
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+            current.append(char)
+        elif char in "{[":
+            depth += 1
+            current.append(char)
+        elif char in "}]":
+            depth = max(0, depth - 1)
+            current.append(char)
+        elif char == "\\" and text[i + 1 : i + 2] == "\n":
+            i += 1  # line continuation
+            if depth == 0 and current:
+                words.append("".join(current))
+                current = []
+        elif char.isspace() and depth == 0:
+            if current:
+                words.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+        i += 1
+    if quote:
+        raise ConfigError(f"PAI command: unclosed {quote} quote in {''.join(current)[:60]!r}")
+    if current:
+        words.append("".join(current))
+    return words
+
+
+def _unquote(value: str) -> str:
+    """Remove one pair of surrounding quotes; inside "...", \\" and \\\\ are unescaped."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        inner = value[1:-1]
+        if value[0] == '"':
+            inner = re.sub(r'\\(["\\])', r"\1", inner)
+        return inner
+    return value
+
+
+def parse_command(text: str) -> ParsedCommand:
+    """Parse a MaxCompute command: ``PAI -name X -project Y -Dk=v ...`` or SQL.
+
+    Rules: the first word ``PAI`` (any case) makes it a PAI command; options are ``-name X``,
+    ``-project Y`` (or ``-name=X``) and ``-Dkey=value``; words end at blanks or line ends outside
+    quotes and braces; one pair of quotes around a value (or the whole word) is removed; a
+    trailing ``;`` is dropped. Anything else is SQL, passed on as written (trimmed).
+
+    Raises:
+        ConfigError: A PAI command without ``-name``, with an unknown option, or a malformed
+            ``-D`` word.
+    """
+    stripped = text.strip()
+    first = stripped.split(None, 1)[0] if stripped else ""
+    if first.upper() != "PAI":
+        if not stripped:
+            raise ConfigError("MaxCompute command is empty")
+        return ParsedCommand(kind="sql", sql=stripped)
+    body = stripped[len(first) :].strip()
+    while body.endswith(";"):
+        body = body[:-1].rstrip()
+    words = [_unquote(w) for w in _split_words(body)]
+    options: Dict[str, str] = {}
+    parameters: Dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("-D"):
+            key, sep, value = word[2:].partition("=")
+            if not sep and i + 1 < len(words) and not key:
+                key, sep, value = words[i + 1].partition("=")
+                i += 1
+            if not sep or not key:
+                raise ConfigError(f"PAI command: {word!r} is not -Dkey=value")
+            parameters[key.strip()] = _unquote(value)
+        elif word.lower().lstrip("-").split("=", 1)[0] in ("name", "project") and word[:1] == "-":
+            option, sep, value = word.lstrip("-").partition("=")
+            if not sep:
+                if i + 1 >= len(words):
+                    raise ConfigError(f"PAI command: {word} needs a value")
+                value = words[i + 1]
+                i += 1
+            options[option.lower()] = _unquote(value)
+        else:
+            raise ConfigError(
+                f"PAI command: unexpected {word[:60]!r}; expected -name NAME, -project PROJECT "
+                "or -Dkey=value"
+            )
+        i += 1
+    if not options.get("name"):
+        raise ConfigError("PAI command: -name is missing (e.g. PAI -name easy_rec_ext ...)")
+    return ParsedCommand(
+        kind="xflow",
+        name=options["name"],
+        project=options.get("project", ""),
+        parameters=parameters,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings and credentials
+
+
+def _credential_env(value: Any) -> Optional[Tuple[str, str]]:
+    if value in (None, "", [], ()):
+        return None
+    if isinstance(value, Mapping):
+        pair = (value.get("access_id"), value.get("access_key"))
+    elif isinstance(value, str):
+        pair = tuple(part.strip() for part in value.split(","))  # "ID_VAR,KEY_VAR"
+    else:
+        pair = tuple(value)
+    if len(pair) != 2 or not all(isinstance(p, str) and p for p in pair):
+        raise ConfigError(
+            f"platform MaxCompute: credential_env={value!r} must name two env vars "
+            "(access id, access key), e.g. ODPS_ACCESS_ID,ODPS_ACCESS_KEY"
+        )
+    return (str(pair[0]), str(pair[1]))
+
+
+def _env_names_holding(access_id: str, access_key: str) -> Optional[Tuple[str, str]]:
+    """The env var names whose values are these credentials (defaults preferred), if any."""
+    candidates = list(DEFAULT_CREDENTIAL_ENV)
+    id_names = sorted(k for k, v in os.environ.items() if v == access_id)
+    key_names = sorted(k for k, v in os.environ.items() if v == access_key)
+    for id_name, key_name in candidates:
+        if id_name in id_names and key_name in key_names:
+            return (id_name, key_name)
+    if id_names and key_names:
+        return (id_names[0], key_names[0])
+    return None
+
+
+@dataclasses.dataclass
+class MaxComputeSettings:
+    """Where and as whom to run. ``repr`` never shows the credentials.
+
+    Attributes:
+        project: The MaxCompute project jobs run in.
+        endpoint: The service address (``http://service.cn-hangzhou.maxcompute.aliyun.com/api``).
+        credential_env: Names of the env vars holding the access id and key.
+        access_id: The access key id, when given explicitly (never stored or logged).
+        access_key: The access key secret, when given explicitly (never stored or logged).
+    """
+
+    project: str
+    endpoint: str
+    credential_env: Optional[Tuple[str, str]] = None
+    access_id: Optional[str] = dataclasses.field(default=None, repr=False)
+    access_key: Optional[str] = dataclasses.field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"MaxComputeSettings(project={self.project!r}, endpoint={self.endpoint!r}, "
+            f"credential_env={self.credential_env!r}, "
+            f"access_id={'***' if self.access_id else None}, "
+            f"access_key={'***' if self.access_key else None})"
+        )
+
+    def credentials(self) -> Tuple[str, str]:
+        """(access id, access key): as given, else from the environment.
+
+        Raises:
+            PlatformError: Nothing given and no env var pair set (names them).
+        """
+        if self.access_id and self.access_key:
+            return self.access_id, self.access_key
+        pairs = [self.credential_env] if self.credential_env else []
+        pairs += [p for p in DEFAULT_CREDENTIAL_ENV if p not in pairs]
+        for id_name, key_name in pairs:
+            access_id, access_key = os.environ.get(id_name), os.environ.get(key_name)
+            if access_id and access_key:
+                return access_id, access_key
+        names = " or ".join(f"{a} and {b}" for a, b in pairs)
+        raise PlatformError(f"platform MaxCompute: no credentials: set {names} in the environment")
+
+
+def _default_odps_factory(**kwargs: Any) -> Any:
+    from odps import ODPS  # heavy (0.5 s): only when a MaxCompute client is really needed
+
+    return ODPS(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+
+
+def _stop_all(stops: Sequence[Tuple[str, Callable[[], Any]]], timeout: float) -> int:
+    """Run each ``(instance id, stop)`` in its own thread; return how many returned in time."""
+    done: List[str] = []
+    lock = threading.Lock()
+
+    def run(instance_id: str, stop: Callable[[], Any]) -> None:
+        try:
+            stop()
+        except Exception as err:  # already terminated, network: log and go on
+            _logger.info("stopping instance %s: %s", instance_id, err)
+        with lock:
+            done.append(instance_id)
+
+    threads = [
+        threading.Thread(target=run, args=item, name=f"odps-stop-{item[0]}", daemon=True)
+        for item in stops
+    ]
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    with lock:
+        finished = list(done)
+    missing = [instance_id for instance_id, _ in stops if instance_id not in finished]
+    if missing:
+        _logger.warning("stopping instances %s did not return in %.1f s", missing, timeout)
+    return len(finished)
+
+
+class MaxComputeJob(Job):
+    """One MaxCompute instance (a PAI xflow or an SQL statement) and its sub-instances.
+
+    Attributes:
+        instance_ids: The main instance id, then each sub-instance id as it appeared.
+        logviews: Instance id -> logview address.
+    """
+
+    def __init__(
+        self,
+        instance: Any,
+        parsed: ParsedCommand,
+        *,
+        platform: MaxComputePlatform,
+        log_path: Path,
+        on_update: Optional[UpdateCallback],
+        output_filter: Optional[OutputFilter],
+    ) -> None:
+        super().__init__(str(instance.id), log_path)
+        self.kind = parsed.kind
+        self.name = parsed.name
+        self.instance_ids: List[str] = [str(instance.id)]
+        self.logviews: Dict[str, str] = {}
+        self._instance = instance
+        self._instances: Dict[str, Any] = {str(instance.id): instance}
+        self._platform = platform
+        self._on_update = on_update
+        self._output_filter = output_filter
+        self._state = JobState.RUNNING
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # guards the fields above
+        self._check_lock = threading.Lock()  # one status check at a time
+        self._last_check = float("-inf")
+        self._poll_errors = 0
+
+    @property
+    def logview(self) -> Optional[str]:
+        """The main instance's logview address (sub-instances' are in :attr:`logviews`)."""
+        return self.logviews.get(self.job_id)
+
+    def write_log(self, line: str) -> None:
+        """Append one status line to the job's log (through the output filter)."""
+        text = line.rstrip("\n") + "\n"
+        if self._output_filter is not None:
+            try:
+                text = self._output_filter(text)
+            except Exception:
+                _logger.exception("output filter failed; a status line was dropped")
+                return
+        try:
+            with open(self.log_path, "a", encoding="utf-8") as log:
+                log.write(text)
+        except OSError as err:
+            _logger.warning("cannot write to %s: %s", self.log_path, err)
+
+    def _notify(self) -> None:
+        if self._on_update is not None:
+            try:
+                self._on_update(self)
+            except Exception:  # the runner logs its own failures; never break the poll loop
+                _logger.exception("on_update failed for instance %s", self.job_id)
+
+    def _record_logview(self, name: str, instance: Any) -> None:
+        instance_id = str(instance.id)
+        try:
+            address = str(instance.get_logview_address())
+        except Exception as err:
+            _logger.info("no logview for instance %s: %s", instance_id, err)
+            return
+        self.logviews[instance_id] = address
+        label = f"{self.kind} {self.name}".strip() if name == "" else f"sub-instance {name}"
+        _logger.info("%s instance %s logview: %s", label, instance_id, address)
+        self.write_log(f"[maxcompute] {label} instance {instance_id} logview: {address}")
+
+    def _record_sub_instances(self) -> bool:
+        if self.kind != "xflow":
+            return False
+        subs = self._platform.client().get_xflow_sub_instances(self._instance)
+        new = False
+        for name, sub in subs.items():
+            sub_id = str(sub.id)
+            with self._lock:
+                if sub_id in self._instances:
+                    continue
+                self._instances[sub_id] = sub
+                self.instance_ids.append(sub_id)
+            self._record_logview(str(name), sub)
+            new = True
+        return new
+
+    def poll(self) -> JobState:
+        """Check the instance (at most every ``poll_interval`` s); return the state."""
+        with self._lock:
+            if self._state.is_finished:
+                return self._state
+            due = time.monotonic() - self._last_check >= self._platform.poll_interval
+        if not due or not self._check_lock.acquire(blocking=False):
+            return self._state
+        try:
+            return self._check()
+        finally:
+            self._check_lock.release()
+
+    def _check(self) -> JobState:
+        self._last_check = time.monotonic()
+        try:
+            terminated = bool(self._instance.is_terminated())
+            changed = self._record_sub_instances()  # also those that appeared at the end
+            successful = bool(self._instance.is_successful()) if terminated else False
+        except Exception as err:  # network trouble: keep going, give up after many in a row
+            self._poll_errors += 1
+            _logger.warning("checking instance %s failed (%d in a row): %s",
+                            self.job_id, self._poll_errors, err)
+            if self._poll_errors < _MAX_POLL_ERRORS:
+                return self._state
+            return self._finish(JobState.FAILED, f"status unknown after {self._poll_errors} "
+                                f"failed checks: {err}")
+        self._poll_errors = 0
+        with self._lock:
+            if self._state.is_finished:  # cancelled meanwhile
+                return self._state
+        if changed:
+            self._notify()
+        if not terminated:
+            return JobState.RUNNING
+        if successful:
+            return self._finish(JobState.SUCCEEDED, "")
+        return self._finish(JobState.FAILED, self._failure_message())
+
+    def _failure_message(self) -> str:
+        try:
+            statuses = self._instance.get_task_statuses()
+            failed = [
+                f"{name} {getattr(task.status, 'value', task.status)}"
+                for name, task in statuses.items()
+                if str(getattr(task.status, "value", task.status)).upper() != "SUCCESS"
+            ]
+        except Exception as err:
+            return f"instance {self.job_id} failed ({err})"
+        detail = ", ".join(failed) if failed else "not successful"
+        return f"instance {self.job_id} failed: {detail}"
+
+    def _finish(self, state: JobState, message: str) -> JobState:
+        with self._lock:
+            if self._state.is_finished:
+                return self._state
+            self._state = state
+            self.message = message
+        self._wake.set()
+        _logger.info("maxcompute instance %s %s %s", self.job_id, state.value, message)
+        self.write_log(f"[maxcompute] instance {self.job_id} {state.value}"
+                       + (f": {message}" if message else ""))
+        self._notify()
+        return state
+
+    def wait(self, timeout: Optional[float] = None) -> JobState:
+        """Poll until finished or ``timeout`` s pass; :meth:`cancel` wakes it at once."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.poll()
+            if state.is_finished:
+                return state
+            pause = self._platform.poll_interval
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return state
+                pause = min(pause, left)
+            self._wake.wait(pause)
+
+    def cancel(self) -> None:
+        """Stop every recorded instance (in parallel, within 2.5 s). Idempotent."""
+        with self._lock:
+            if self._state.is_finished:
+                return
+            self._state = JobState.CANCELLED
+            self.message = "cancelled"
+            instances = list(self._instances.items())
+        self._wake.set()
+        _logger.info("cancelling maxcompute instances %s", ", ".join(i for i, _ in instances))
+        # Sub-instances first: they are what burns resources.
+        stops = [(instance_id, instance.stop) for instance_id, instance in reversed(instances)]
+        _stop_all(stops, _CANCEL_TIMEOUT)
+        self.write_log(f"[maxcompute] instance {self.job_id} cancelled")
+        self._notify()
+
+    def describe(self) -> Dict[str, Any]:
+        """Platform, settings (no credentials), job id, project and every instance id."""
+        with self._lock:
+            instance_ids = list(self.instance_ids)
+        return {
+            "platform": MaxComputePlatform.name,
+            "settings": self._platform.settings(),
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "name": self.name,
+            "project": self._platform.project,
+            "instance_ids": instance_ids,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# The platform
+
+
+class MaxComputePlatform(Platform):
+    """Runs PAI commands and SQL on MaxCompute through pyodps.
+
+    Args:
+        project: The MaxCompute project (``[odps_config] project_name``).
+        endpoint: The service endpoint (``[odps_config] odps_endpoint``).
+        access_id: Access key id (the runner resolves ``${ENV}``); default: from the environment.
+        access_key: Access key secret; ``secret_access_key`` (pyodps' name) is accepted too.
+        credential_env: Names of the two env vars the credentials come from, stored instead of
+            the credentials so another process can rebuild them. Default: the variables found
+            holding the given values, else ``ODPS_ACCESS_ID`` / ``ODPS_ACCESS_KEY``, then
+            ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``ALIBABA_CLOUD_ACCESS_KEY_SECRET``.
+        poll_interval: Seconds between two status checks of an instance.
+        query_timeout: Seconds a ``table`` metric query may run.
+        odps_factory: Builds the client from ``access_id``, ``secret_access_key``, ``project``,
+            ``endpoint`` keywords (default ``odps.ODPS``; tests pass a ``FakeODPS``).
+
+    Raises:
+        ConfigError: Missing project or endpoint, or a malformed setting.
+    """
+
+    name = "maxcompute"
+
+    def __init__(
+        self,
+        *,
+        project: str = "",
+        endpoint: str = "",
+        access_id: Optional[str] = None,
+        access_key: Optional[str] = None,
+        secret_access_key: Optional[str] = None,
+        credential_env: Any = None,
+        poll_interval: Any = 5.0,
+        query_timeout: Any = 600.0,
+        odps_factory: Optional[Callable[..., Any]] = None,
+    ) -> None:
+        if not project or not endpoint:
+            missing = "project" if not project else "endpoint"
+            raise ConfigError(
+                f"platform MaxCompute: {missing} is missing ([odps_config] project_name and "
+                "odps_endpoint)"
+            )
+        access_key = access_key or secret_access_key
+        env_names = _credential_env(credential_env)
+        if env_names is None and access_id and access_key:
+            env_names = _env_names_holding(access_id, access_key)
+        self._settings = MaxComputeSettings(
+            project=str(project),
+            endpoint=str(endpoint),
+            credential_env=env_names,
+            access_id=access_id or None,
+            access_key=access_key or None,
+        )
+        self.poll_interval = _seconds("poll_interval", poll_interval)
+        self.query_timeout = _seconds("query_timeout", query_timeout)
+        self._factory = odps_factory or _default_odps_factory
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._closed = threading.Event()
+        _bind_table_source(self)
+
+    @property
+    def project(self) -> str:
+        """The project jobs run in."""
+        return self._settings.project
+
+    def __repr__(self) -> str:
+        return f"MaxComputePlatform({self._settings!r})"
+
+    def settings(self) -> Dict[str, Any]:
+        """Project, endpoint, env var names of the credentials, intervals: never credentials."""
+        names = self._settings.credential_env or DEFAULT_CREDENTIAL_ENV[0]
+        return {
+            "project": self._settings.project,
+            "endpoint": self._settings.endpoint,
+            "credential_env": list(names),
+            "poll_interval": self.poll_interval,
+            "query_timeout": self.query_timeout,
+        }
+
+    def client(self) -> Any:
+        """The pyodps ``ODPS`` client, built on first use."""
+        with self._client_lock:
+            if self._client is None:
+                access_id, access_key = self._settings.credentials()
+                self._client = self._factory(
+                    access_id=access_id,
+                    secret_access_key=access_key,
+                    project=self._settings.project,
+                    endpoint=self._settings.endpoint,
+                )
+            return self._client
+
+    def submit(
+        self,
+        command: str,
+        *,
+        log_path: Path,
+        env: Optional[Mapping[str, str]] = None,
+        on_update: Optional[UpdateCallback] = None,
+        output_filter: Optional[OutputFilter] = None,
+    ) -> MaxComputeJob:
+        """Submit ``command`` (``PAI ...`` -> run_xflow, else run_sql); return at once.
+
+        ``env`` has no meaning on MaxCompute and is ignored.
+
+        Raises:
+            ConfigError: A malformed PAI command.
+            PlatformError: MaxCompute refused the job (or no credentials).
+        """
+        parsed = parse_command(command)
+        log_path = Path(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        client = self.client()
+        try:
+            if parsed.kind == "xflow":
+                _logger.info(
+                    "submitting PAI -name %s -project %s with parameters %s",
+                    parsed.name, parsed.project or "(default)", ", ".join(parsed.parameters),
+                )
+                instance = client.run_xflow(
+                    parsed.name, parsed.project or None, dict(parsed.parameters)
+                )
+            else:
+                _logger.info("submitting SQL (%d characters)", len(parsed.sql))
+                instance = client.run_sql(parsed.sql)
+        except Exception as err:
+            what = f"PAI -name {parsed.name}" if parsed.kind == "xflow" else "SQL"
+            raise PlatformError(
+                f"platform MaxCompute: submitting {what} to project {self.project!r} failed: "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from err
+        job = MaxComputeJob(
+            instance, parsed, platform=self, log_path=log_path,
+            on_update=on_update, output_filter=output_filter,
+        )
+        job.write_log(f"[maxcompute] submitted {parsed.kind} {parsed.name} instance {job.job_id}"
+                      .replace("  ", " "))
+        job._record_logview("", instance)
+        job._notify()
+        return job
+
+    def cancel_described(self, description: Mapping[str, Any]) -> bool:
+        """Stop every instance of the description that has not terminated (within 2.5 s)."""
+        instance_ids = [str(i) for i in description.get("instance_ids") or []]
+        if not instance_ids and description.get("job_id"):
+            instance_ids = [str(description["job_id"])]
+        if not instance_ids:
+            raise PlatformError(f"maxcompute job description lacks instance ids: {description!r}")
+        project = str(description.get("project") or self.project)
+        client = self.client()
+        live = []
+        for instance_id in instance_ids:
+            try:
+                terminated = client.get_instance(instance_id, project=project).is_terminated()
+            except Exception as err:  # unknown: try to stop it anyway
+                _logger.info("status of instance %s unknown: %s", instance_id, err)
+                terminated = False
+            if not terminated:
+                live.append(instance_id)
+        if not live:
+            return False
+        _logger.info("stopping maxcompute instances %s from their description", ", ".join(live))
+        stops = [
+            (instance_id, lambda i=instance_id: client.stop_instance(i, project=project))
+            for instance_id in reversed(live)
+        ]
+        _stop_all(stops, _CANCEL_TIMEOUT)
+        return True
+
+    # -- the table metric source -------------------------------------------------------------
+
+    def run_query(self, sql: str) -> List[Dict[str, Any]]:
+        """Run ``sql`` and return its rows as dicts (column -> value).
+
+        Our own wait loop (pyodps' would swallow KeyboardInterrupt), bounded by
+        ``query_timeout``; :meth:`close` interrupts it.
+
+        Raises:
+            MetricReadError: The query failed, timed out, or the platform was closed.
+        """
+        client = self.client()
+        try:
+            instance = client.run_sql(sql)
+        except Exception as err:
+            raise MetricReadError(f"metric_source table: query failed to start: {err}") from err
+        deadline = time.monotonic() + self.query_timeout
+        pause = min(1.0, self.poll_interval) if self.poll_interval > 0 else 0.0
+        try:
+            while not instance.is_terminated():
+                if time.monotonic() > deadline or self._closed.is_set():
+                    _stop_all([(str(instance.id), instance.stop)], _CANCEL_TIMEOUT)
+                    raise MetricReadError(
+                        f"metric_source table: query instance {instance.id} did not finish in "
+                        f"{self.query_timeout:g} s"
+                    )
+                self._closed.wait(pause)
+            if not instance.is_successful():
+                raise MetricReadError(f"metric_source table: query instance {instance.id} failed")
+            with instance.open_reader() as reader:
+                return [dict(record) for record in reader]
+        except MetricReadError:
+            raise
+        except Exception as err:
+            raise MetricReadError(f"metric_source table: reading query results: {err}") from err
+
+    def table_source(self, location: str, spec: MetricSpec) -> TableSource:
+        """The ``table`` metric source for the query ``location``, run by this platform."""
+        return TableSource(location, spec, run_query=self.run_query)
+
+    def close(self) -> None:
+        """Interrupt running metric queries; submitted jobs keep running."""
+        self._closed.set()
+
+
+def _seconds(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or number < 0:
+        raise ConfigError(f"platform MaxCompute: {name}={value!r} is not a number of seconds")
+    return number
+
+
+# ---------------------------------------------------------------------------------------------
+# The `table` metric source
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class TableSource(MetricSource):
+    """Metrics in the rows of an SQL query's result (``metric_type=table``).
+
+    Each row is one step: its ``step`` (or ``global_step``) column, else its position (1, 2, ...);
+    the metric values are the columns named like the keys of ``metric_dict`` (MaxCompute column
+    names are lower case, so the match ignores case). The query runs at most every
+    ``min_interval`` seconds while the job runs, and once more when the follower drains.
+
+    Args:
+        location: The SQL query, e.g. ``SELECT step, auc FROM eval_result WHERE trial='t1'``.
+        spec: The metric spec (its keys pick the columns).
+        run_query: Runs an SQL query, returns rows as dicts.
+        min_interval: Seconds between two queries while polling.
+    """
+
+    type_name = "table"
+
+    def __init__(
+        self,
+        location: str,
+        spec: MetricSpec,
+        *,
+        run_query: Callable[[str], List[Dict[str, Any]]],
+        min_interval: float = 60.0,
+    ) -> None:
+        super().__init__(location)
+        self._keys = list(getattr(spec, "weights", {}) or {})
+        self._run_query = run_query
+        self._min_interval = min_interval
+        self._last_query = float("-inf")
+        self._seen: Dict[int, Dict[str, float]] = {}
+        self._rows_seen = False
+
+    def poll(self) -> List[MetricPoint]:
+        """New steps, querying at most every ``min_interval`` s."""
+        if time.monotonic() - self._last_query < self._min_interval:
+            return []
+        return self._query()
+
+    def drain(self) -> List[MetricPoint]:
+        """Query now, whatever the interval: the job is over."""
+        return self._query()
+
+    def found(self) -> bool:
+        """False until a query returned a row."""
+        return self._rows_seen
+
+    def _query(self) -> List[MetricPoint]:
+        self._last_query = time.monotonic()
+        rows = self._run_query(self.location)
+        points = []
+        for position, row in enumerate(rows, start=1):
+            self._rows_seen = True
+            lower = {str(k).lower(): v for k, v in row.items()}
+            step = position
+            for column in _STEP_COLUMNS:
+                number = _number(lower.get(column))
+                if number is not None and number.is_integer():
+                    step = int(number)
+                    break
+            values = {}
+            for key in self._keys:
+                number = _number(lower.get(key.lower()))
+                if number is not None:
+                    values[key] = number
+            if not values or self._seen.get(step) == values:
+                continue
+            self._seen[step] = values
+            points.append(MetricPoint(step, values))
+        return points
+
+
+def _table_source_without_platform(location: str, spec: MetricSpec) -> MetricSource:
+    raise ConfigError(
+        "metric_type=table runs its query on MaxCompute: set [platform_config] name=MaxCompute "
+        "and [odps_config] project_name / odps_endpoint"
+    )
+
+
+def _bind_table_source(platform: MaxComputePlatform) -> None:
+    """Make ``metric_type=table`` run its queries on ``platform`` (the last one created)."""
+    register_source_type("table", platform.table_source)
+
+
+register_source_type("table", _table_source_without_platform)

@@ -1,0 +1,271 @@
+"""``FakeODPS``: an in-memory stand-in for pyodps' ``ODPS`` client, for tests only.
+
+This is a **fake at the SDK boundary**: it has exactly the methods that
+:mod:`hpo_tools.platforms.maxcompute` calls on ``odps.ODPS`` and ``odps.models.Instance``, with
+the same names and argument shapes (pyodps 0.13.2, see ``../shared/API-NOTES.md`` §6), so the
+shipped code path is the one under test; only the network is missing.
+
+- ``run_xflow`` / ``run_sql`` create a :class:`FakeInstance` and record the call in ``submitted``.
+- An instance is Running until it has been asked ``is_terminated()`` ``polls`` times, then
+  Terminated, successful or not as planned (:meth:`FakeODPS.plan_next`).
+- A PAI instance grows its planned sub-instances one per status check
+  (``get_xflow_sub_instances``).
+- ``stop()`` / ``stop_instance()`` terminate an instance and are counted in ``stop_calls``.
+- SQL results for the ``table`` metric source: :meth:`FakeODPS.set_sql_result`, read with
+  ``open_reader()`` (rows are dicts; ``dict(record)`` works on real pyodps records too).
+
+Use it as the platform's ``odps_factory``::
+
+    fake = FakeODPS()
+    platform = create_platform("MaxCompute", project="p", endpoint="http://e",
+                               access_id="id", access_key="key", odps_factory=fake.connect)
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+__all__ = ["FakeODPS", "FakeInstance", "FakeTask", "Plan"]
+
+
+@dataclasses.dataclass
+class Plan:
+    """How the next submitted instance behaves.
+
+    Attributes:
+        polls: ``is_terminated()`` answers False this many times, then True.
+        fail: The instance ends unsuccessful (one task FAILED).
+        sub_instances: Names of the sub-instances a PAI instance starts, one per status check.
+        stop_delay: Seconds ``stop()`` blocks (a slow network) before it returns.
+    """
+
+    polls: int = 2
+    fail: bool = False
+    sub_instances: Sequence[str] = ()
+    stop_delay: float = 0.0
+
+
+@dataclasses.dataclass
+class _TaskStatus:
+    value: str
+
+
+@dataclasses.dataclass
+class FakeTask:
+    """What ``Instance.get_task_statuses()`` maps each task name to (``.status.value``)."""
+
+    name: str
+    status: _TaskStatus
+
+
+class _Reader:
+    def __init__(self, rows: List[Dict[str, Any]]) -> None:
+        self._rows = rows
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        return iter([dict(row) for row in self._rows])
+
+
+class FakeInstance:
+    """A MaxCompute instance in memory (the ``Instance`` methods the platform calls).
+
+    Attributes:
+        id: The instance id.
+        project: The project it runs in.
+        status_checks: How many times ``is_terminated()`` was asked.
+        stop_calls: How many times it was stopped.
+    """
+
+    def __init__(self, odps: FakeODPS, instance_id: str, project: str, plan: Plan,
+                 rows: Optional[List[Dict[str, Any]]] = None) -> None:
+        self.id = instance_id
+        self.project = project
+        self.plan = plan
+        self.status_checks = 0
+        self.stop_calls = 0
+        self.rows = rows
+        self.sub_instances: "collections.OrderedDict[str, FakeInstance]" = (
+            collections.OrderedDict()
+        )
+        self._odps = odps
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` (or ``stop_instance``) reached it."""
+        return self._stopped
+
+    def is_terminated(self, retry: bool = True, blocking: bool = False, **kwargs: Any) -> bool:
+        """True after ``plan.polls`` checks, or once stopped."""
+        with self._lock:
+            self.status_checks += 1
+            checks = self.status_checks
+        if self._odps.status_error is not None:
+            raise self._odps.status_error
+        for index, name in enumerate(self.plan.sub_instances):
+            if checks > index and name not in self.sub_instances:
+                self.sub_instances[name] = self._odps._new_instance(self.project, Plan())
+        return self._stopped or checks > self.plan.polls
+
+    def is_successful(self, retry: bool = True, **kwargs: Any) -> bool:
+        """Terminated, not stopped, not planned to fail."""
+        return (self._stopped or self.status_checks > self.plan.polls) and not (
+            self.plan.fail or self._stopped
+        )
+
+    def get_task_statuses(self, retry: bool = True, **kwargs: Any) -> Dict[str, FakeTask]:
+        """One task, SUCCESS, FAILED, CANCELLED or RUNNING."""
+        if self._stopped:
+            status = "CANCELLED"
+        elif self.status_checks <= self.plan.polls:
+            status = "RUNNING"
+        else:
+            status = "FAILED" if self.plan.fail else "SUCCESS"
+        return {"AnonymousTask": FakeTask("AnonymousTask", _TaskStatus(status))}
+
+    def get_logview_address(self, hours: Optional[int] = None, use_legacy: Any = None) -> str:
+        """A logview-shaped address naming the instance."""
+        return f"https://logview.fake.example/logview/?h={self._odps.endpoint}&p={self.project}" \
+               f"&i={self.id}&token=faketoken"
+
+    def stop(self) -> None:
+        """Terminate the instance (after ``plan.stop_delay`` seconds)."""
+        if self.plan.stop_delay:
+            threading.Event().wait(self.plan.stop_delay)
+        with self._lock:
+            self.stop_calls += 1
+            self._stopped = True
+
+    def open_reader(self, *args: Any, **kwargs: Any) -> _Reader:
+        """A context manager iterating the planned SQL result rows."""
+        if self.rows is None:
+            raise RuntimeError(f"instance {self.id} has no result to read")
+        return _Reader(self.rows)
+
+
+class FakeODPS:
+    """An in-memory ``odps.ODPS`` (see the module docstring).
+
+    Args:
+        polls: Default :attr:`Plan.polls` of new instances.
+        project: Default project when the client is built directly.
+        endpoint: Endpoint shown in logview addresses.
+
+    Attributes:
+        submitted: One dict per ``run_xflow`` / ``run_sql`` call (kind, name, project,
+            parameters / sql, instance id), in order.
+        instances: Instance id -> :class:`FakeInstance` (sub-instances included).
+        connections: How many clients were built through :meth:`connect` (credentials are
+            deliberately not kept).
+        status_error: When set, ``is_terminated()`` raises it (network trouble).
+        submit_error: When set, the next ``run_xflow``/``run_sql`` raises it.
+    """
+
+    def __init__(self, *, polls: int = 2, project: str = "fake_project",
+                 endpoint: str = "http://service.fake.example/api") -> None:
+        self.project = project
+        self.endpoint = endpoint
+        self.default_plan = Plan(polls=polls)
+        self.submitted: List[Dict[str, Any]] = []
+        self.instances: Dict[str, FakeInstance] = {}
+        self.connections = 0
+        self.status_error: Optional[BaseException] = None
+        self.submit_error: Optional[BaseException] = None
+        self._plans: List[Plan] = []
+        self._sql_results: List[tuple] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- test controls ---------------------------------------------------------------------
+
+    def connect(self, access_id: Optional[str] = None, secret_access_key: Optional[str] = None,
+                project: Optional[str] = None, endpoint: Optional[str] = None,
+                **kwargs: Any) -> FakeODPS:
+        """An ``odps_factory``: takes ``ODPS(...)``'s arguments and returns this fake."""
+        if not access_id or not secret_access_key:
+            raise ValueError("FakeODPS.connect: credentials missing")
+        self.connections += 1
+        if project:
+            self.project = project
+        if endpoint:
+            self.endpoint = endpoint
+        return self
+
+    def plan_next(self, **plan: Any) -> Plan:
+        """Queue how the next submitted instance behaves (see :class:`Plan`)."""
+        queued = Plan(**{"polls": self.default_plan.polls, **plan})
+        self._plans.append(queued)
+        return queued
+
+    def set_sql_result(self, sql_contains: str, rows: List[Dict[str, Any]]) -> None:
+        """SQL whose text contains ``sql_contains`` returns ``rows`` (latest setting wins)."""
+        self._sql_results.insert(0, (sql_contains, [dict(row) for row in rows]))
+
+    def _new_instance(self, project: str, plan: Plan,
+                      rows: Optional[List[Dict[str, Any]]] = None) -> FakeInstance:
+        with self._lock:
+            instance_id = f"2026112218{next(self._ids):06d}gfake"
+            instance = FakeInstance(self, instance_id, project, plan, rows)
+            self.instances[instance_id] = instance
+        return instance
+
+    def _next_plan(self) -> Plan:
+        with self._lock:
+            return self._plans.pop(0) if self._plans else dataclasses.replace(self.default_plan)
+
+    def _raise_submit_error(self) -> None:
+        if self.submit_error is not None:
+            error, self.submit_error = self.submit_error, None
+            raise error
+
+    # -- the pyodps ODPS methods the platform calls ------------------------------------------
+
+    def run_xflow(self, xflow_name: str, xflow_project: Optional[str] = None,
+                  parameters: Optional[Dict[str, Any]] = None, project: Optional[str] = None,
+                  hints: Optional[Dict[str, Any]] = None, priority: Optional[int] = None
+                  ) -> FakeInstance:
+        """Start a PAI algorithm; returns its instance at once."""
+        self._raise_submit_error()
+        instance = self._new_instance(project or self.project, self._next_plan())
+        self.submitted.append({
+            "kind": "xflow", "name": xflow_name, "project": xflow_project,
+            "parameters": dict(parameters or {}), "instance_id": instance.id,
+        })
+        return instance
+
+    def run_sql(self, sql: str, project: Optional[str] = None, priority: Optional[int] = None,
+                running_cluster: Optional[str] = None, hints: Optional[Dict[str, Any]] = None,
+                **kwargs: Any) -> FakeInstance:
+        """Start an SQL statement; returns its instance at once."""
+        self._raise_submit_error()
+        rows = next((rows for key, rows in self._sql_results if key in sql), None)
+        instance = self._new_instance(project or self.project, self._next_plan(), rows)
+        self.submitted.append({"kind": "sql", "sql": sql, "instance_id": instance.id})
+        return instance
+
+    def get_xflow_sub_instances(self, instance: FakeInstance, project: Optional[str] = None
+                                ) -> "collections.OrderedDict[str, FakeInstance]":
+        """The sub-instances the PAI instance has started so far (name -> instance)."""
+        return collections.OrderedDict(instance.sub_instances)
+
+    def get_instance(self, id_: str, project: Optional[str] = None) -> FakeInstance:
+        """The instance ``id_``; KeyError-like error when unknown (as the service's 404)."""
+        try:
+            return self.instances[id_]
+        except KeyError:
+            raise LookupError(f"NoSuchObject: instance {id_} not found") from None
+
+    def stop_instance(self, id_: str, project: Optional[str] = None) -> None:
+        """Stop the instance ``id_``."""
+        self.get_instance(id_, project).stop()

@@ -1,0 +1,393 @@
+"""The MaxCompute platform against FakeODPS: parsing, instances, cancel, SQL, table metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
+from hpo_tools.jobs import JobRegistry
+from hpo_tools.metrics import Follower, MetricSpec, build_source
+from hpo_tools.metrics import sources as metric_sources
+from hpo_tools.platforms import JobState, create_platform, maxcompute, platform_for_description
+from hpo_tools.platforms.maxcompute import MaxComputePlatform, TableSource, parse_command
+from hpo_tools.testing.odps import FakeODPS
+
+ACCESS_ID = "LTAI5tFakeAccessId42"
+ACCESS_KEY = "fakeSecretKeyValue0123456789"
+
+EASYREC_BLOCK = """PAI -name easy_rec_ext -project algo_public
+    -Dcmd=train
+    -Dconfig=oss://hpo-bucket/exp1/trial1/pipeline.config
+    -Dcluster='{"ps":{"count":1,"cpu":1000},"worker":{"count":2}}'
+    -Dtrain_tables=odps://p/tables/t/dt=20220530
+    -Deval_tables="odps://p/tables/e/dt=20220530"
+    -Dmodel_dir=oss://hpo-bucket/model/exp1_trial1
+    -Dedit_config_json={"train_config.num_steps": 100, "model_config.embedding_dim": 16}
+    -Dbuckets=oss://hpo-bucket/;
+"""
+
+
+@pytest.fixture
+def fake():
+    return FakeODPS(polls=2)
+
+
+@pytest.fixture
+def platform(fake):
+    return MaxComputePlatform(
+        project="p", endpoint="http://service.fake.example/api", access_id=ACCESS_ID,
+        access_key=ACCESS_KEY, poll_interval=0, odps_factory=fake.connect,
+    )
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+def test_easyrec_pai_block_is_parsed_into_name_project_and_parameters():
+    parsed = parse_command(EASYREC_BLOCK)
+    assert (parsed.kind, parsed.name, parsed.project) == ("xflow", "easy_rec_ext", "algo_public")
+    # quotes stripped, JSON kept whole (spaces included), trailing ';' dropped
+    assert parsed.parameters == {
+        "cmd": "train",
+        "config": "oss://hpo-bucket/exp1/trial1/pipeline.config",
+        "cluster": '{"ps":{"count":1,"cpu":1000},"worker":{"count":2}}',
+        "train_tables": "odps://p/tables/t/dt=20220530",
+        "eval_tables": "odps://p/tables/e/dt=20220530",
+        "model_dir": "oss://hpo-bucket/model/exp1_trial1",
+        "edit_config_json": '{"train_config.num_steps": 100, "model_config.embedding_dim": 16}',
+        "buckets": "oss://hpo-bucket/",
+    }
+    # PAI reads these as JSON: they must still parse
+    assert json.loads(parsed.parameters["cluster"])["worker"]["count"] == 2
+    assert json.loads(parsed.parameters["edit_config_json"])["train_config.num_steps"] == 100
+
+
+def test_classic_name_equals_value_options_are_accepted():
+    parsed = parse_command("pai -name=easy_rec_ext -project=algo_public -Dcmd=evaluate;;")
+    # config_begin.ini writes `-name=easy_rec_ext`
+    assert (parsed.name, parsed.project, parsed.parameters) == (
+        "easy_rec_ext", "algo_public", {"cmd": "evaluate"})
+
+
+def test_double_quoted_json_and_line_continuations_are_handled():
+    parsed = parse_command('PAI -name x \\\n -Dcluster="{\\"a\\": 1}" \\\n -Dk=\'v w\'')
+    # as in a shell: \" inside double quotes is a quote; a quoted value may hold blanks
+    assert parsed.parameters == {"cluster": '{"a": 1}', "k": "v w"}
+
+
+def test_anything_but_pai_is_sql():
+    sql = "INSERT OVERWRITE TABLE t PARTITION (dt='20220530')\nSELECT * FROM s;"
+    parsed = parse_command("  " + sql + "\n")
+    assert (parsed.kind, parsed.sql) == ("sql", sql)
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("PAI -project algo_public -Dcmd=train", "-name is missing"),
+        ("PAI -name x -Dcluster='{\"ps\":1}", "unclosed ' quote"),
+        ("PAI -name x -cost 3", "unexpected '-cost'"),
+        ("PAI -name x -Dnovalue", "not -Dkey=value"),
+        ("   ", "empty"),
+    ],
+)
+def test_malformed_commands_are_config_errors_naming_the_problem(command, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_command(command)
+
+
+# -- submitting and following -----------------------------------------------------------------
+
+
+def test_pai_command_goes_to_run_xflow_with_parsed_parameters(platform, fake, tmp_path):
+    job = platform.submit(EASYREC_BLOCK, log_path=tmp_path / "trial.log")
+    (call,) = fake.submitted
+    # exactly what pyodps' run_xflow(name, project, parameters) receives
+    assert (call["kind"], call["name"], call["project"]) == ("xflow", "easy_rec_ext", "algo_public")
+    assert call["parameters"] == parse_command(EASYREC_BLOCK).parameters
+    assert job.job_id == call["instance_id"]
+
+
+def test_job_runs_until_the_instance_terminates_successfully(platform, fake, tmp_path):
+    job = platform.submit("PAI -name x -Dcmd=train", log_path=tmp_path / "trial.log")
+    assert job.poll() is JobState.RUNNING
+    assert job.wait(timeout=5) is JobState.SUCCEEDED
+    # our own poll loop asked the instance, never pyodps' wait_for_* (which swallow SIGINT)
+    assert fake.instances[job.job_id].status_checks == 3
+
+
+def test_sub_instances_are_recorded_as_they_appear(platform, fake, tmp_path):
+    fake.plan_next(polls=3, sub_instances=["train", "eval"])
+    updates = []
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log",
+                          on_update=lambda j: updates.append(list(j.describe()["instance_ids"])))
+    job.poll()
+    job.poll()
+    main = fake.instances[job.job_id]
+    train, evaluate = main.sub_instances["train"], main.sub_instances["eval"]
+    # each new sub-instance is handed to the runner at once, so the registry can cancel it
+    assert updates[-1] == [job.job_id, train.id, evaluate.id]
+    assert updates[0] == [job.job_id]
+    log = (tmp_path / "trial.log").read_text()
+    # logview addresses are in the trial log for users
+    assert f"instance {train.id} logview: https://logview" in log
+    assert set(job.logviews) == {job.job_id, train.id, evaluate.id}
+    assert job.wait(timeout=5) is JobState.SUCCEEDED
+
+
+def test_failed_instance_fails_the_job_with_the_task_status(platform, fake, tmp_path):
+    fake.plan_next(polls=1, fail=True)
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    assert job.wait(timeout=5) is JobState.FAILED
+    # the runner prints this message
+    assert job.message == f"instance {job.job_id} failed: AnonymousTask FAILED"
+    assert "failed" in (tmp_path / "trial.log").read_text()
+
+
+def test_sql_command_goes_to_run_sql(platform, fake, tmp_path):
+    job = platform.submit("DROP TABLE IF EXISTS tmp_eval;", log_path=tmp_path / "trial.log")
+    assert fake.submitted == [
+        {"kind": "sql", "sql": "DROP TABLE IF EXISTS tmp_eval;", "instance_id": job.job_id}
+    ]
+    assert job.wait(timeout=5) is JobState.SUCCEEDED
+
+
+def test_submit_refused_by_the_service_is_a_platform_error(platform, fake, tmp_path):
+    fake.submit_error = RuntimeError("ODPS-0130013: Authorization exception\nmore detail")
+    with pytest.raises(PlatformError, match="submitting PAI -name x to project 'p' failed: "
+                                            "ODPS-0130013: Authorization exception$"):
+        platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+
+
+def test_status_errors_are_retried_not_fatal(platform, fake, tmp_path):
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    fake.status_error = ConnectionError("network down")
+    # a network blip must not fail a day-long training job
+    assert job.poll() is JobState.RUNNING
+    fake.status_error = None
+    assert job.wait(timeout=5) is JobState.SUCCEEDED
+
+
+def test_poll_interval_limits_status_checks(fake, tmp_path):
+    platform = MaxComputePlatform(project="p", endpoint="e", access_id="a", access_key="b",
+                                  poll_interval=60, odps_factory=fake.connect)
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    for _ in range(5):
+        job.poll()
+    # the runner calls wait(timeout=1) in a loop; the service is asked once per interval
+    assert fake.instances[job.job_id].status_checks == 1
+
+
+# -- cancelling -------------------------------------------------------------------------------
+
+
+def test_cancel_stops_every_recorded_instance(platform, fake, tmp_path):
+    fake.plan_next(polls=100, sub_instances=["train", "eval"])
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    job.poll()
+    job.poll()
+    job.cancel()
+    assert job.poll() is JobState.CANCELLED
+    # the main instance and each sub-instance are stopped once
+    assert {i: inst.stop_calls for i, inst in fake.instances.items()} == {
+        i: 1 for i in job.instance_ids
+    }
+    assert len(job.instance_ids) == 3
+    job.cancel()
+    # idempotent: no second round of stop calls
+    assert all(inst.stop_calls == 1 for inst in fake.instances.values())
+
+
+def test_cancel_is_bounded_when_stop_hangs(platform, fake, tmp_path):
+    fake.plan_next(polls=100, stop_delay=10)
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    started = time.monotonic()
+    job.cancel()
+    # NNI SIGKILLs the runner 5 s after SIGINT
+    assert time.monotonic() - started < 3.0
+    assert job.poll() is JobState.CANCELLED
+
+
+def test_cancel_wakes_a_thread_blocked_in_wait(fake, tmp_path):
+    platform = MaxComputePlatform(project="p", endpoint="e", access_id="a", access_key="b",
+                                  poll_interval=30, odps_factory=fake.connect)
+    fake.plan_next(polls=100)
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    result = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("state", job.wait()))
+    waiter.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    job.cancel()
+    waiter.join(timeout=2)
+    # a 30 s poll interval must not delay the runner's exit after SIGINT
+    assert result.get("state") is JobState.CANCELLED
+    assert time.monotonic() - started < 1.0
+
+
+def test_cancel_described_rebuilds_the_client_from_env_and_stops_live_instances(
+    platform, fake, tmp_path, monkeypatch
+):
+    fake.plan_next(polls=100, sub_instances=["train"])
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    job.poll()
+    description = json.loads(json.dumps(job.describe()))
+    monkeypatch.setenv("ODPS_ACCESS_ID", ACCESS_ID)
+    monkeypatch.setenv("ODPS_ACCESS_KEY", ACCESS_KEY)
+    other = platform_for_description(description, odps_factory=fake.connect)
+    # the assessor's process: credentials from its environment, ids from the record
+    assert other.cancel_described(description) is True
+    assert all(fake.instances[i].stopped for i in description["instance_ids"])
+    # nothing left running: a second call has nothing to stop
+    assert other.cancel_described(description) is False
+
+
+def test_cancel_described_without_credentials_names_the_env_vars(platform, tmp_path,
+                                                                 monkeypatch, fake):
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    for name in ("ODPS_ACCESS_ID", "ODPS_ACCESS_KEY", "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    other = platform_for_description(job.describe(), odps_factory=fake.connect)
+    with pytest.raises(PlatformError, match="set ODPS_ACCESS_ID and ODPS_ACCESS_KEY"):
+        other.cancel_described(job.describe())
+
+
+def test_registry_cancel_live_stops_a_maxcompute_job(platform, fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("ODPS_ACCESS_ID", ACCESS_ID)
+    monkeypatch.setenv("ODPS_ACCESS_KEY", ACCESS_KEY)
+    fake.plan_next(polls=100)
+    registry = JobRegistry(tmp_path / "exp",
+                           platform_overrides={"maxcompute": {"odps_factory": fake.connect}})
+    record = registry.new("t1", platform=platform)
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log",
+                          on_update=lambda j: registry.mark_job(record, 1, j, JobState.RUNNING))
+    # what trial_end does after NNI killed the runner
+    assert registry.cancel_live("t1") == [job.job_id]
+    assert fake.instances[job.job_id].stopped
+    assert registry.load("t1").jobs[0].state is JobState.CANCELLED
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def test_credentials_never_appear_in_describe_repr_log_or_registry(
+    platform, fake, tmp_path, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    fake.plan_next(polls=2, sub_instances=["train"])
+    registry = JobRegistry(tmp_path / "exp")
+    record = registry.new("t1", platform=platform)
+    job = platform.submit(EASYREC_BLOCK, log_path=tmp_path / "trial.log",
+                          on_update=lambda j: registry.mark_job(record, 1, j))
+    job.wait(timeout=5)
+    texts = {
+        "describe": json.dumps(job.describe()),
+        "settings": json.dumps(platform.settings()),
+        "repr": repr(platform) + repr(platform._settings),
+        "trial log": (tmp_path / "trial.log").read_text(),
+        "registry": registry.path("t1").read_text(),
+        "log records": caplog.text,
+    }
+    for where, text in texts.items():
+        # credentials live only in memory (and in the env of whoever started us)
+        assert ACCESS_ID not in text, where
+        assert ACCESS_KEY not in text, where
+    assert "access_key=***" in texts["repr"]
+
+
+def test_credential_env_names_are_found_from_the_values(fake, monkeypatch):
+    monkeypatch.setenv("MY_ODPS_ID", ACCESS_ID)
+    monkeypatch.setenv("MY_ODPS_SECRET", ACCESS_KEY)
+    platform = create_platform("MaxCompute", project="p", endpoint="e", access_id=ACCESS_ID,
+                               secret_access_key=ACCESS_KEY, odps_factory=fake.connect)
+    # the trial file said ${MY_ODPS_ID}: another process must look there, not at the defaults
+    assert platform.settings()["credential_env"] == ["MY_ODPS_ID", "MY_ODPS_SECRET"]
+
+
+def test_missing_project_is_a_config_error():
+    with pytest.raises(ConfigError, match="project is missing"):
+        create_platform("maxcompute", endpoint="http://e")
+
+
+def test_the_platform_path_never_imports_pyodps_with_an_injected_client(tmp_path):
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from hpo_tools.platforms import create_platform\n"
+        "from hpo_tools.testing.odps import FakeODPS\n"
+        "p = create_platform('MaxCompute', project='p', endpoint='e', access_id='a',\n"
+        "                    access_key='b', poll_interval=0, odps_factory=FakeODPS().connect)\n"
+        f"p.submit('PAI -name x', log_path=Path({str(tmp_path / 't.log')!r})).wait(5)\n"
+        "print('odps' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    # `import odps` costs 0.5 s: the runner's path must not pay it unless it talks to MaxCompute
+    assert result.stdout.strip() == "False"
+
+
+# -- the table metric source ------------------------------------------------------------------
+
+
+SPEC = MetricSpec.from_config({"auc": 1.0, "Loss": -0.5})
+
+
+def test_table_source_turns_rows_into_steps(platform, fake):
+    fake.set_sql_result("eval_result", [
+        {"global_step": 100, "auc": 0.7, "loss": 0.5, "note": "x"},
+        {"global_step": 200, "auc": 0.8, "loss": 0.4, "note": "y"},
+    ])
+    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC)
+    points = source.poll()
+    # step column + metric columns; MaxCompute lower-cases column names, keys keep theirs
+    assert [(p.step, dict(p.values)) for p in points] == [
+        (100, {"auc": 0.7, "Loss": 0.5}), (200, {"auc": 0.8, "Loss": 0.4}),
+    ]
+    assert fake.submitted[-1]["sql"] == "SELECT * FROM eval_result"
+
+
+def test_table_source_queries_at_most_once_per_interval_and_drains_new_rows(platform, fake):
+    fake.set_sql_result("eval_result", [{"auc": 0.7, "loss": 0.5}])
+    source = TableSource("SELECT * FROM eval_result", SPEC, run_query=platform.run_query,
+                         min_interval=60)
+    assert len(source.poll()) == 1
+    assert source.poll() == []  # within the interval: no second query
+    assert len(fake.submitted) == 1
+    fake.set_sql_result("eval_result", [{"auc": 0.7, "loss": 0.5}, {"auc": 0.9, "loss": 0.3}])
+    # the drain at the end queries again and yields only the new step (position 2)
+    assert [(p.step, p.values["auc"]) for p in source.drain()] == [(2, 0.9)]
+
+
+def test_table_source_feeds_the_follower_to_a_final_report(platform, fake):
+    fake.set_sql_result("eval_result", [
+        {"step": 1, "auc": 0.7, "loss": 0.5}, {"step": 2, "auc": 0.8, "loss": 0.2},
+    ])
+    follower = Follower([build_source("table", "SELECT * FROM eval_result", spec=SPEC)], SPEC)
+    final = follower.close()
+    # final mode "final": the last step's weighted score
+    assert final.step == 2
+    assert final.score == pytest.approx(0.8 - 0.5 * 0.2)
+
+
+def test_failed_table_query_is_a_metric_read_error(platform, fake):
+    fake.plan_next(polls=0, fail=True)
+    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC)
+    # the follower logs it and retries on the next poll
+    with pytest.raises(MetricReadError, match="failed"):
+        source.poll()
+
+
+def test_table_source_without_a_maxcompute_platform_is_a_config_error(monkeypatch):
+    monkeypatch.setitem(metric_sources._FACTORIES, "table",
+                        maxcompute._table_source_without_platform)
+    with pytest.raises(ConfigError, match="name=MaxCompute"):
+        build_source("table", "SELECT 1", spec=SPEC)
