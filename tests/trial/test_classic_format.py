@@ -1,0 +1,84 @@
+"""The classic config_begin.ini format end to end, with a local stand-in for PAI's easy_rec_ext.
+
+The classic format always targets MaxCompute (``PAI -name easy_rec_ext ...``). Here the PAI
+service is replaced at its boundary by :class:`LocalEasyRecStandIn`, a platform that parses the
+PAI command the runner built and runs tests/trial/fake_train.py locally with the same
+``-Dmodel_dir`` and ``-Dedit_config_json``, through the real Local platform. Everything else
+(settings, templating, registry, metrics from ``<model_dir>/eval_val/``, reporting) is the
+shipped path.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+
+import pytest
+
+from hpo_tools.platforms.local import LocalPlatform
+from hpo_tools.trial.reporter import ConsoleReporter
+from hpo_tools.trial.runner import prepare_trial, run_trial
+
+from .conftest import LR_PATH, TRAIN
+from .fake_train import auc_for
+
+
+class LocalEasyRecStandIn(LocalPlatform):
+    """Runs ``PAI -name easy_rec_ext`` commands as a local fake trainer (test double for PAI)."""
+
+    name = "local"
+
+    def __init__(self):
+        super().__init__(grace_period=0.5)
+        self.pai_commands: list[str] = []
+
+    def submit(self, command, **kwargs):
+        self.pai_commands.append(command)
+        params = {}
+        for line in command.splitlines()[1:]:
+            key, _, value = line.partition("=")
+            params[key] = value.strip("'")
+        local = (
+            f"{TRAIN} --model_dir {shlex.quote(params['-Dmodel_dir'])} --steps 2"
+            f" --edit_config_json {shlex.quote(params['-Dedit_config_json'])}"
+        )
+        return super().submit(local, **kwargs)
+
+
+def test_classic_file_runs_with_params_merged_and_metrics_from_eval_val(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPO_TEST_AK_ID", "AKIDclassic0001")
+    monkeypatch.setenv("HPO_TEST_AK_SECRET", "classicSecretValue01")
+    model_root = tmp_path / "models"
+    trial = tmp_path / "config_begin.ini"
+    trial.write_text(
+        "[oss_config]\nendpoint=http://oss-cn-beijing.aliyuncs.com\n"
+        "accessKeyID=${HPO_TEST_AK_ID}\naccessKeySecret=${HPO_TEST_AK_SECRET}\n"
+        "[odps_config]\nproject_name=pai_rec_dev\nodps_endpoint=http://service.odps.aliyun.com/api\n"
+        "[easyrec_cmd_config]\n-name=easy_rec_ext\n-project=algo_public\n"
+        "-Dconfig=oss://bucket/pipeline.config\n-Dcmd=train\n"
+        '-Dcluster={"ps":{"count":1,"cpu":1000},\n"worker":{"count":3,"cpu":1000}}\n'
+        '-Dedit_config_json={"train_config.num_steps": 10}\n'
+        f"-Dmodel_dir={model_root}/\n"
+        "[metric_config]\nauc=1\n"
+    )
+    reporter = ConsoleReporter({LR_PATH: 0.03}, experiment_id="E1", trial_id="T1",
+                               stream=io.StringIO())
+    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    platform = LocalEasyRecStandIn()
+    outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+
+    assert outcome.status == "succeeded", outcome.message
+    # The model dir is per trial, and metrics were read from its eval_val/.
+    assert (model_root / "E1_T1" / "eval_val").is_dir()
+    # The trainer saw the tuner's lr through -Dedit_config_json (merged with the user's edits).
+    assert reporter.final["default"] == pytest.approx(auc_for(0.03, 2), abs=1e-6)
+    pai = platform.pai_commands[0]
+    edit = json.loads(next(x for x in pai.splitlines() if x.startswith("-Dedit_config_json="))
+                      .split("=", 1)[1].strip("'"))
+    assert edit == {"train_config.num_steps": 10, LR_PATH: 0.03}
+    assert pai.splitlines()[0] == "PAI -name easy_rec_ext -project algo_public"
+    # The access keys are not part of the command sent to PAI.
+    assert "classicSecretValue01" not in pai
+    params = json.loads((tmp_path / "exp/E1/trials/T1/params.json").read_text())
+    assert params["params"] == {LR_PATH: 0.03}
