@@ -17,8 +17,11 @@ import shlex
 import pytest
 
 from hpo_tools.platforms.local import LocalPlatform
+from hpo_tools.platforms.maxcompute import MaxComputePlatform
+from hpo_tools.testing.odps import FakeODPS
 from hpo_tools.trial.reporter import ConsoleReporter
 from hpo_tools.trial.runner import prepare_trial, run_trial
+from tests.metrics.eventlib import append_events, event_file, scalar_event, version_event
 
 from .conftest import LR_PATH, TRAIN
 from .fake_train import auc_for
@@ -82,3 +85,49 @@ def test_classic_file_runs_with_params_merged_and_metrics_from_eval_val(tmp_path
     assert "classicSecretValue01" not in pai
     params = json.loads((tmp_path / "exp/E1/trials/T1/params.json").read_text())
     assert params["params"] == {LR_PATH: 0.03}
+
+
+def test_classic_file_on_the_maxcompute_platform_with_fake_odps(tmp_path, monkeypatch):
+    """The shipped MaxCompute path (pyodps replaced by FakeODPS) receives the PAI parameters."""
+    monkeypatch.setenv("HPO_TEST_AK_ID", "AKIDclassic0002")
+    monkeypatch.setenv("HPO_TEST_AK_SECRET", "classicSecretValue02")
+    trial = tmp_path / "config_begin.ini"
+    trial.write_text(
+        "[oss_config]\nendpoint=http://oss\n"
+        "accessKeyID=${HPO_TEST_AK_ID}\naccessKeySecret=${HPO_TEST_AK_SECRET}\n"
+        "[odps_config]\nproject_name=pai_rec_dev\nodps_endpoint=http://odps\n"
+        "[easyrec_cmd_config]\n-name=easy_rec_ext\n-project=algo_public\n-Dversion=\"0.4.2\"\n"
+        "-Dconfig=oss://bucket/pipeline.config\n"
+        '-Dcluster={"ps":{"count":1,"cpu":1000},\n"worker":{"count":3,"cpu":1000}}\n'
+        f"-Dmodel_dir={tmp_path}/models\n"
+        "[metric_config]\nauc=1\n"
+    )
+    # What easy_rec_ext would have written: evaluation events in the trial's model dir.
+    events = event_file(tmp_path / "models" / "E2_T2" / "eval_val", 1700000000)
+    append_events(events, version_event(), scalar_event(100, auc=0.61),
+                  scalar_event(200, auc=0.66))
+
+    reporter = ConsoleReporter({LR_PATH: 0.03}, experiment_id="E2", trial_id="T2",
+                               stream=io.StringIO())
+    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    fake = FakeODPS(polls=3)
+    platform = MaxComputePlatform(**settings.platform_options(), odps_factory=fake.connect,
+                                  poll_interval=0.05)
+    outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+
+    assert outcome.status == "succeeded", outcome.message
+    submitted = fake.submitted[0]
+    assert (submitted["kind"], submitted["name"], submitted["project"]) == (
+        "xflow", "easy_rec_ext", "algo_public")
+    parameters = submitted["parameters"]
+    # JSON arrives whole and valid, quotes stripped; the tuner's lr merged into the edits.
+    assert json.loads(parameters["cluster"]) == {
+        "ps": {"count": 1, "cpu": 1000}, "worker": {"count": 3, "cpu": 1000}}
+    assert json.loads(parameters["edit_config_json"]) == {LR_PATH: 0.03}
+    assert parameters["model_dir"] == f"{tmp_path}/models/E2_T2"
+    assert parameters["version"] == "0.4.2"
+    assert reporter.final["default"] == pytest.approx(0.66, abs=1e-6)
+    # The registry record names the MaxCompute instance, never the keys.
+    record = (tmp_path / "exp/E2/hpo-tools/jobs/T2.json").read_text()
+    assert submitted["instance_id"] in record
+    assert "classicSecretValue02" not in record and "AKIDclassic0002" not in record
