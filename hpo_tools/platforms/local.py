@@ -284,7 +284,9 @@ class LocalJob(Job):
                 )
                 _terminate_group(self.pgid, self._platform.grace_period)
             if self._relay is not None:
-                self._relay.join(timeout=1.0)
+                # Normally at EOF already; a process that left the group (setsid) may hold the
+                # pipe open: do not let it stretch a cancel past its bound.
+                self._relay.join(timeout=0.2 if self._cancelling else 1.0)
             if self._cancelling:
                 self._state = JobState.CANCELLED
                 self.message = "cancelled"
