@@ -67,7 +67,7 @@ class DataSpec:
     n_brands: int = 300
     n_campaigns: int = 600
     n_customers: int = 200
-    base_click_logit: float = -2.2
+    base_click_logit: float = -3.2
     latent_scale: float = 0.7
     zipf_exponent: float = 1.05
     popularity_drift: float = 0.35
@@ -136,7 +136,7 @@ class _World:
         self.item_vec = 0.7 * brand_vec[self.brand] + 0.6 * rng.normal(0, s, (ni, d))
         self.item_buy_vec = 0.5 * self.item_vec + 0.7 * rng.normal(0, s, (ni, d))
         cate_price = rng.normal(0.0, 0.6, spec.n_cates)
-        self.log_price = cate_price[self.cate] + rng.normal(-0.5, 0.5, ni)
+        self.log_price = np.log(60.0) + cate_price[self.cate] + rng.normal(0.0, 0.5, ni)
         self.item_appeal = rng.normal(0.0, 0.5, ni)
         # Popularity: a Zipf law over a random permutation of items (long tail).
         ranks = rng.permutation(ni) + 1
@@ -175,14 +175,14 @@ class _World:
             + 0.5 * self.user_activity[users]
             + np.where(pid == 1, 0.3, -0.3)
             + 0.25 * np.sin((hour - 14) / 24.0 * 2 * np.pi)
-            - price_sensitivity * np.log(price)
+            - price_sensitivity * (np.log(price) - np.log(60.0))
         )
         clk = (rng.random(rows) < _sigmoid(logit)).astype(np.int64)
         buy_logit = (
-            -1.3
+            -2.0
             + np.einsum("ij,ij->i", self.user_buy_taste[users], self.item_buy_vec[items])
             + 0.5 * (self.shopping[users] - 2)
-            - 0.5 * np.log(price)
+            - 0.5 * (np.log(price) - np.log(60.0))
             + 0.5 * taste
         )
         buy = clk * (rng.random(rows) < _sigmoid(buy_logit)).astype(np.int64)
@@ -199,6 +199,8 @@ class _World:
             spec.base_click_logit + self.item_appeal
         )
         return {
+            "_p_clk": _sigmoid(logit),  # true probabilities: not written, for docs/tests
+            "_p_buy": _sigmoid(logit) * _sigmoid(buy_logit),
             "clk": clk,
             "buy": buy,
             "user_id": users,
