@@ -9,6 +9,8 @@ and a new, deleted or replaced field is parsed on its own and spliced in. See do
 from __future__ import annotations
 
 import logging
+import math
+import textwrap
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union
 
@@ -16,14 +18,24 @@ from hpo_tools.errors import ConfigError, ConfigPathError, did_you_mean
 from hpo_tools.pbtxt.paths import Condition, Index, Path, Slice, Step, parse_path
 from hpo_tools.pbtxt.syntax import (
     FALSE_WORDS,
+    FLOAT_RE,
+    IDENT_RE,
+    INT_RE,
     LIST,
+    MESSAGE,
     QUOTES,
+    SPECIAL_FLOAT_RE,
+    TOKEN_RE,
     TRUE_WORDS,
     Body,
     Field,
     decode_scalar,
+    escape_string,
     literal_kind,
+    parse_float_word,
+    parse_int_word,
     parse_pieces,
+    quote_string,
     scalar_end,
 )
 
@@ -218,7 +230,7 @@ class Document(Message):
         Raises:
             ConfigPathError: naming the path and the failing part; the document is unchanged.
         """
-        raise NotImplementedError("editing lands in the next commit")
+        _apply(self, edits, schema, allow_new_fields)
 
     # -- rendering ------------------------------------------------------------------------------
     def _render(self, k: int) -> str:
@@ -503,6 +515,225 @@ class Document(Message):
                     self._cond_cache.pop(key, None)
 
 
+    # -- structural edits (used by _Editor) ------------------------------------------------------
+    def _reload(self, text: str) -> None:
+        """Replace the whole text (after a ${placeholder} edit); views taken before are stale."""
+        pieces, root = parse_pieces(text, self.source)
+        self._pieces = pieces
+        self._root = root
+        self._body = root
+        self._n0 = len(pieces)
+        self._expand = {}
+        self._forget()
+
+    def _forget(self) -> None:
+        self._items_cache.clear()
+        self._cond_cache.clear()
+        self._deps.clear()
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        return (list(self._pieces), {k: list(v) for k, v in self._expand.items()}, self._root,
+                self._n0)
+
+    def _restore(self, snapshot: tuple[Any, ...]) -> None:
+        for undo in reversed(self._undo or []):
+            undo()
+        self._pieces, self._expand, self._root, self._n0 = snapshot
+        self._body = self._root
+        self._forget()
+
+    def _changing(self, body: Body) -> None:
+        """Record body's field list for rollback, and drop caches that depend on structure."""
+        if self._undo is not None:
+            old = list(body.fields)
+
+            def undo(body: Body = body, old: list[Field] = old) -> None:
+                body.fields[:] = old
+                body.reset_index()
+
+            self._undo.append(undo)
+        self._forget()
+
+    def _indent_unit(self) -> str:
+        """The indentation step of this document (from its first nested field; else 2 spaces)."""
+        if self._unit is None:
+            self._unit = "  "
+            for field in self._root.fields:
+                if field.kind != MESSAGE:
+                    continue
+                outer = self._line_indent(field.ni)
+                for child in field.value.fields:
+                    inner = self._line_indent(child.ni)
+                    if outer is not None and inner is not None and len(inner) > len(outer) \
+                            and inner.startswith(outer):
+                        self._unit = inner[len(outer):]
+                        return self._unit
+                    break
+        return self._unit
+
+    def _line_indent(self, i: int) -> Optional[str]:
+        """Indentation of the line that token i starts, or None when i does not start a line."""
+        lead = self._render(i - 1)
+        p = lead.rfind("\n")
+        if p >= 0:
+            return lead[p + 1:]
+        if i == 1 and not lead.strip():
+            return lead
+        return None
+
+    def _child_indent(self, body: Body) -> str:
+        for field in body.fields:
+            indent = self._line_indent(field.ni)
+            if indent is not None:
+                return indent
+        outer = self._line_indent(body.owner.ni) if body.owner is not None else ""
+        return (outer or "") + self._indent_unit()
+
+    def _graft(self, text: str) -> tuple[tuple[int, int], Body]:
+        """Parse text into new pieces appended to the document; return their range and root."""
+        base = len(self._pieces)
+        pieces, root = parse_pieces(text, f"{self.source} (edited)", base)
+        self._pieces.extend(pieces)
+        return (base, base + len(pieces)), root
+
+    def _blank(self, lo: int, hi: int) -> None:
+        """Empty pieces lo..hi (inclusive) and drop the expansions among them."""
+        pieces = self._pieces
+        for i in range(lo, hi + 1):
+            pieces[i] = ""
+        if self._expand:
+            for k in [k for k in self._expand if lo <= k <= hi]:
+                del self._expand[k]
+
+    def _insert(self, body: Body, after: Optional[Field],
+                make: Callable[[Optional[str]], list[str]]) -> None:
+        """Insert the fields `make(indent)` after `after` (default: body's last field)."""
+        nl = self._nl
+        if after is None and body.fields:
+            after = body.fields[-1]
+        if after is not None:
+            anchor = after.ei + 1
+            indent = self._line_indent(after.ni)
+            position = body.fields.index(after) + 1
+            if indent is None:
+                text = "".join(" " + t for t in make(None))
+                split = 0
+            else:
+                text = "".join(nl + indent + t for t in make(indent))
+                split = -1
+        elif body.open_i < 0:
+            anchor = body.close_i - 1
+            position = 0
+            texts = make("")
+            lead = self._render(anchor)
+            split = len(lead)
+            if not lead.strip("\r\n") and anchor == 0:
+                text = nl.join(texts) + nl
+            elif lead.endswith("\n"):
+                text = nl.join(texts) + nl
+            else:
+                text = nl + nl.join(texts)
+        else:
+            anchor = body.close_i - 1
+            position = 0
+            lead = self._render(anchor)
+            if "\n" in lead:
+                indent = self._child_indent(body)
+                text = "".join(nl + indent + t for t in make(indent))
+                split = -1
+            else:
+                text = " " + " ".join(make(None)) + " "
+                split = -2
+        span, root = self._graft(text)
+        self._changing(body)
+        parts = self._expand.get(anchor)
+        if parts is None:
+            lead = self._pieces[anchor]
+            if split == -1:
+                p = lead.find("\n")
+                if p < 0:
+                    p = 0
+                elif p > 0 and lead[p - 1] == "\r":
+                    p -= 1
+                split = p
+            if split == -2:
+                self._expand[anchor] = [span]
+            else:
+                self._expand[anchor] = [lead[:split], span, lead[split:]]
+        elif isinstance(parts[0], str):
+            parts.insert(len(parts) - 1, span)
+        else:
+            parts.insert(0, span)
+        body.fields[position:position] = root.fields
+        body.reset_index()
+
+    def _delete_field(self, body: Body, field: Field) -> None:
+        """Remove a field, with its line when it was alone on it."""
+        self._changing(body)
+        self._blank(field.ni, field.ei)
+        lead_i = field.ni - 1
+        if lead_i not in self._expand:
+            lead = self._pieces[lead_i]
+            p = lead.rfind("\n")
+            if p >= 0:
+                if p > 0 and lead[p - 1] == "\r":
+                    p -= 1
+                self._pieces[lead_i] = lead[:p]
+                tail_i = field.ei + 1
+                if tail_i not in self._expand:
+                    tail = self._pieces[tail_i]
+                    q = tail.find("\n")
+                    if q > 0 and tail[q - 1] == "\r":
+                        q -= 1
+                    if q >= 0:
+                        self._pieces[tail_i] = tail[q:]
+        body.fields.remove(field)
+        body.reset_index()
+
+    def _replace_field(self, body: Body, field: Field, text: str) -> None:
+        """Replace a field by the field(s) parsed from text, keeping the text before it."""
+        lead_i = field.ni - 1
+        if lead_i not in self._expand:
+            text = self._pieces[lead_i] + text
+            lo = lead_i
+        else:
+            lo = field.ni
+        span, root = self._graft(text)
+        self._changing(body)
+        self._blank(lo, field.ei)
+        self._expand[lo] = [span]
+        position = body.fields.index(field)
+        body.fields[position:position + 1] = root.fields
+        body.reset_index()
+
+    def _replace_contents(self, body: Body, lines: list[str]) -> None:
+        """Replace everything between a message's braces by the snippet lines."""
+        nl = self._nl
+        close_lead = self._render(body.close_i - 1)
+        if "\n" in close_lead or len(lines) > 1:
+            indent = self._child_indent(body)
+            p = close_lead.rfind("\n")
+            if p >= 0:
+                if p > 0 and close_lead[p - 1] == "\r":
+                    p -= 1
+                tail = close_lead[p:]
+            else:
+                outer = self._line_indent(body.owner.ni) if body.owner is not None else ""
+                tail = nl + (outer or "")
+            text = "".join(nl + (indent + line if line.strip() else "") for line in lines) + tail
+        elif lines:
+            text = " " + lines[0] + " "
+        else:
+            text = close_lead
+        span, root = self._graft(text)
+        self._changing(body)
+        lo = body.open_i + 1
+        self._blank(lo, body.close_i - 1)
+        self._expand[lo] = [span]
+        body.fields[:] = root.fields
+        body.reset_index()
+
+
 _BOOL_TEXT = {w: True for w in TRUE_WORDS}
 _BOOL_TEXT.update({w: False for w in FALSE_WORDS})
 
@@ -546,3 +777,608 @@ def apply_edits(
     doc.apply(edits, schema=schema, allow_new_fields=allow_new_fields)
     return doc.to_text()
 
+
+
+# -- editing ------------------------------------------------------------------------------------
+
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+_EXPECTED = {
+    "int": "an integer",
+    "int32": "an integer (int32)",
+    "int64": "an integer (int64)",
+    "uint32": "a non-negative integer (uint32)",
+    "uint64": "a non-negative integer (uint64)",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "enum": "an enum name",
+}
+
+
+def _schema_kind(fd: Any) -> str:
+    """The value kind of a field: int32/int64/uint32/uint64/float/bool/string/enum/message."""
+    from google.protobuf.descriptor import FieldDescriptor as FD
+
+    t = fd.type
+    if t in (FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32):
+        return "int32"
+    if t in (FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64):
+        return "int64"
+    if t in (FD.TYPE_UINT32, FD.TYPE_FIXED32):
+        return "uint32"
+    if t in (FD.TYPE_UINT64, FD.TYPE_FIXED64):
+        return "uint64"
+    if t in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
+        return "float"
+    if t == FD.TYPE_BOOL:
+        return "bool"
+    if t in (FD.TYPE_STRING, FD.TYPE_BYTES):
+        return "string"
+    if t == FD.TYPE_ENUM:
+        return "enum"
+    return "message"
+
+
+def _format_float(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return repr(x)
+
+
+def _plain(value: object) -> str:
+    """A value as bare text (for ${placeholders})."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _format_float(value)
+    return str(value)
+
+
+def _snippet_lines(inner: str) -> list[str]:
+    """The lines of a text-format snippet, dedented, without blank first/last lines."""
+    lines = inner.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        return []
+    first = lines[0].strip()
+    rest = textwrap.dedent("\n".join(lines[1:])).split("\n") if len(lines) > 1 else []
+    return [first] + [line.rstrip() for line in rest]
+
+
+class _Target:
+    """The last step of a path in one parent message: what an edit writes to."""
+
+    __slots__ = ("body", "desc", "trail", "fd", "items", "positions", "step")
+
+    def __init__(self, body: Body, desc: Any, trail: _Trail, fd: Any, items: list[_Item],
+                 positions: list[int], step: Step) -> None:
+        self.body = body
+        self.desc = desc
+        self.trail = trail
+        self.fd = fd
+        self.items = items
+        self.positions = positions
+        self.step = step
+
+
+class _Creation:
+    """A field absent from a message that an edit creates (with absent parents up the path)."""
+
+    __slots__ = ("body", "trail", "names", "fds")
+
+    def __init__(self, body: Body, trail: _Trail, names: list[str], fds: list[Any]) -> None:
+        self.body = body
+        self.trail = trail
+        self.names = names
+        self.fds = fds
+
+
+class _Editor:
+    """Applies one `apply()` call's edits to a document (the document rolls back on failure)."""
+
+    def __init__(self, doc: Document, schema: Any, allow_new: bool) -> None:
+        self.doc = doc
+        self.schema = getattr(schema, "DESCRIPTOR", schema)
+        if self.schema is not None and not hasattr(self.schema, "fields_by_name"):
+            raise ConfigPathError(
+                f"schema: expected a protobuf message Descriptor, got {type(schema).__name__}"
+            )
+        self.allow_new = allow_new
+
+    # -- entry points ---------------------------------------------------------------------------
+    def run(self, edits: Mapping[str, object]) -> None:
+        for key, value in edits.items():
+            if not isinstance(key, str):
+                raise ConfigPathError(f"edit key {key!r}: expected a path string")
+            text = key.strip()
+            if text.startswith("${") and text.endswith("}"):
+                self.replace_placeholder(text, value)
+            elif ";" in text:
+                keys = [k.strip() for k in text.split(";")]
+                if isinstance(value, str):
+                    values: list[object] = [RawText(v.strip()) for v in value.split(";")]
+                elif isinstance(value, (list, tuple)):
+                    values = list(value)
+                else:
+                    raise ConfigPathError(
+                        f"{text}: a multi-key entry needs values 'v1;v2;...' or a list, "
+                        f"got {value!r}"
+                    )
+                if len(keys) != len(values):
+                    raise ConfigPathError(
+                        f"{text}: {len(keys)} keys but {len(values)} values in {value!r}"
+                    )
+                for k, v in zip(keys, values):
+                    self.edit(k, v)
+            else:
+                self.edit(text, value)
+
+    def replace_placeholder(self, key: str, value: object) -> None:
+        if value is None or isinstance(value, (list, tuple, dict)):
+            raise ConfigPathError(f"{key}: expected a number, string or bool, got {value!r}")
+        doc = self.doc
+        text = doc.to_text()
+        if key not in text:
+            raise ConfigPathError(f"{key}: the placeholder does not occur in {doc.source}")
+        raw = _plain(value)
+        out = []
+        for trivia, token in TOKEN_RE.findall(text):
+            out.append(trivia.replace(key, raw))
+            if key in token:
+                if token[:1] in QUOTES and len(token) > 1:
+                    token = token.replace(key, escape_string(raw, token[0]))
+                else:
+                    token = token.replace(key, raw)
+            out.append(token)
+        try:
+            doc._reload("".join(out))
+        except ConfigError as exc:
+            raise ConfigPathError(f"{key}: {raw!r} in its place does not parse: {exc}") from None
+
+    def edit(self, path_text: str, value: object) -> None:
+        if value is None or isinstance(value, Mapping):
+            raise ConfigPathError(
+                f"{path_text}: expected a number, string, bool, list or '{{ ... }}' message, "
+                f"got {value!r}"
+            )
+        doc = self.doc
+        path = doc._alias(doc._root, parse_path(path_text))
+        targets, creations = self.resolve(path)
+        # Check every value before the first write, so that one path fails or applies whole.
+        plans = [self.plan_target(path, t, value) for t in targets]
+        made = [self.plan_creation(path, c, value) for c in creations]
+        for plan in plans:
+            plan()
+        for plan in made:
+            plan()
+
+    # -- resolution -----------------------------------------------------------------------------
+    def resolve(self, path: Path) -> tuple[list[_Target], list[_Creation]]:
+        doc = self.doc
+        contexts: list[tuple[Body, Any, _Trail]] = [(doc._root, self.schema, None)]
+        targets: list[_Target] = []
+        creations: list[_Creation] = []
+        steps = path.steps
+        last = len(steps) - 1
+        for s, step in enumerate(steps):
+            next_contexts: list[tuple[Body, Any, _Trail]] = []
+            for body, desc, trail in contexts:
+                fd = self.field_descriptor(path, step, s, desc, body, trail)
+                items = doc._items(body, step.name)
+                if items is None:
+                    creations.append(self.creation(path, s, body, desc, trail, fd))
+                    continue
+                positions = doc._apply_selectors(path, step, items, body, trail, True)
+                if s == last:
+                    targets.append(_Target(body, desc, trail, fd, items, positions, step))
+                    continue
+                show = bool(step.selectors) or len(items) > 1
+                child_desc = fd.message_type if fd is not None else None
+                for pos in positions:
+                    node = _node(items[pos])
+                    if not isinstance(node, Body):
+                        raise ConfigPathError(
+                            f"{path.text}: '{step.text}' is a value, not a message, so "
+                            f"'{steps[s + 1].text}' cannot be set in it"
+                        )
+                    child_trail = (trail, step.name, pos if show else -1)
+                    next_contexts.append((node, child_desc, child_trail))
+            contexts = next_contexts
+        return targets, creations
+
+    def field_descriptor(
+        self, path: Path, step: Step, s: int, desc: Any, body: Body, trail: _Trail
+    ) -> Any:
+        if desc is None or step.name.startswith("["):
+            return None
+        fd = desc.fields_by_name.get(step.name)
+        if fd is None:
+            raise ConfigPathError(
+                f"{path.text}: no field '{step.name}' in {_trail_text(trail)} "
+                f"({desc.full_name}){did_you_mean(step.name, desc.fields_by_name)}"
+            )
+        if step.selectors and not fd.is_repeated:
+            raise ConfigPathError(
+                f"{path.text}: '{step.text}' selects elements, but {desc.full_name}.{step.name} "
+                f"is not a repeated field"
+            )
+        if s < len(path.steps) - 1 and fd.message_type is None:
+            raise ConfigPathError(
+                f"{path.text}: '{step.text}' is a {_schema_kind(fd)} field, not a message, so "
+                f"'{path.steps[s + 1].text}' cannot be set in it"
+            )
+        return fd
+
+    def creation(
+        self, path: Path, s: int, body: Body, desc: Any, trail: _Trail, fd: Any
+    ) -> _Creation:
+        step = path.steps[s]
+        if fd is None and not (self.allow_new and (desc is None or step.name.startswith("["))):
+            schema_names = list(desc.fields_by_name) if desc is not None else None
+            raise self.doc._unknown_field(path, step, body, trail, schema_names)
+        names: list[str] = []
+        for later in path.steps[s:]:
+            if later.selectors:
+                raise ConfigPathError(
+                    f"{path.text}: '{step.name}' is absent from {_trail_text(trail)}, so "
+                    f"'{later.text}' has no elements to select"
+                )
+            names.append(later.name)
+        # Walk the schema down the created part of the path.
+        fds: list[Any] = []
+        d = desc
+        for i, name in enumerate(names):
+            if d is None or name.startswith("["):
+                fds.append(None)
+                d = None
+                continue
+            f = d.fields_by_name.get(name)
+            if f is None:
+                where = ".".join([_trail_text(trail)] + names[:i])
+                raise ConfigPathError(
+                    f"{path.text}: no field '{name}' in {where} ({d.full_name})"
+                    f"{did_you_mean(name, d.fields_by_name)}"
+                )
+            if i < len(names) - 1 and f.message_type is None:
+                raise ConfigPathError(
+                    f"{path.text}: '{name}' is a {_schema_kind(f)} field, not a message, so "
+                    f"'{names[i + 1]}' cannot be set in it"
+                )
+            fds.append(f)
+            d = f.message_type
+        first = fds[0]
+        if first is not None and first.containing_oneof is not None:
+            present = body.by_name()
+            for other in first.containing_oneof.fields:
+                if other.name != first.name and other.name in present:
+                    raise ConfigPathError(
+                        f"{path.text}: cannot create '{first.name}' in {_trail_text(trail)}: "
+                        f"oneof '{first.containing_oneof.name}' already has '{other.name}'"
+                    )
+        return _Creation(body, trail, names, fds)
+
+    # -- values ---------------------------------------------------------------------------------
+    def value_error(self, path: Path, part: str, value: object, expected: str) -> ConfigPathError:
+        return ConfigPathError(
+            f"{path.text}: value {value!r} does not fit '{part}': expected {expected}"
+        )
+
+    def coerce(self, path: Path, part: str, value: object, kind: str, token: str,
+               fd: Any) -> str:
+        """The literal that writes `value` into a field of `kind`; `token` is the old literal."""
+        if isinstance(value, (list, tuple)):
+            raise self.value_error(path, part, value, f"{_EXPECTED.get(kind, 'a value')}, "
+                                   f"not a list (a list replaces a whole repeated field: "
+                                   f"give the path without [...])")
+        if kind in ("int", "int32", "int64", "uint32", "uint64"):
+            number = self.to_int(path, part, value, kind)
+            bounds = _INT_RANGES.get(kind)
+            if bounds is not None and not bounds[0] <= number <= bounds[1]:
+                raise self.value_error(path, part, value,
+                                       f"{_EXPECTED[kind]} in [{bounds[0]}, {bounds[1]}]")
+            return str(number)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise self.value_error(path, part, value, "a number")
+            if isinstance(value, (int, float)):
+                return _format_float(float(value))
+            text = str(value).strip()
+            if INT_RE.match(text) or FLOAT_RE.match(text) or SPECIAL_FLOAT_RE.match(text):
+                return _format_float(parse_float_word(text))
+            raise self.value_error(path, part, value, "a number")
+        if kind == "bool":
+            if isinstance(value, bool):
+                flag = value
+            elif isinstance(value, str) and value.strip() in _BOOL_TEXT:
+                flag = _BOOL_TEXT[value.strip()]
+            else:
+                raise self.value_error(path, part, value, "true or false")
+            if token in ("True", "False"):
+                return "True" if flag else "False"
+            return "true" if flag else "false"
+        if kind == "string":
+            quote = token[0] if token[:1] in QUOTES else '"'
+            text = _plain(value) if not isinstance(value, str) else value
+            return quote_string(str(text), quote)
+        if kind == "enum":
+            return self.to_enum(path, part, value, fd)
+        # "any": a new field or a ${placeholder} with no type known.
+        if isinstance(value, (bool, int, float)):
+            return _plain(value)
+        text = str(value)
+        if text.startswith("enum:"):
+            return self.to_enum(path, part, text, None)
+        if isinstance(value, RawText):
+            stripped = text.strip()
+            if (INT_RE.match(stripped) or FLOAT_RE.match(stripped)
+                    or SPECIAL_FLOAT_RE.match(stripped) or stripped in _BOOL_TEXT):
+                return stripped
+        return quote_string(text)
+
+    def to_int(self, path: Path, part: str, value: object, kind: str) -> int:
+        expected = _EXPECTED[kind]
+        if isinstance(value, bool):
+            raise self.value_error(path, part, value, expected)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if math.isfinite(value) and value.is_integer():
+                return int(value)
+            raise self.value_error(path, part, value, f"{expected}, not a fraction")
+        text = str(value).strip()
+        if INT_RE.match(text):
+            return parse_int_word(text)
+        if FLOAT_RE.match(text) and not text.endswith(("f", "F")):
+            number = float(text)
+            if number.is_integer():
+                return int(number)
+            raise self.value_error(path, part, value, f"{expected}, not a fraction")
+        raise self.value_error(path, part, value, expected)
+
+    def to_enum(self, path: Path, part: str, value: object, fd: Any) -> str:
+        enum = fd.enum_type if fd is not None else None
+        if isinstance(value, int) and not isinstance(value, bool) and enum is not None:
+            found = enum.values_by_number.get(value)
+            if found is not None:
+                return found.name
+        if not isinstance(value, str):
+            raise self.value_error(path, part, value, "an enum name")
+        name = value.strip()
+        if name.startswith("enum:"):
+            name = name[5:].strip()
+        if enum is not None:
+            if name not in enum.values_by_name:
+                names = list(enum.values_by_name)
+                raise ConfigPathError(
+                    f"{path.text}: value {value!r} does not fit '{part}': expected one of "
+                    f"{enum.full_name} ({', '.join(names)}){did_you_mean(name, names)}"
+                )
+            return name
+        if not IDENT_RE.match(name):
+            raise self.value_error(path, part, value, "an enum name (letters, digits, '_')")
+        return name
+
+    def scalar_kind(self, fd: Any, token: str) -> str:
+        if fd is not None:
+            return _schema_kind(fd)
+        kind = literal_kind(token)
+        return "any" if kind == "placeholder" else kind
+
+    def snippet(self, path: Path, part: str, value: object, fd: Any) -> list[str]:
+        """Check a '{ ... }' message value; return its dedented lines."""
+        if not isinstance(value, str):
+            raise self.value_error(path, part, value, "a '{ ... }' text-format message")
+        inner = value.strip()
+        if inner.startswith("{") and inner.endswith("}"):
+            inner = inner[1:-1]
+        try:
+            parse_pieces(inner, f"value of {path.text}")
+        except ConfigError as exc:
+            raise ConfigPathError(
+                f"{path.text}: value of '{part}' is not a text-format message: {exc}"
+            ) from None
+        if fd is not None and fd.message_type is not None:
+            from google.protobuf import message_factory, text_format
+
+            try:
+                text_format.Parse(inner, message_factory.GetMessageClass(fd.message_type)())
+            except text_format.ParseError as exc:
+                detail = str(exc).splitlines()[0] if str(exc) else "does not parse"
+                raise ConfigPathError(
+                    f"{path.text}: value of '{part}' does not fit {fd.message_type.full_name}: "
+                    f"{detail}"
+                ) from None
+        return _snippet_lines(inner)
+
+    def list_values(self, value: object) -> Optional[list[object]]:
+        """A list value, or a '[a, b]' string parsed as one; None for anything else."""
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):
+                try:
+                    pieces, root = parse_pieces(f"x: {text}")
+                except ConfigError:
+                    return None
+                field = root.fields[0]
+                if field.kind != LIST or any(isinstance(i, Body) for i in field.value.items):
+                    return None
+                out: list[object] = []
+                for i in field.value.items:
+                    token = pieces[i]
+                    out.append(decode_scalar(pieces, i) if token[:1] in QUOTES
+                               else RawText(token))
+                return out
+        return None
+
+    # -- plans: checked now, written later ------------------------------------------------------
+    def plan_target(self, path: Path, target: _Target, value: object) -> Callable[[], None]:
+        doc = self.doc
+        step = target.step
+        fd = target.fd
+        part = _trail_text((target.trail, step.name, -1))
+        items = target.items
+        selected = [_node(items[p]) for p in target.positions]
+        if not step.selectors:
+            fields = target.body.by_name()[step.name]
+            is_message = (fd.message_type is not None if fd is not None
+                          else bool(items) and all(isinstance(n, Body) for n in selected))
+            if not is_message:
+                first_token = next((doc._pieces[n] for n in selected if isinstance(n, int)), "")
+                repeated = (fd.is_repeated if fd is not None
+                            else any(f.kind == LIST for f in fields))
+                values = None
+                if isinstance(value, (list, tuple)):
+                    values = list(value)
+                elif isinstance(value, str) and (
+                    repeated or (fd is None and literal_kind(first_token or '""') != "string")
+                ):
+                    values = self.list_values(value)
+                if values is None and repeated:
+                    values = [value]
+                if values is not None:
+                    if fd is not None and not fd.is_repeated:
+                        raise self.value_error(path, part, value,
+                                               f"{_EXPECTED.get(_schema_kind(fd))}: "
+                                               f"'{step.name}' is not a repeated field")
+                    if any(isinstance(n, Body) for n in selected):
+                        raise self.value_error(path, part, value, "'{ ... }' messages")
+                    kind = self.scalar_kind(fd, first_token) if (fd or first_token) else "any"
+                    lits = [self.coerce(path, part, v, kind, first_token, fd) for v in values]
+                    return lambda: self.replace_all(target.body, step.name, fields, lits)
+        elif isinstance(value, (list, tuple)):
+            raise self.value_error(path, part, value,
+                                   "one value: a list replaces a whole repeated field, so give "
+                                   f"the path without '{step.text[len(step.name):]}'")
+        writes: list[Callable[[], None]] = []
+        for node in selected:
+            if isinstance(node, Body):
+                lines = self.snippet(path, part, value, fd)
+                writes.append(lambda node=node, lines=lines: self.replace_contents(node, lines))
+            else:
+                if fd is not None and fd.message_type is not None:
+                    raise self.value_error(path, part, value, "a message (the file has a value)")
+                token = doc._pieces[node]
+                lit = self.coerce(path, part, value, self.scalar_kind(fd, token), token, fd)
+                writes.append(lambda node=node, lit=lit: self.write_scalar(node, lit))
+
+        def run() -> None:
+            for write in writes:
+                write()
+
+        return run
+
+    def plan_creation(self, path: Path, made: _Creation, value: object) -> Callable[[], None]:
+        names = made.names
+        fd = made.fds[-1]
+        part = ".".join([_trail_text(made.trail)] + names) if made.trail else ".".join(names)
+        values = self.list_values(value) if (
+            isinstance(value, (list, tuple)) or (fd is not None and fd.is_repeated)
+        ) else None
+        if fd is not None and fd.message_type is not None or (
+            fd is None and isinstance(value, str) and value.strip().startswith("{")
+            and value.strip().endswith("}")
+        ):
+            lines = self.snippet(path, part, value, fd)
+            leaf_kind = "message"
+            lits: list[str] = []
+        elif values is not None:
+            if fd is not None and not fd.is_repeated:
+                raise self.value_error(path, part, value, f"one value: '{names[-1]}' is not "
+                                       f"a repeated field")
+            kind = _schema_kind(fd) if fd is not None else "any"
+            lits = [self.coerce(path, part, v, kind, "", fd) for v in values]
+            leaf_kind = "list"
+            lines = []
+        else:
+            kind = _schema_kind(fd) if fd is not None else "any"
+            lits = [self.coerce(path, part, value, kind, "", fd)]
+            leaf_kind = "scalar"
+            lines = []
+        doc = self.doc
+        nl = doc._nl
+
+        def leaf(name: str, indent: Optional[str]) -> str:
+            if leaf_kind == "scalar":
+                return f"{name}: {lits[0]}"
+            if leaf_kind == "list":
+                return f"{name}: [{', '.join(lits)}]"
+            if not lines:
+                return f"{name} {{ }}"
+            if indent is None or len(lines) == 1:
+                return f"{name} {{ {' '.join(line.strip() for line in lines)} }}"
+            inner = "".join(nl + (indent + doc._indent_unit() + line if line.strip() else "")
+                            for line in lines)
+            return f"{name} {{{inner}{nl}{indent}}}"
+
+        def build(i: int, indent: Optional[str]) -> str:
+            if i == len(names) - 1:
+                return leaf(names[i], indent)
+            if indent is None:
+                return f"{names[i]} {{ {build(i + 1, None)} }}"
+            deeper = indent + doc._indent_unit()
+            return f"{names[i]} {{{nl}{deeper}{build(i + 1, deeper)}{nl}{indent}}}"
+
+        return lambda: doc._insert(made.body, None, lambda indent: [build(0, indent)])
+
+    # -- writes ---------------------------------------------------------------------------------
+    def write_scalar(self, t: int, literal: str) -> None:
+        doc = self.doc
+        pieces = doc._pieces
+        end = scalar_end(pieces, t)
+        pieces[t] = literal
+        for i in range(t + 1, end + 1):
+            pieces[i] = ""
+        doc._invalidate(t, end)
+
+    def replace_all(self, body: Body, name: str, fields: list[Field], lits: list[str]) -> None:
+        """Make the repeated scalar field `name` hold exactly `lits`."""
+        doc = self.doc
+        lists = [f for f in fields if f.kind == LIST]
+        if lists:
+            first = lists[0]
+            value = first.value
+            prefix = doc._render_range(first.ni, value.open_i)
+            sep = doc._render_range(value.close_i + 1, first.ei + 1)
+            doc._replace_field(body, first, f"{prefix}[{', '.join(lits)}]{sep}")
+            for f in fields:
+                if f is not first:
+                    doc._delete_field(body, f)
+            return
+        shared = min(len(fields), len(lits))
+        for f, lit in zip(fields[:shared], lits[:shared]):
+            self.write_scalar(f.value, lit)
+        for f in fields[shared:]:
+            doc._delete_field(body, f)
+        if len(lits) > len(fields):
+            extra = [f"{name}: {lit}" for lit in lits[len(fields):]]
+            doc._insert(body, fields[-1], lambda indent: extra)
+
+    def replace_contents(self, body: Body, lines: list[str]) -> None:
+        self.doc._replace_contents(body, lines)
+
+
+def _apply(doc: Document, edits: Mapping[str, object], schema: Any, allow_new: bool) -> None:
+    if not isinstance(edits, Mapping):
+        raise ConfigPathError(f"edits: expected a mapping of path -> value, got {edits!r}")
+    editor = _Editor(doc, schema, allow_new)
+    snapshot = doc._snapshot()
+    doc._undo = []
+    try:
+        editor.run(edits)
+    except BaseException:
+        doc._restore(snapshot)
+        raise
+    finally:
+        doc._undo = None

@@ -36,6 +36,16 @@ __all__ = [
     "scalar_end",
     "literal_kind",
     "quote_string",
+    "escape_string",
+    "parse_float_word",
+    "parse_int_word",
+    "TOKEN_RE",
+    "IDENT_RE",
+    "INT_RE",
+    "FLOAT_RE",
+    "SPECIAL_FLOAT_RE",
+    "TRUE_WORDS",
+    "FALSE_WORDS",
     "unquote_string",
     "position_of",
 ]
@@ -45,16 +55,16 @@ _logger = logging.getLogger(__name__)
 # One pattern for the whole text: (trivia)(token). A token is a quoted string, a word (identifier
 # or number: letters, digits, '.', '+', '-'), a ${placeholder}, any other single character
 # (punctuation, or garbage the parser reports), or the empty match at the end of the text.
-_TOKEN_RE = re.compile(
+TOKEN_RE = re.compile(
     r"((?:[ \t\r\n\f\v]+|#[^\r\n]*)*)"
     r"(\"(?:[^\"\\\r\n]|\\.)*\"|'(?:[^'\\\r\n]|\\.)*'|[\w.+-]+|\$\{[^}\r\n]*\}"
     r"|[^ \t\r\n\f\v#]|\Z)"
 )
-_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _EXT_PART_RE = re.compile(r"[A-Za-z0-9_.]+\Z")
-_INT_RE = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|[0-9]+)\Z")
-_FLOAT_RE = re.compile(r"-?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?[fF]?)\Z")
-_SPECIAL_FLOAT_RE = re.compile(r"-?(?:inf|infinity|nan)\Z", re.IGNORECASE)
+INT_RE = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|[0-9]+)\Z")
+FLOAT_RE = re.compile(r"-?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?[fF]?)\Z")
+SPECIAL_FLOAT_RE = re.compile(r"-?(?:inf|infinity|nan)\Z", re.IGNORECASE)
 _BARE_IDENT_RE = re.compile(r"-?[A-Za-z_][A-Za-z0-9_]*\Z")
 _ESCAPE_RE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})"
                         r"|U([0-9a-fA-F]{8})|(.))", re.DOTALL)
@@ -157,7 +167,7 @@ class _Parser:
         self.text = text
         self.source = source
         self.base = base
-        self.toks = _TOKEN_RE.findall(text)
+        self.toks = TOKEN_RE.findall(text)
         self.names: set[str] = set()
         self.words: set[str] = set()
 
@@ -195,7 +205,7 @@ class _Parser:
             return k
         if c == "$" and len(tok) > 1:
             return k
-        if _INT_RE.match(tok) or _FLOAT_RE.match(tok) or _BARE_IDENT_RE.match(tok):
+        if INT_RE.match(tok) or FLOAT_RE.match(tok) or _BARE_IDENT_RE.match(tok):
             self.words.add(tok)
             return k
         raise self.fail(k, "a value")
@@ -235,7 +245,7 @@ class _Parser:
                     raise self.fail(j, "an extension or type URL name")
                 name = "[" + "".join(parts) + "]"
                 k = j + 1
-            elif _IDENT_RE.match(tok):
+            elif IDENT_RE.match(tok):
                 names.add(tok)
                 name = tok
                 k += 1
@@ -341,9 +351,17 @@ def unquote_string(token: str) -> str:
 
 
 def quote_string(value: str, quote: str = '"') -> str:
-    """Encode text as a quoted string token (UTF-8 kept as is, control characters escaped)."""
+    """Encode text as a quoted string token (UTF-8 kept as is, control characters escaped).
+
+    A double-quoted string holding ``"`` but no ``'`` is written in single quotes instead.
+    """
     if quote == '"' and '"' in value and "'" not in value:
         quote = "'"
+    return quote + escape_string(value, quote) + quote
+
+
+def escape_string(value: str, quote: str) -> str:
+    """Escape text for the inside of a string token quoted with ``quote``."""
     out = []
     for ch in value:
         if ch == "\\":
@@ -360,7 +378,7 @@ def quote_string(value: str, quote: str = '"') -> str:
             out.append(f"\\{ord(ch):03o}")
         else:
             out.append(ch)
-    return quote + "".join(out) + quote
+    return "".join(out)
 
 
 def scalar_end(pieces: list[str], i: int) -> int:
@@ -372,7 +390,8 @@ def scalar_end(pieces: list[str], i: int) -> int:
     return i
 
 
-def _parse_int(word: str) -> int:
+def parse_int_word(word: str) -> int:
+    """Decode an integer literal (``-1``, ``0x1F``, octal ``017``)."""
     sign = -1 if word[0] == "-" else 1
     digits = word.lstrip("-")
     if digits[:2] in ("0x", "0X"):
@@ -384,7 +403,7 @@ def _parse_int(word: str) -> int:
 
 def parse_float_word(word: str) -> float:
     """Decode a float literal (``1e-6``, ``.5``, ``1.0f``, ``-inf``, ``nan``)."""
-    if word[-1:] in ("f", "F") and not _SPECIAL_FLOAT_RE.match(word):
+    if word[-1:] in ("f", "F") and not SPECIAL_FLOAT_RE.match(word):
         word = word[:-1]
     low = word.lower()
     if low.lstrip("-") in ("inf", "infinity"):
@@ -401,9 +420,9 @@ def literal_kind(token: str) -> str:
         return "string"
     if c == "$":
         return "placeholder"
-    if _INT_RE.match(token):
+    if INT_RE.match(token):
         return "int"
-    if _FLOAT_RE.match(token) or _SPECIAL_FLOAT_RE.match(token):
+    if FLOAT_RE.match(token) or SPECIAL_FLOAT_RE.match(token):
         return "float"
     if token in TRUE_WORDS or token in FALSE_WORDS:
         return "bool"
@@ -421,9 +440,9 @@ def decode_scalar(pieces: list[str], i: int) -> object:
             i += 2
             text += unquote_string(pieces[i])
         return text
-    if _INT_RE.match(token):
-        return _parse_int(token)
-    if _FLOAT_RE.match(token) or _SPECIAL_FLOAT_RE.match(token):
+    if INT_RE.match(token):
+        return parse_int_word(token)
+    if FLOAT_RE.match(token) or SPECIAL_FLOAT_RE.match(token):
         return parse_float_word(token)
     if token in TRUE_WORDS:
         return True
