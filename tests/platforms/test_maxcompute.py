@@ -391,3 +391,53 @@ def test_table_source_without_a_maxcompute_platform_is_a_config_error(monkeypatc
                         maxcompute._table_source_without_platform)
     with pytest.raises(ConfigError, match="name=MaxCompute"):
         build_source("table", "SELECT 1", spec=SPEC)
+
+
+# -- the fake stays true to pyodps ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fake_class", "real_path", "methods"),
+    [
+        ("FakeODPS", "odps.ODPS",
+         ["run_xflow", "run_sql", "get_xflow_sub_instances", "get_instance", "stop_instance"]),
+        ("FakeInstance", "odps.models.Instance",
+         ["is_terminated", "is_successful", "get_task_statuses", "get_logview_address", "stop",
+          "open_reader"]),
+    ],
+)
+def test_fake_methods_have_the_sdk_names_and_parameters(fake_class, real_path, methods):
+    import importlib
+    import inspect
+
+    from hpo_tools.testing import odps as fakes
+
+    module_name, _, class_name = real_path.rpartition(".")
+    real = getattr(importlib.import_module(module_name), class_name)
+    fake_cls = getattr(fakes, fake_class)
+    for method in methods:
+        real_params = [p for p in inspect.signature(getattr(real, method)).parameters
+                       if p not in ("self", "args", "kwargs")]
+        fake_params = [p for p in inspect.signature(getattr(fake_cls, method)).parameters
+                       if p not in ("self", "args", "kwargs")]
+        # the fake takes the SDK's leading parameters, in order, so calls that work on the
+        # fake work on pyodps
+        assert fake_params == real_params[: len(fake_params)], method
+
+
+def test_default_factory_builds_a_real_pyodps_client_offline(monkeypatch):
+    import odps
+
+    # ODPS() asks the endpoint for its logview and job-insight hosts unless told (6 s offline)
+    monkeypatch.setenv("ODPS_LOGVIEW_HOST", "http://logview.example.com")
+    legacy = odps.options.use_legacy_logview
+    odps.options.use_legacy_logview = True
+    try:
+        platform = MaxComputePlatform(project="p", endpoint="http://service.example.com/api",
+                                      access_id=ACCESS_ID, access_key=ACCESS_KEY)
+        client = platform.client()
+    finally:
+        odps.options.use_legacy_logview = legacy
+    # the shipped path constructs odps.ODPS with our keywords (no network until a call)
+    assert type(client).__module__ == "odps.core" and type(client).__name__ == "ODPS"
+    assert client.project == "p"
