@@ -1010,7 +1010,7 @@ class _Editor:
         if step.selectors and not fd.is_repeated:
             raise ConfigPathError(
                 f"{path.text}: '{step.text}' selects elements, but {desc.full_name}.{step.name} "
-                f"is not a repeated field"
+                f"is not repeated"
             )
         if s < len(path.steps) - 1 and fd.message_type is None:
             raise ConfigPathError(
