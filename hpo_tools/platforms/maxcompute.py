@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
+from hpo_tools.errors import ConfigError, HpoError, MetricReadError, PlatformError
 from hpo_tools.metrics.sources import MetricPoint, MetricSource, register_source_type
 from hpo_tools.platforms.base import Job, JobState, OutputFilter, Platform, UpdateCallback
 
@@ -365,6 +365,8 @@ class MaxComputeJob(Job):
         if self._output_filter is not None:
             try:
                 text = self._output_filter(text)
+            except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+                raise
             except Exception:
                 _logger.exception("output filter failed; a status line was dropped")
                 return
@@ -378,6 +380,8 @@ class MaxComputeJob(Job):
         if self._on_update is not None:
             try:
                 self._on_update(self)
+            except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+                raise
             except Exception:  # the runner logs its own failures; never break the poll loop
                 _logger.exception("on_update failed for instance %s", self.job_id)
 
@@ -385,6 +389,8 @@ class MaxComputeJob(Job):
         instance_id = str(instance.id)
         try:
             address = str(instance.get_logview_address())
+        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+            raise
         except Exception as err:
             _logger.info("no logview for instance %s: %s", instance_id, err)
             return
@@ -428,6 +434,8 @@ class MaxComputeJob(Job):
             terminated = bool(self._instance.is_terminated())
             changed = self._record_sub_instances()  # also those that appeared at the end
             successful = bool(self._instance.is_successful()) if terminated else False
+        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+            raise
         except Exception as err:  # network trouble: keep going, give up after many in a row
             self._poll_errors += 1
             _logger.warning("checking instance %s failed (%d in a row): %s",
@@ -456,6 +464,8 @@ class MaxComputeJob(Job):
                 for name, task in statuses.items()
                 if str(getattr(task.status, "value", task.status)).upper() != "SUCCESS"
             ]
+        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+            raise
         except Exception as err:
             return f"instance {self.job_id} failed ({err})"
         detail = ", ".join(failed) if failed else "not successful"
@@ -650,6 +660,8 @@ class MaxComputePlatform(Platform):
             else:
                 _logger.info("submitting SQL (%d characters)", len(parsed.sql))
                 instance = client.run_sql(parsed.sql)
+        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+            raise
         except Exception as err:
             what = f"PAI -name {parsed.name}" if parsed.kind == "xflow" else "SQL"
             raise PlatformError(
@@ -679,6 +691,8 @@ class MaxComputePlatform(Platform):
         for instance_id in instance_ids:
             try:
                 terminated = client.get_instance(instance_id, project=project).is_terminated()
+            except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+                raise
             except Exception as err:  # unknown: try to stop it anyway
                 _logger.info("status of instance %s unknown: %s", instance_id, err)
                 terminated = False
@@ -708,6 +722,8 @@ class MaxComputePlatform(Platform):
         client = self.client()
         try:
             instance = client.run_sql(sql)
+        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+            raise
         except Exception as err:
             raise MetricReadError(f"metric_source table: query failed to start: {err}") from err
         deadline = time.monotonic() + self.query_timeout
@@ -725,7 +741,7 @@ class MaxComputePlatform(Platform):
                 raise MetricReadError(f"metric_source table: query instance {instance.id} failed")
             with instance.open_reader() as reader:
                 return [dict(record) for record in reader]
-        except MetricReadError:
+        except HpoError:  # MetricReadError above, or the runner's cancellation
             raise
         except Exception as err:
             raise MetricReadError(f"metric_source table: reading query results: {err}") from err

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
+from hpo_tools.errors import ConfigError, HpoError, MetricReadError, PlatformError
 from hpo_tools.jobs import JobRegistry
 from hpo_tools.metrics import Follower, MetricSpec, build_source
 from hpo_tools.metrics import sources as metric_sources
@@ -173,6 +173,26 @@ def test_status_errors_are_retried_not_fatal(platform, fake, tmp_path):
     assert job.poll() is JobState.RUNNING
     fake.status_error = None
     assert job.wait(timeout=5) is JobState.SUCCEEDED
+
+
+class _Cancelled(HpoError):
+    """Stands for the runner's TrialCancelled, which its SIGINT handler raises anywhere."""
+
+
+def test_a_cancellation_raised_during_a_status_check_propagates(platform, fake, tmp_path):
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    fake.status_error = _Cancelled("trial cancelled by SIGINT")
+    # taken for a network blip, it would leave the PAI job running after NNI's SIGINT
+    with pytest.raises(_Cancelled):
+        job.poll()
+
+
+def test_a_cancellation_raised_during_a_table_query_propagates(platform, fake):
+    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC)
+    fake.status_error = _Cancelled("trial cancelled by SIGINT")
+    # not turned into a MetricReadError that the follower would log and retry
+    with pytest.raises(_Cancelled):
+        source.poll()
 
 
 def test_poll_interval_limits_status_checks(fake, tmp_path):
