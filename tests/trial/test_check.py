@@ -1,0 +1,110 @@
+"""`hpo-tools check`: every problem over the search-space corners, at once, nothing launched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hpo_tools import cli
+from hpo_tools.errors import ConfigError
+from hpo_tools.trial.check import check_or_raise, check_trial_file
+
+from .conftest import LR_PATH
+
+METRIC = '[metric_config]\nmetric_source=${NNI_OUTPUT_DIR}/m\nmetric_dict={"auc": 1}\n'
+
+
+@pytest.fixture
+def space(tmp_path):
+    def write(content: dict):
+        path = tmp_path / "search_space.json"
+        path.write_text(json.dumps(content))
+        return path
+
+    return write
+
+
+def _trial(write_trial, pipeline, cmd="echo ${trial_id} ${NNI_OUTPUT_DIR}", extra=""):
+    return write_trial(
+        f"[platform_config]\nname=Local\ncmd1={cmd}\n" + METRIC + extra
+        + f"[params_config]\nparams_src_dst_filepath1={pipeline},${{NNI_OUTPUT_DIR}}/p.config\n"
+    )
+
+
+def test_clean_file_has_no_problems_and_launches_nothing(tmp_path, write_trial, pipeline, space):
+    marker = tmp_path / "launched"
+    trial = _trial(write_trial, pipeline, cmd=f"touch {marker} ${{{LR_PATH}}}")
+    ss = space({LR_PATH: {"_type": "loguniform", "_value": [1e-4, 0.1]},
+                "data_config.batch_size": {"_type": "choice", "_value": [128, 256]}})
+    assert check_trial_file(trial, ss) == []
+    assert not marker.exists()
+    # Nothing written either: the edited config exists only in memory.
+    assert not list(tmp_path.rglob("p.config"))
+
+
+def test_every_problem_is_reported_at_once(tmp_path, write_trial, pipeline, space, monkeypatch):
+    monkeypatch.delenv("UNDEFINED_ONE", raising=False)
+    trial = _trial(write_trial, pipeline, cmd="run ${UNDEFINED_ONE} ${undefined_two}")
+    ss = space({
+        LR_PATH: {"_type": "choice", "_value": [0.01, "fast"]},
+        "train_config.no_such_field": {"_type": "choice", "_value": [1]},
+        "data_config.batch_size": {"_type": "randint", "_value": [8, 64]},
+    })
+    problems = check_trial_file(trial, ss)
+    text = "\n".join(problems)
+    # Both undefined placeholders, not just the first.
+    assert "${UNDEFINED_ONE} is not defined" in text
+    assert "${undefined_two} is not defined" in text
+    # A key that does not resolve...
+    assert any("no_such_field" in p for p in problems)
+    # ...and a value that does not fit its (float) field, at the corner that has it.
+    assert any("fast" in p and "corner" in p for p in problems)
+    # The valid keys and values cause nothing.
+    assert not any("batch_size" in p.split(" [at corner")[0] for p in problems)
+    assert all("\n" not in p for p in problems)
+
+
+def test_unreadable_source_config_is_a_problem(tmp_path, write_trial, space):
+    trial = _trial(write_trial, tmp_path / "missing.config")
+    problems = check_trial_file(trial, space({"a": {"_type": "choice", "_value": [1]}}))
+    assert len(problems) == 1 and "missing.config" in problems[0]
+
+
+def test_invalid_search_space_is_reported(tmp_path, write_trial, pipeline, space):
+    trial = _trial(write_trial, pipeline)
+    problems = check_trial_file(trial, space({"x": {"_type": "uniform", "_value": [1, 0]}}))
+    assert problems == [f"{tmp_path / 'search_space.json'}: parameter 'x': uniform needs "
+                        "low < high, got [1, 0]"]
+
+
+def test_classic_edits_are_checked_against_the_config(tmp_path, pipeline, space, monkeypatch):
+    monkeypatch.setenv("HPO_TEST_AK_SECRET", "whatever-secret")
+    trial = tmp_path / "config_begin.ini"
+    trial.write_text(
+        "[oss_config]\naccessKeyID=id\naccessKeySecret=${HPO_TEST_AK_SECRET}\n"
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://e\n"
+        f"[easyrec_cmd_config]\n-name=easy_rec_ext\n-project=algo_public\n-Dconfig={pipeline}\n"
+        '-Dedit_config_json={"train_config.num_stepz": 5}\n-Dmodel_dir=/m\n'
+        "[metric_config]\nauc=1\n"
+    )
+    problems = check_trial_file(trial, space({LR_PATH: {"_type": "uniform", "_value": [0, 1]}}))
+    # The user's own edit is checked too, not only the tuner's parameters.
+    assert len(problems) == 1 and "num_stepz" in problems[0]
+
+
+def test_check_or_raise_gives_one_line_with_the_count(tmp_path, write_trial, pipeline, space):
+    trial = _trial(write_trial, pipeline, cmd="${a_missing} ${b_missing}")
+    with pytest.raises(ConfigError, match=r"^2 problem\(s\) in .*a_missing.*; .*b_missing"):
+        check_or_raise(trial, space({LR_PATH: {"_type": "choice", "_value": [0.1]}}))
+
+
+def test_cli_check_exit_codes(tmp_path, write_trial, pipeline, space, capsys):
+    good = _trial(write_trial, pipeline, cmd=f"echo ${{{LR_PATH}}}")
+    ss = space({LR_PATH: {"_type": "uniform", "_value": [0.001, 0.1]}})
+    assert cli.main(["check", "--config", str(good), "--search-space", str(ss)]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+    bad = _trial(write_trial, pipeline, cmd="echo ${nope}")
+    assert cli.main(["check", "--config", str(bad), "--search-space", str(ss)]) == 1
+    out = capsys.readouterr().out
+    assert "problem: " in out and "1 problem(s) found" in out
