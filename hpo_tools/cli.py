@@ -27,7 +27,9 @@ __all__ = ["main", "entrypoint", "COMMAND_MODULES"]
 
 # Modules under hpo_tools.commands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "edit",
     "get",
+    "set_lr",
     "make_data",
     "experiment",
     "metrics",
