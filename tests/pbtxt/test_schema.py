@@ -224,3 +224,27 @@ def test_sample_search_space_keys_all_resolve_in_the_sample():
             assert doc.get(part, strict=True), part
         if len(parts) > 1:  # a multi-key entry needs one ";"-separated value per key
             assert all(len(str(v).split(";")) == len(parts) for v in spec["_value"]), key
+
+
+def test_sample_search_space_corner_applies_with_schema_and_parses(easyrec_schema):
+    import json
+
+    from hpo_tools.pbtxt import apply_edits
+
+    space = json.loads((REPO / "samples" / "hpo" / "search_space.json").read_text())
+    # One corner: the first choice / the lower bound of every parameter, as NNI could send it.
+    params = {key: spec["_value"][0] for key, spec in space.items()}
+    text = apply_edits(
+        (REPO / "samples" / "pipeline.config").read_text(),
+        params,
+        source="samples/pipeline.config",
+        schema=easyrec_schema,
+    )
+    config = _parse(easyrec_schema, text)  # protobuf itself accepts the edited config
+    tower_dnns = [t.relation_dnn.hidden_units for t in config.model_config.dbmtl.task_towers]
+    assert [list(units) for units in tower_dnns] == [[8], [8]]
+    assert config.model_config.dbmtl.bottom_dnn.hidden_units[-1] == 32
+    assert config.feature_configs[0].hash_bucket_size == 50000
+    assert config.model_config.embedding_regularization == pytest.approx(5e-6)
+    lr = config.train_config.optimizer_config[0].adam_optimizer.learning_rate
+    assert lr.exponential_decay_learning_rate.initial_learning_rate == pytest.approx(1e-4)
