@@ -24,6 +24,7 @@ from hpo_tools.pbtxt.syntax import (
     LIST,
     MESSAGE,
     QUOTES,
+    SCALAR,
     SPECIAL_FLOAT_RE,
     TOKEN_RE,
     TRUE_WORDS,
@@ -387,24 +388,32 @@ class Document(Message):
     def _read_key(self, body: Body, key: Path) -> Optional[int]:
         """Piece index of the last scalar the key path selects inside body, or None."""
         steps = key.steps
+        last = len(steps) - 1
         for s, step in enumerate(steps):
-            items = self._items(body, step.name)
-            if not items:
+            fields = body.by_name().get(step.name)
+            if not fields:
                 return None
             sels = step.selectors
-            if not sels:
-                node = _node(items[-1])
-            elif len(sels) == 1 and isinstance(sels[0], Index):
-                i = sels[0].index
-                if not -len(items) <= i < len(items):
+            node: Union[int, Body, None] = None
+            if len(fields) == 1 and fields[0].kind != LIST:
+                if not sels or (len(sels) == 1 and isinstance(sels[0], Index)
+                                and sels[0].index in (0, -1)):
+                    node = fields[0].value
+                elif len(sels) == 1 and isinstance(sels[0], Index):
                     return None
-                node = _node(items[i])
-            else:
-                nodes = self._select(body, key.prefix(s + 1) if s else step.text, False)
-                if not nodes:
+            if node is None:
+                items = self._items(body, step.name) or []
+                if not sels:
+                    node = _node(items[-1]) if items else None
+                elif len(sels) == 1 and isinstance(sels[0], Index):
+                    i = sels[0].index
+                    node = _node(items[i]) if -len(items) <= i < len(items) else None
+                else:
+                    nodes = self._select(body, step.text, False)
+                    node = nodes[-1] if nodes else None
+                if node is None:
                     return None
-                node = nodes[-1]
-            if s == len(steps) - 1:
+            if s == last:
                 return node if isinstance(node, int) else None
             if not isinstance(node, Body):
                 return None
@@ -420,6 +429,7 @@ class Document(Message):
         pieces = self._pieces
         values: list[Optional[tuple[Optional[float], str, bool]]] = []
         deps = self._deps
+        memo: dict[str, tuple[Optional[float], str, bool]] = {}
         for item in items:
             node = _node(item)
             t = self._read_key(node, key) if isinstance(node, Body) else None
@@ -431,7 +441,17 @@ class Document(Message):
                 deps[t] = [cache_key]
             else:
                 dep.append(cache_key)
-            values.append(_comparable(pieces, t))
+            token = pieces[t]
+            if token[:1] in QUOTES:
+                if "\\" not in token and pieces[t + 2][:1] not in QUOTES:
+                    values.append((None, token[1:-1], False))
+                else:
+                    values.append((None, str(decode_scalar(pieces, t)), False))
+            else:
+                found = memo.get(token)
+                if found is None:
+                    found = memo[token] = _comparable(pieces, t)
+                values.append(found)
         entry = [values, None]
         self._cond_cache[cache_key] = entry
         return entry
@@ -856,12 +876,15 @@ def _snippet_lines(inner: str) -> list[str]:
 
 
 class _Target:
-    """The last step of a path in one parent message: what an edit writes to."""
+    """The last step of a path in one parent message: what an edit writes to.
+
+    Without selectors, `items` is the list of fields of that name and `positions` is None.
+    """
 
     __slots__ = ("body", "desc", "trail", "fd", "items", "positions", "step")
 
-    def __init__(self, body: Body, desc: Any, trail: _Trail, fd: Any, items: list[_Item],
-                 positions: list[int], step: Step) -> None:
+    def __init__(self, body: Body, desc: Any, trail: _Trail, fd: Any, items: list[Any],
+                 positions: Optional[list[int]], step: Step) -> None:
         self.body = body
         self.desc = desc
         self.trail = trail
@@ -869,6 +892,19 @@ class _Target:
         self.items = items
         self.positions = positions
         self.step = step
+
+
+class _Part:
+    """The name of a target for messages, rendered only when a message needs it."""
+
+    __slots__ = ("trail", "name")
+
+    def __init__(self, trail: _Trail, name: str) -> None:
+        self.trail = trail
+        self.name = name
+
+    def __str__(self) -> str:
+        return _trail_text((self.trail, self.name, -1))
 
 
 class _Creation:
@@ -894,6 +930,8 @@ class _Editor:
                 f"schema: expected a protobuf message Descriptor, got {type(schema).__name__}"
             )
         self.allow_new = allow_new
+        self.kinds: dict[Any, str] = {}
+        self.literals: dict[tuple[str, object], str] = {}
 
     # -- entry points ---------------------------------------------------------------------------
     def run(self, edits: Mapping[str, object]) -> None:
@@ -955,11 +993,15 @@ class _Editor:
         path = doc._alias(doc._root, parse_path(path_text))
         targets, creations = self.resolve(path)
         # Check every value before the first write, so that one path fails or applies whole.
-        plans = [self.plan_target(path, t, value) for t in targets]
-        made = [self.plan_creation(path, c, value) for c in creations]
+        self.literals: dict[tuple[str, object], str] = {}
+        writes: list[tuple[int, str]] = []
+        plans: list[Callable[[], None]] = []
+        for target in targets:
+            self.plan_target(path, target, value, writes, plans)
+        plans += [self.plan_creation(path, c, value) for c in creations]
+        for t, literal in writes:
+            self.write_scalar(t, literal)
         for plan in plans:
-            plan()
-        for plan in made:
             plan()
 
     # -- resolution -----------------------------------------------------------------------------
@@ -973,7 +1015,14 @@ class _Editor:
         for s, step in enumerate(steps):
             next_contexts: list[tuple[Body, Any, _Trail]] = []
             for body, desc, trail in contexts:
-                fd = self.field_descriptor(path, step, s, desc, body, trail)
+                fd = self.field_descriptor(path, step, s, desc, body, trail) if desc else None
+                if s == last and not step.selectors:
+                    fields = body.by_name().get(step.name)
+                    if fields is None:
+                        creations.append(self.creation(path, s, body, desc, trail, fd))
+                    else:
+                        targets.append(_Target(body, desc, trail, fd, fields, None, step))
+                    continue
                 items = doc._items(body, step.name)
                 if items is None:
                     creations.append(self.creation(path, s, body, desc, trail, fd))
@@ -1223,19 +1272,58 @@ class _Editor:
         return None
 
     # -- plans: checked now, written later ------------------------------------------------------
-    def plan_target(self, path: Path, target: _Target, value: object) -> Callable[[], None]:
+    def literal(self, path: Path, part: Any, value: object, fd: Any, token: str) -> str:
+        """coerce(), cached per kind and literal style for the current edit."""
+        if fd is not None:
+            kind = self.kinds.get(fd)
+            if kind is None:
+                kind = self.kinds[fd] = _schema_kind(fd)
+        else:
+            kind = self.kinds.get(token)
+            if kind is None:
+                kind = literal_kind(token)
+                kind = self.kinds[token] = "any" if kind == "placeholder" else kind
+        if kind == "string":
+            style: object = token[:1]
+        elif kind == "bool":
+            style = token in ("True", "False")
+        else:
+            style = None
+        key = (kind, style)
+        lit = self.literals.get(key)
+        if lit is None:
+            lit = self.literals[key] = self.coerce(path, str(part), value, kind, token, fd)
+        return lit
+
+    def plan_target(self, path: Path, target: _Target, value: object,
+                    writes: list[tuple[int, str]], plans: list[Callable[[], None]]) -> None:
+        """Check the value for one target; queue scalar writes and structural changes."""
         doc = self.doc
+        pieces = doc._pieces
         step = target.step
         fd = target.fd
-        part = _trail_text((target.trail, step.name, -1))
-        items = target.items
-        selected = [_node(items[p]) for p in target.positions]
-        if not step.selectors:
-            fields = target.body.by_name()[step.name]
+        part = _Part(target.trail, step.name)
+        if target.positions is None:
+            fields: list[Field] = target.items
+            listy = isinstance(value, (list, tuple)) or (
+                isinstance(value, str) and value.lstrip()[:1] == "[")
+            if not listy and (fd is None or (not fd.is_repeated and fd.message_type is None)) \
+                    and all(f.kind == SCALAR for f in fields):
+                # The common case: one value (or a singular field written more than once).
+                for f in fields:
+                    writes.append((f.value, self.literal(path, part, value, fd, pieces[f.value])))
+                return
+            items: list[_Item] = []
+            for f in fields:
+                if f.kind == LIST:
+                    items.extend((f, j) for j in range(len(f.value.items)))
+                else:
+                    items.append((f, -1))
+            selected = [_node(item) for item in items]
             is_message = (fd.message_type is not None if fd is not None
                           else bool(items) and all(isinstance(n, Body) for n in selected))
             if not is_message:
-                first_token = next((doc._pieces[n] for n in selected if isinstance(n, int)), "")
+                first_token = next((pieces[n] for n in selected if isinstance(n, int)), "")
                 repeated = (fd.is_repeated if fd is not None
                             else any(f.kind == LIST for f in fields))
                 values = None
@@ -1249,35 +1337,32 @@ class _Editor:
                     values = [value]
                 if values is not None:
                     if fd is not None and not fd.is_repeated:
-                        raise self.value_error(path, part, value,
+                        raise self.value_error(path, str(part), value,
                                                f"{_EXPECTED.get(_schema_kind(fd))}: "
                                                f"'{step.name}' is not a repeated field")
                     if any(isinstance(n, Body) for n in selected):
-                        raise self.value_error(path, part, value, "'{ ... }' messages")
+                        raise self.value_error(path, str(part), value, "'{ ... }' messages")
                     kind = self.scalar_kind(fd, first_token) if (fd or first_token) else "any"
-                    lits = [self.coerce(path, part, v, kind, first_token, fd) for v in values]
-                    return lambda: self.replace_all(target.body, step.name, fields, lits)
-        elif isinstance(value, (list, tuple)):
-            raise self.value_error(path, part, value,
-                                   "one value: a list replaces a whole repeated field, so give "
-                                   f"the path without '{step.text[len(step.name):]}'")
-        writes: list[Callable[[], None]] = []
+                    lits = [self.coerce(path, str(part), v, kind, first_token, fd)
+                            for v in values]
+                    body = target.body
+                    plans.append(lambda: self.replace_all(body, step.name, fields, lits))
+                    return
+        else:
+            if isinstance(value, (list, tuple)):
+                raise self.value_error(path, str(part), value,
+                                       "one value: a list replaces a whole repeated field, so "
+                                       f"give the path without '{step.text[len(step.name):]}'")
+            selected = [_node(target.items[p]) for p in target.positions]
         for node in selected:
             if isinstance(node, Body):
-                lines = self.snippet(path, part, value, fd)
-                writes.append(lambda node=node, lines=lines: self.replace_contents(node, lines))
+                lines = self.snippet(path, str(part), value, fd)
+                plans.append(lambda node=node, lines=lines: self.replace_contents(node, lines))
             else:
                 if fd is not None and fd.message_type is not None:
-                    raise self.value_error(path, part, value, "a message (the file has a value)")
-                token = doc._pieces[node]
-                lit = self.coerce(path, part, value, self.scalar_kind(fd, token), token, fd)
-                writes.append(lambda node=node, lit=lit: self.write_scalar(node, lit))
-
-        def run() -> None:
-            for write in writes:
-                write()
-
-        return run
+                    raise self.value_error(path, str(part), value,
+                                           "a message (the file has a value)")
+                writes.append((node, self.literal(path, part, value, fd, pieces[node])))
 
     def plan_creation(self, path: Path, made: _Creation, value: object) -> Callable[[], None]:
         names = made.names
