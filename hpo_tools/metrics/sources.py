@@ -30,7 +30,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -440,15 +439,15 @@ class SummarySource(MetricSource):
         points: list[MetricPoint] = []
         values: dict[str, float] = {}
         step = None
-        for event in self.reader.poll():
-            if event.step != step:
+        for tag, value, event_step, _ in self.reader.poll():
+            if event_step != step:
                 if values:
                     points.append(MetricPoint(step, values))  # type: ignore[arg-type]
                 values = {}
-                step = event.step
-            if math.isnan(event.value):
-                _logger.warning("%s: %s is NaN at step %d", self.location, event.tag, event.step)
-            values[event.tag] = event.value
+                step = event_step
+            if value != value:  # NaN
+                _logger.warning("%s: %s is NaN at step %d", self.location, tag, event_step)
+            values[tag] = value
         if values:
             points.append(MetricPoint(step, values))  # type: ignore[arg-type]
         return points

@@ -30,7 +30,7 @@ from tests.metrics.eventlib import (
 
 
 def _triples(events):
-    return [(e.tag, round(e.value, 6), e.step) for e in events]
+    return [(tag, round(value, 6), step) for tag, value, step, _ in events]
 
 
 def test_reads_simple_values_written_by_tensorboards_event_file_writer(tmp_path):
