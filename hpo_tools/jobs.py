@@ -301,9 +301,10 @@ class JobRegistry:
     def save(self, record: TrialRecord) -> None:
         """Write ``record`` atomically.
 
-        Cancellation is sticky: when the saved record says a job (or the trial) was CANCELLED,
-        e.g. by ``cancel_live`` in another process, and ``record`` has it running or failed
-        (a killed job exits non-zero), CANCELLED is kept, in the file and in ``record``.
+        Cancellation is sticky: when the saved record says a job was CANCELLED, e.g. by
+        ``cancel_live`` in another process, and ``record`` has it pending, running or failed
+        (a killed job exits non-zero), CANCELLED is kept, in the file and in ``record``. The
+        same holds for the trial's state, unless ``record`` has a live job (a resumed attempt).
         """
         with self._locked(record.trial_id):
             on_disk = self._read(record.trial_id)
@@ -334,7 +335,7 @@ class JobRegistry:
         """Record ``job`` (command ``command_index``) in ``state`` and save the record.
 
         ``state`` defaults to ``job.poll()``. The job's description, logview and message are
-        refreshed too. The trial becomes RUNNING when a job runs.
+        refreshed too. The trial becomes RUNNING when a job runs (a resumed trial too).
         """
         if state is None:
             state = job.poll()
@@ -347,7 +348,7 @@ class JobRegistry:
         entry.logview = job.logview
         entry.message = job.message
         entry.updated_at = _now()
-        if not state.is_finished and not record.state.is_finished:
+        if not state.is_finished:  # also a resumed trial whose last attempt had ended
             record.state = JobState.RUNNING
         self.save(record)
         return entry
@@ -451,8 +452,12 @@ def _keep_cancellations(record: TrialRecord, on_disk: TrialRecord) -> None:
                                                  JobState.FAILED):
             entry.state = JobState.CANCELLED
             entry.message = saved.message or "cancelled"
-    if on_disk.state is JobState.CANCELLED and record.state in (
-        JobState.PENDING, JobState.RUNNING, JobState.FAILED
+    if on_disk.state is not JobState.CANCELLED:
+        return
+    # A trial "failed" because its jobs were killed, or still "running" in a stale record with
+    # no live job, was cancelled. One with a live job is a new (resumed) attempt: keep it.
+    if record.state is JobState.FAILED or (
+        record.state in (JobState.PENDING, JobState.RUNNING) and not record.live_jobs()
     ):
         record.state = JobState.CANCELLED
 

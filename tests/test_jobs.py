@@ -260,8 +260,24 @@ def test_cancellation_is_sticky_against_a_runner_saving_a_stale_record(registry)
     registry.cancel_live("t1")  # another process (the assessor) cancels
     # the runner then sees its job killed (non-zero exit) and saves its stale record
     registry.mark_job(runner_record, 1, job, JobState.FAILED)
-    assert registry.load("t1").jobs[0].state is JobState.CANCELLED
+    registry.mark_trial(runner_record, JobState.FAILED)
+    saved = registry.load("t1")
+    assert saved.jobs[0].state is JobState.CANCELLED
+    assert saved.state is JobState.CANCELLED
     assert runner_record.jobs[0].state is JobState.CANCELLED
+
+
+def test_a_resumed_trial_runs_and_fails_again_after_a_cancelled_attempt(registry):
+    record = registry.new("t1", platform="local")
+    registry.mark_job(record, 1, _ListedJob("j1", {"platform": "local", "pid": 2 ** 22 + 1}))
+    registry.cancel_live("t1")
+    resumed = registry.load("t1")  # resume=1: a new runner loads the record
+    registry.mark_job(resumed, 1, _ListedJob("j2", {"platform": "local"}), JobState.RUNNING)
+    # a new attempt is running, not "cancelled" by the old attempt's fate
+    assert registry.load("t1").state is JobState.RUNNING
+    registry.mark_job(resumed, 1, _ListedJob("j2", {"platform": "local"}), JobState.FAILED)
+    registry.mark_trial(resumed, JobState.FAILED)
+    assert registry.load("t1").state is JobState.FAILED
 
 
 def test_cancel_all_live_sweeps_every_trial(registry, tmp_path, local_jobs):

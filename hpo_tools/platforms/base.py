@@ -76,7 +76,7 @@ class Job(abc.ABC):
     """One submitted command.
 
     Attributes:
-        job_id: The platform's id for the job (``local:<pid>``, a MaxCompute instance id).
+        job_id: The platform's id for the job (``local:<pid>@<start time>``, an instance id).
         log_path: Where the job's output (local) or status lines and logview addresses (remote) go.
         message: Why the job failed or was cancelled (one line), ``""`` while it runs or succeeded.
     """

@@ -207,11 +207,14 @@ class LocalJob(Job):
         relay: Optional[threading.Thread],
         on_update: Optional[UpdateCallback],
     ) -> None:
-        super().__init__(f"local:{process.pid}", log_path)
+        stat = read_proc_stat(process.pid)
+        start_time = stat.start_time if stat is not None else None
+        # pid + start time name the process uniquely (pids are reused)
+        suffix = f"@{start_time}" if start_time is not None else ""
+        super().__init__(f"local:{process.pid}{suffix}", log_path)
         self.pid = process.pid
         self.pgid = process.pid  # start_new_session: the shell leads its own group
-        stat = read_proc_stat(self.pid)
-        self.start_time = stat.start_time if stat is not None else None
+        self.start_time = start_time
         self.returncode: Optional[int] = None
         self._process = process
         self._platform = platform

@@ -131,8 +131,11 @@ def test_output_filter_rewrites_every_line_before_it_reaches_the_log(platform, t
 
 def test_on_update_is_called_at_start_and_finish(platform, tmp_path):
     seen = []
-    job = platform.submit("true", log_path=tmp_path / "trial.log",
+    go = tmp_path / "go"
+    job = platform.submit(f"while [ ! -e {go} ]; do sleep 0.02; done",
+                          log_path=tmp_path / "trial.log",
                           on_update=lambda j: seen.append(j.poll()))
+    go.touch()  # the job cannot end before its start was reported
     job.wait(timeout=10)
     # the runner saves the registry record on each call
     assert seen == [JobState.RUNNING, JobState.SUCCEEDED]
