@@ -21,5 +21,13 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
+# `make demo`: the local begin example end to end (see docs/quickstart.md).
+DEMO_DATA := demo-data
+DEMO_EXP := demo-exp
+
+demo: install
+	$(VENV)/bin/hpo-tools make-data $(DEMO_DATA)
+	$(PY) examples/search/local_easyrec/demo.py --work-dir $(DEMO_EXP)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -895,9 +895,21 @@ Checker = Callable[[Path, Path], None]
 
 
 def default_checker(trial_file: Path, search_space_file: Path) -> None:
-    from hpo_tools.trial import check as trial_check  # H4b's library function
+    """``hpo-tools check`` of the trial file (``run_experiment`` calls it in the code directory)."""
+    from hpo_tools.trial.check import check_or_raise
 
-    trial_check.check_or_raise(trial_file, search_space_file)
+    check_or_raise(trial_file, search_space_file)
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    """Relative paths in a trial file resolve from the trial's directory (NNI's code dir)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def free_port() -> int:
@@ -1048,12 +1060,18 @@ def run_experiment(
         if not trial_file.is_file():
             raise ConfigError(f"{config_path}: trialCommand: trial file {trial_file} not found")
         with tempfile.TemporaryDirectory(prefix="hpo-tools-check-") as tmp:
-            checker(trial_file, _search_space_file(canonical, Path(tmp)))
+            space_file = _search_space_file(canonical, Path(tmp)).resolve()
+            # Relative paths in the trial file resolve from where the trials run.
+            with _working_directory(Path(canonical.trial_code_directory)):
+                checker(trial_file.resolve(), space_file)
 
     import nni.runtime.log
     from nni.experiment import Experiment, RunMode
 
     nni.runtime.log.silence_stdout()
+    if not _logger.isEnabledFor(logging.INFO):
+        # NNI sets its logger to INFO and its records reach the CLI's stderr handler.
+        logging.getLogger("nni").setLevel(logging.WARNING)
     port = port or free_port()
     exp = Experiment(config)
     files = ExperimentFiles(
