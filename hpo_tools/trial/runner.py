@@ -536,6 +536,7 @@ class TrialLogging:
         self._level = level
         self._added: logging.Handler | None = None
         self._filtered: list[logging.Handler] = []
+        self._pinned: list[logging.Handler] = []
         self._old_level: int | None = None
 
     def __enter__(self) -> TrialLogging:
@@ -561,6 +562,12 @@ class TrialLogging:
                 self._filtered.append(handler)
         package = logging.getLogger("hpo_tools")
         if package.getEffectiveLevel() > self._level:
+            # Our INFO records must reach trial.log, but not handlers that were quieter
+            # before (the CLI's stderr at WARNING): pin those to the root's level.
+            for handler in root.handlers:
+                if handler is not self._added and handler.level == logging.NOTSET:
+                    handler.setLevel(root.getEffectiveLevel())
+                    self._pinned.append(handler)
             self._old_level = package.level
             package.setLevel(self._level)
         return self
@@ -574,6 +581,8 @@ class TrialLogging:
             self._added.close()
         if self._old_level is not None:
             logging.getLogger("hpo_tools").setLevel(self._old_level)
+        for handler in self._pinned:
+            handler.setLevel(logging.NOTSET)
 
 
 def run_trial_file(

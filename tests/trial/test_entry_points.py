@@ -101,3 +101,18 @@ def test_runner_path_imports_neither_tensorflow_nor_nni_outside_nni():
                           env=env, timeout=60)
     # TensorFlow costs ~3 s and NNI ~1 s per trial start; neither belongs on this path.
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_hpo_tools_run_keeps_stderr_quiet_without_verbose(tmp_path, write_trial):
+    trial = write_trial(TRIAL)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo_tools", "run", "--config", str(trial), "--params",
+         '{"lr": 0.01}', "--exp_dir", str(tmp_path / "exp"), "--interval", "0.05"],
+        capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    # The runner's INFO lines go to trial.log, not to the terminal (that is what -v is for).
+    assert "INFO" not in done.stderr
+    log = (tmp_path / "exp/standalone/trials/standalone/trial.log").read_text()
+    assert "INFO (hpo_tools.trial.runner) trial standalone" in log
