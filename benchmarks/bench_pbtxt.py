@@ -115,9 +115,10 @@ def build_config(n: int = N_FEATURES) -> str:
             )
         else:
             kind = "TagFeature" if i % 10 == 4 else "IdFeature"
+            comment = f"  # column {i}" if i % 3 == 0 else ""
             parts.append(
                 "feature_configs {\n"
-                f'  input_names: "{name}"  # column {i}\n'
+                f'  input_names: "{name}"{comment}\n'
                 f"  feature_type: {kind}\n"
                 f"  embedding_dim: {8 + (i % 4) * 8}\n"
                 f"  hash_bucket_size: {100000 * (1 + i % 10)}\n"
