@@ -17,8 +17,8 @@ Scalars come from ``simple_value`` (TF1 summaries, Estimator evaluation, EasyRec
 ``float_val``/``double_val``/... as fallback). Images, histograms and strings are ignored.
 
 Local paths are read with plain file I/O (seek to the offset, read what is new); remote paths
-(``oss://``, ``hdfs://``) go through :mod:`hpo_tools.storage` (``list_dir``, ``size`` and ranged
-``read_bytes(path, offset)``).
+(``oss://``, ``hdfs://``) go through :mod:`hpo_tools.storage` (``list_dir`` and the ranged
+``read_bytes(path, offset)``, one GET per file per poll).
 """
 
 from __future__ import annotations
@@ -98,6 +98,15 @@ def masked_crc32c(data: bytes) -> int:
 # One scalar read from an event file: ``(tag, value, step, wall_time)``. A plain tuple, not a
 # NamedTuple: building 100,000 named tuples costs as much as the rest of a full read.
 ScalarEvent = Tuple[str, float, int, float]
+
+
+def _store(store: object | None) -> object:
+    """The given storage object, else the :mod:`hpo_tools.storage` module (imported on use)."""
+    if store is not None:
+        return store
+    from hpo_tools import storage
+
+    return storage
 
 
 def is_remote(path: str) -> bool:
@@ -392,14 +401,17 @@ class EventFileTail:
     Args:
         path: A local path or a remote (``oss://``...) path read through :mod:`hpo_tools.storage`.
         offset: Byte offset to start at (the start of a record); 0 reads the file from the start.
+        store: For remote paths, an object with ``read_bytes(path, offset)`` such as
+            :class:`hpo_tools.storage.Storage`; default the :mod:`hpo_tools.storage` functions.
 
     Attributes:
         offset: Where the next record starts; everything before it has been read.
         bad_records: How many records were skipped for a CRC mismatch or an undecodable payload.
     """
 
-    def __init__(self, path: str, offset: int = 0) -> None:
+    def __init__(self, path: str, offset: int = 0, *, store: object | None = None) -> None:
         self.path = path
+        self._store = store
         self.offset = offset
         self.bad_records = 0
         self._resyncing = False
@@ -462,14 +474,12 @@ class EventFileTail:
             return []
 
     def _poll_remote(self) -> list[ScalarEvent]:
-        from hpo_tools import storage
-
-        size = storage.size(self.path)
-        self._check_size(size)
-        if size == self.offset:
+        # One ranged GET from the offset: b"" when nothing is new. (An object that shrank, which
+        # OSS writers do not do, is not detected remotely.)
+        data = _store(self._store).read_bytes(self.path, self.offset)  # type: ignore[attr-defined]
+        if not data:
             self._pending = 0
             return []
-        data = storage.read_bytes(self.path, self.offset)
         events: list[ScalarEvent] = []
         consumed = self._scan(data, events)
         self._pending = len(data) - consumed
@@ -612,10 +622,18 @@ class EventDirectoryReader:
     Args:
         directory: A local directory, or a remote one (``oss://bucket/model_dir/eval_val/``).
         offsets: ``{file name: offset}`` to resume from, as returned by :meth:`offsets`.
+        store: Storage for remote paths (see :class:`EventFileTail`).
     """
 
-    def __init__(self, directory: str, offsets: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        directory: str,
+        offsets: dict[str, int] | None = None,
+        *,
+        store: object | None = None,
+    ) -> None:
         self.directory = directory
+        self._store = store
         self._remote = is_remote(directory)
         self._tails: dict[str, EventFileTail] = {}
         self._start_offsets = dict(offsets or {})
@@ -639,9 +657,8 @@ class EventDirectoryReader:
 
     def _list(self) -> list[str]:
         if self._remote:
-            from hpo_tools import storage
-
-            return [p for p in storage.list_dir(self.directory) if is_event_file(p)]
+            paths = _store(self._store).list_dir(self.directory)  # type: ignore[attr-defined]
+            return [p for p in paths if is_event_file(p)]
         path = _local(self.directory)
         try:
             with os.scandir(path) as entries:
@@ -668,7 +685,7 @@ class EventDirectoryReader:
             name = path.rstrip("/").rsplit("/", 1)[-1]
             if name not in self._tails:
                 offset = self._start_offsets.pop(name, 0)
-                self._tails[name] = EventFileTail(path, offset)
+                self._tails[name] = EventFileTail(path, offset, store=self._store)
                 _logger.info("following event file %s", path)
         events: list[ScalarEvent] = []
         for name in self._ordered_names():

@@ -268,10 +268,10 @@ class Follower:
             detail += " (never all at the same step)"
         notes = []
         for index, source in enumerate(self.sources):
-            if not source.found():
+            if self._read_errors[index]:
+                notes.append(f"cannot read {source.describe()}: {self._read_errors[index]}")
+            elif not source.found():
                 notes.append(f"{source.describe()} does not exist")
-            elif self._read_errors[index]:
-                notes.append(f"{source.describe()}: {self._read_errors[index]}")
         where = ", ".join(source.describe() for source in self.sources)
         suffix = f"; {'; '.join(notes)}" if notes else ""
         return MetricReadError(

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from hpo_tools.errors import ConfigError, did_you_mean
-from hpo_tools.metrics.events import EventDirectoryReader, is_remote
+from hpo_tools.metrics.events import EventDirectoryReader, _store, is_remote
 
 if TYPE_CHECKING:
     from hpo_tools.metrics.score import MetricSpec
@@ -165,25 +165,27 @@ def build_source(type_name: str, location: str, *, spec: MetricSpec) -> MetricSo
 class _GrowingFile:
     """Bytes appended to a (local or remote) file since the last read."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, store: object | None = None) -> None:
         self.path = path
         self.offset = 0
         self.found = False
         self._remote = is_remote(path)
+        self._store = store
 
     def read_new(self) -> tuple[bytes, bool]:
-        """Return ``(new bytes, rewritten)``; ``rewritten`` when the file shrank since last time."""
-        if self._remote:
-            from hpo_tools import storage
+        """Return ``(new bytes, rewritten)``; ``rewritten`` when the file shrank since last time.
 
-            if not storage.exists(self.path):
-                return b"", False
-            self.found = True
-            size = storage.size(self.path)
-            rewritten = self._rewound(size)
-            return (storage.read_bytes(self.path, self.offset) if size > self.offset else b""), (
-                rewritten
-            )
+        Raises:
+            StorageError: A remote file that existed cannot be read (the follower retries).
+        """
+        if self._remote:
+            store = _store(self._store)
+            if not self.found:
+                if not store.exists(self.path):  # type: ignore[attr-defined]
+                    return b"", False
+                self.found = True
+            # One ranged GET; a remote object that shrank is not detected.
+            return store.read_bytes(self.path, self.offset), False  # type: ignore[attr-defined]
         path = self.path[len("file://") :] if self.path.startswith("file://") else self.path
         try:
             with open(path, "rb") as handle:
@@ -216,9 +218,9 @@ class _GrowingFile:
 class _LineSource(MetricSource):
     """A source that reads a growing text file line by line."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, store: object | None = None) -> None:
         super().__init__(location)
-        self._file = _GrowingFile(location)
+        self._file = _GrowingFile(location, store)
         self._partial = b""
 
     def found(self) -> bool:
@@ -258,8 +260,8 @@ class StdoutSource(_LineSource):
 
     type_name = "stdout"
 
-    def __init__(self, location: str, spec: MetricSpec) -> None:
-        super().__init__(location)
+    def __init__(self, location: str, spec: MetricSpec, *, store: object | None = None) -> None:
+        super().__init__(location, store)
         self._patterns: list[tuple[str, re.Pattern[str]]] = []
         for key in spec.weights:
             try:
@@ -340,8 +342,8 @@ class JsonSource(_LineSource):
 
     type_name = "json"
 
-    def __init__(self, location: str, spec: MetricSpec) -> None:
-        super().__init__(location)
+    def __init__(self, location: str, spec: MetricSpec, *, store: object | None = None) -> None:
+        super().__init__(location, store)
         self._count = 0
         self._document = False
         self._last_document = b""
@@ -428,9 +430,11 @@ class SummarySource(MetricSource):
 
     type_name = "summary"
 
-    def __init__(self, location: str, spec: MetricSpec | None = None) -> None:
+    def __init__(
+        self, location: str, spec: MetricSpec | None = None, *, store: object | None = None
+    ) -> None:
         super().__init__(location)
-        self.reader = EventDirectoryReader(location)
+        self.reader = EventDirectoryReader(location, store=store)
 
     def found(self) -> bool:
         return self.reader.found
