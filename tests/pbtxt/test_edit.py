@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hpo_tools.errors import ConfigError, ConfigPathError
-from hpo_tools.pbtxt import Document, RawText, apply_edits
+from hpo_tools.pbtxt import Document, Message, RawText, apply_edits
 
 CONFIG = """\
 # pipeline
@@ -514,3 +516,56 @@ def test_new_field_in_empty_document_and_message() -> None:
     assert edit({"a": 1}, "", allow_new_fields=True) == "a: 1\n"
     assert edit({"m.a": 1}, "m {}\n", allow_new_fields=True) == "m { a: 1 }\n"
     assert edit({"m.a": 1}, "m {\n}\n", allow_new_fields=True) == "m {\n  a: 1\n}\n"
+
+
+# -- every syntax feature: an edit rewrites only the edited tokens ------------------------------
+
+FEATURES = (Path(__file__).resolve().parent / "data" / "syntax_features.config")
+NEW_VALUES = {int: 7, float: 2.5, str: "new ✓", bool: False}
+
+
+def _scalar_paths(doc: Document, prefix: str = "") -> list[str]:
+    paths = []
+    for name in doc.field_names():
+        if name.startswith("["):
+            continue
+        values = doc.get(name)
+        for i, value in enumerate(values):
+            path = f"{prefix}{name}[{i}]" if len(values) > 1 else f"{prefix}{name}"
+            if isinstance(value, Message):
+                paths += _scalar_paths(value, path + ".")
+            else:
+                paths.append(path)
+    return paths
+
+
+def test_each_value_of_the_syntax_features_file_edits_in_place() -> None:
+    with open(FEATURES, encoding="utf-8", newline="") as handle:
+        text = handle.read()
+    paths = _scalar_paths(Document.parse(text))
+    assert len(paths) >= 40
+    for path in paths:
+        doc = Document.parse(text)
+        old = doc.get_one(path)
+        (old_text,) = doc.get_text(path)
+        new = NEW_VALUES.get(type(old), "OTHER") if path != "placeholder_path" else "x"
+        if isinstance(old, bool):
+            new = not old
+        elif isinstance(old, str) and old_text[:1] not in "\"'":
+            new = "OTHER"  # an enum name
+        doc.apply({path: new})
+        out = doc.to_text()
+        start = text.index(old_text) if text.count(old_text) == 1 else None
+        # Everything outside the edited literal is byte-identical.
+        prefix = 0
+        while prefix < min(len(text), len(out)) and text[prefix] == out[prefix]:
+            prefix += 1
+        suffix = 0
+        while (suffix < min(len(text), len(out)) - prefix
+               and text[-1 - suffix] == out[-1 - suffix]):
+            suffix += 1
+        changed = text[prefix:len(text) - suffix]
+        assert changed in old_text, (path, changed, old_text)
+        if start is not None:
+            assert start <= prefix <= start + len(old_text), path
+        assert Document.parse(out).get_one(path) == new, path
