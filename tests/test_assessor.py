@@ -415,3 +415,28 @@ def test_trial_end_is_bounded_in_time(tmp_path: Path, monkeypatch: pytest.Monkey
     PAIAssessor(experiment_dir=tmp_path).trial_end("T4", False)
     # TRIAL_END_TIMEOUT + 2 s of slack, not the 5 s the hung cancel would take.
     assert time.monotonic() - started < 3.0
+
+
+# -- core/pai_assessor.py shim --------------------------------------------------------------------
+
+
+def test_code_directory_shim_builds_pai_assessor_the_way_the_dispatcher_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from nni.tools.package_utils.tuner_factory import create_customized_class_instance
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # NNI appends codeDirectory to sys.path
+    monkeypatch.delitem(sys.modules, "pai_assessor", raising=False)
+    core = Path(__file__).resolve().parent.parent / "core"
+    # `assessor: {codeDirectory: .../core, className: pai_assessor.PAIAssessor}` in a config.
+    assessor = create_customized_class_instance({
+        "codeDirectory": str(core),
+        "className": "pai_assessor.PAIAssessor",
+        "classArgs": {"optimize_mode": "minimize", "start_step": 2,
+                      "experiment_dir": str(tmp_path)},
+    })
+    assert type(assessor) is PAIAssessor  # the very class, re-exported, not a copy
+    assert (assessor.direction, assessor.start_step) == (Direction.MINIMIZE, 2)
+    monkeypatch.delitem(sys.modules, "pai_assessor")
