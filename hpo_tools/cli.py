@@ -35,6 +35,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "metrics",
     "run",
     "check",
+    "register",
+    "unregister",
 )
 
 EXIT_USER_ERROR = 2
