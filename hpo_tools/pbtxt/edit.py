@@ -120,6 +120,8 @@ class Message:
         """
         if default is MISSING:
             nodes = self._doc._select(self._body, path, True)
+            if not nodes:
+                raise ConfigPathError(f"{path}: selects nothing (an empty list)")
             return self._doc._value(nodes[-1])
         nodes = self._doc._select(self._body, path, False)
         return self._doc._value(nodes[-1]) if nodes else default
@@ -654,16 +656,23 @@ class Document(Message):
             else:
                 text = nl + nl.join(texts)
         else:
-            anchor = body.close_i - 1
-            position = 0
-            lead = self._render(anchor)
-            if "\n" in lead:
+            # An empty message: rewrite everything between its braces (comments kept).
+            inner = self._render_range(body.open_i + 1, body.close_i)
+            p = inner.find("\n")
+            if p >= 0:
+                if p > 0 and inner[p - 1] == "\r":
+                    p -= 1
                 indent = self._child_indent(body)
-                text = "".join(nl + indent + t for t in make(indent))
-                split = -1
+                text = inner[:p] + "".join(nl + indent + t for t in make(indent)) + inner[p:]
             else:
                 text = " " + " ".join(make(None)) + " "
-                split = -2
+            span, root = self._graft(text)
+            self._changing(body)
+            self._blank(body.open_i + 1, body.close_i - 1)
+            self._expand[body.open_i + 1] = [span]
+            body.fields[:] = root.fields
+            body.reset_index()
+            return
         span, root = self._graft(text)
         self._changing(body)
         parts = self._expand.get(anchor)
@@ -676,10 +685,7 @@ class Document(Message):
                 elif p > 0 and lead[p - 1] == "\r":
                     p -= 1
                 split = p
-            if split == -2:
-                self._expand[anchor] = [span]
-            else:
-                self._expand[anchor] = [lead[:split], span, lead[split:]]
+            self._expand[anchor] = [lead[:split], span, lead[split:]]
         elif isinstance(parts[0], str):
             parts.insert(len(parts) - 1, span)
         else:
@@ -1440,6 +1446,13 @@ class _Editor:
             for f in fields:
                 if f is not first:
                     doc._delete_field(body, f)
+            return
+        if not lits:
+            # Keep the field present (as "name: []") so that later edits can still find it.
+            first = fields[0]
+            doc._replace_field(body, first, f"{doc._render(first.ni)}: []")
+            for f in fields[1:]:
+                doc._delete_field(body, f)
             return
         shared = min(len(fields), len(lits))
         for f, lit in zip(fields[:shared], lits[:shared]):

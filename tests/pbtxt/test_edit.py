@@ -569,3 +569,24 @@ def test_each_value_of_the_syntax_features_file_edits_in_place() -> None:
         if start is not None:
             assert start <= prefix <= start + len(old_text), path
         assert Document.parse(out).get_one(path) == new, path
+
+
+def test_empty_list_keeps_the_field_so_later_edits_find_it() -> None:
+    doc = Document.parse(CONFIG)
+    towers = "model_config.dbmtl.task_towers[1].dnn.hidden_units"
+    doc.apply({towers: []})
+    assert "      dnn {\n        hidden_units: []\n      }\n" in doc.to_text()
+    doc.apply({towers: [3, 4]})
+    assert Document.parse(doc.to_text()).get(towers) == [3, 4]
+
+
+def test_fields_created_in_an_emptied_message_are_laid_out_in_lines() -> None:
+    doc = Document.parse(CONFIG)
+    doc.apply({"model_config.dbmtl.task_towers[1].dnn": "{}"})
+    doc.apply({"model_config.dbmtl.task_towers[1].dnn.a.b": 1}, allow_new_fields=True)
+    assert "      dnn {\n        a {\n          b: 1\n        }\n      }\n" in doc.to_text()
+
+
+def test_new_field_in_empty_message_keeps_its_comment() -> None:
+    out = edit({"m.a": 1}, "m {  # c\r\n}\r\n", allow_new_fields=True)
+    assert out == "m {  # c\r\n  a: 1\r\n}\r\n"

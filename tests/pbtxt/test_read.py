@@ -186,3 +186,10 @@ def test_strict_get_reports_condition_without_match_with_suggestion(doc: Documen
 def test_reading_into_a_scalar_is_an_error(doc: Document) -> None:
     with pytest.raises(ConfigPathError, match="'num_steps' is a value, not a message"):
         doc.get("train_config.num_steps.x")
+
+
+def test_get_one_of_an_empty_list_is_an_error() -> None:
+    doc = Document.parse("units: []\n")
+    assert doc.get("units") == []
+    with pytest.raises(ConfigPathError, match=r"^units: selects nothing \(an empty list\)$"):
+        doc.get_one("units")
