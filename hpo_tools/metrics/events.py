@@ -284,34 +284,71 @@ _BULK_MIN_RUN = 16
 _LENGTH = struct.Struct("<Q").unpack_from
 
 
-_crc_table_array = None
+_crc_tables = None
 
 
-def _crc32c_columns(u8, payload, lengths):  # noqa: ANN001, ANN202 - numpy arrays
-    """CRC-32C of every ``u8[payload[i]:payload[i] + lengths[i]]``, vectorised across records.
+def _crc32c_tables():  # noqa: ANN202 - a numpy array
+    """The eight 256-entry tables of slicing-by-8 CRC-32C (reflected, polynomial 0x82F63B78)."""
+    global _crc_tables
+    if _crc_tables is None:
+        import numpy as np
 
-    Records of one length are processed together, one byte column at a time, with the usual
-    reflected table (the same values crcmod computes; checked in the tests).
-    """
-    import numpy as np
-
-    global _crc_table_array
-    if _crc_table_array is None:
-        table = []
+        first = []
         for byte in range(256):
             crc = byte
             for _ in range(8):
                 crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-            table.append(crc)
-        _crc_table_array = np.array(table, np.uint32)
-    table = _crc_table_array
+            first.append(crc)
+        tables = [first]
+        for _ in range(7):
+            previous = tables[-1]
+            tables.append([(value >> 8) ^ first[value & 0xFF] for value in previous])
+        _crc_tables = np.array(tables, np.uint32)
+    return _crc_tables
+
+
+def _unaligned(buf: bytes, dtype: str):  # noqa: ANN202 - a numpy array
+    """A view of ``buf`` holding the ``dtype`` value that starts at every byte offset."""
+    import numpy as np
+
+    size = np.dtype(dtype).itemsize
+    return np.ndarray((len(buf) - size + 1,), dtype, buffer=buf, strides=(1,))
+
+
+def _crc32c_columns(buf: bytes, payload, lengths):  # noqa: ANN001, ANN202 - numpy arrays
+    """CRC-32C of every ``buf[payload[i]:payload[i] + lengths[i]]``, vectorised across records.
+
+    Records of one length are processed together, eight bytes at a time (slicing-by-8); the
+    values are crcmod's (checked in the tests).
+    """
+    import numpy as np
+
+    t0, t1, t2, t3, t4, t5, t6, t7 = _crc32c_tables()
+    u8 = np.frombuffer(buf, np.uint8)
+    words = _unaligned(buf, "<u8")
+    shift = np.uint64(32)
     out = np.empty(len(payload), np.uint32)
     for length in np.unique(lengths).tolist():
         index = np.flatnonzero(lengths == length)
-        columns = np.ascontiguousarray(u8[payload[index, None] + np.arange(length)].T)
+        start = payload[index]
         crc = np.full(len(index), 0xFFFFFFFF, np.uint32)
-        for column in columns:
-            crc = table[(crc ^ column) & 0xFF] ^ (crc >> 8)
+        whole = length - length % 8
+        for offset in range(0, whole, 8):
+            word = words[start + offset]
+            low = word.astype(np.uint32) ^ crc
+            high = (word >> shift).astype(np.uint32)
+            crc = (
+                t7[low & 0xFF]
+                ^ t6[(low >> 8) & 0xFF]
+                ^ t5[(low >> 16) & 0xFF]
+                ^ t4[low >> 24]
+                ^ t3[high & 0xFF]
+                ^ t2[(high >> 8) & 0xFF]
+                ^ t1[(high >> 16) & 0xFF]
+                ^ t0[high >> 24]
+            )
+        for offset in range(whole, length):
+            crc = t0[(crc ^ u8[start + offset]) & 0xFF] ^ (crc >> 8)
         out[index] = crc ^ np.uint32(0xFFFFFFFF)
     return out
 
@@ -336,58 +373,62 @@ def _bulk_decode(
     if len(starts) < _BULK_MIN_RUN:
         return None
     u8 = np.frombuffer(buf, np.uint8)
-    last = len(buf) - 1
+    u32 = _unaligned(buf, "<u4")
+    words = _unaligned(buf, "<u8")
     record = np.array(starts, np.int64)
     lengths = np.diff(np.append(record, pos)) - 16
     payload = record + 12
     footer = payload + lengths
 
-    def gather(index: np.ndarray, width: int, dtype: str) -> np.ndarray:
-        rows = np.minimum(index[:, None] + np.arange(width), last)
-        return np.ascontiguousarray(u8[rows]).view(dtype).ravel()
-
     # Header CRCs: few distinct lengths, each checked once.
-    keys = (lengths.astype(np.uint64) << np.uint64(32)) | gather(record + 8, 4, "<u4").astype(
-        np.uint64
-    )
+    keys = (lengths.astype(np.uint64) << np.uint64(32)) | u32[record + 8].astype(np.uint64)
     bad = np.zeros(len(starts), bool)
     for key in np.unique(keys).tolist():
         if masked_crc32c(struct.pack("<Q", key >> 32)) != key & 0xFFFFFFFF:
             bad |= keys == key
-    crcs = _crc32c_columns(u8, payload, lengths).astype(np.uint64)
+    crcs = _crc32c_columns(buf, payload, lengths).astype(np.uint64)
     masked = (((crcs >> np.uint64(15)) | (crcs << np.uint64(17))) + np.uint64(_MASK_DELTA)) & (
         np.uint64(0xFFFFFFFF)
     )
-    bad |= masked != gather(footer, 4, "<u4")
+    bad |= masked != u32[footer]
     # Layout: 09 <f64> [10 <varint>] <shape> <f32>.
-    head = gather(payload, 19, "u1").reshape(-1, 19)
-    varint = head[:, 10:19]
-    continued = varint >= 0x80
-    size = np.argmin(continued, axis=1) + 1
-    has_step = head[:, 9] == 0x10
-    ok = (head[:, 0] == 0x09) & (has_step | (head[:, 9] == 0x2A)) & ~continued.all(axis=1)
-    used = np.arange(9) < size[:, None]
-    shifts = np.arange(9, dtype=np.uint64) * np.uint64(7)
-    steps = np.where(
-        has_step, (((varint & 0x7F).astype(np.uint64) << shifts) * used).sum(axis=1), 0
-    )
+    has_step = u8[payload + 9] == 0x10
+    ok = (u8[payload] == 0x09) & (has_step | (u8[payload + 9] == 0x2A))
+    steps = np.zeros(len(starts), np.uint64)
+    size = np.zeros(len(starts), np.int64)
+    going = has_step.copy()
+    for byte_number in range(9):
+        if not going.any():
+            break
+        byte = u8[np.minimum(payload + 10 + byte_number, footer - 1)]
+        steps |= np.where(going, (byte & 0x7F).astype(np.uint64), 0) << np.uint64(7 * byte_number)
+        size += going
+        going &= byte >= 0x80
+    ok &= ~going
     shape_start = payload + np.where(has_step, 10 + size, 9)
     shape_length = footer - 4 - shape_start
     tag_index = np.full(len(starts), -1, np.int64)
     tags = list(shapes.values())
-    for number, (shape, _tag) in enumerate(shapes.items()):
+    for number, shape in enumerate(shapes):
         candidates = np.flatnonzero(ok & (shape_length == len(shape)))
-        if len(candidates):
-            rows = u8[np.minimum(shape_start[candidates, None] + np.arange(len(shape)), last)]
-            match = (rows == np.frombuffer(shape, np.uint8)).all(axis=1)
-            tag_index[candidates[match]] = number
+        if not len(candidates):
+            continue
+        # 8 bytes at a time; a shape is followed by 8 more bytes of its record (value, CRC).
+        match = np.ones(len(candidates), bool)
+        for offset in range(0, len(shape), 8):
+            chunk = shape[offset : offset + 8]
+            word = words[shape_start[candidates] + offset]
+            if len(chunk) < 8:
+                word = word & np.uint64((1 << (8 * len(chunk))) - 1)
+            match &= word == np.uint64(int.from_bytes(chunk, "little"))
+        tag_index[candidates[match]] = number
     stop = np.flatnonzero(bad | (tag_index < 0))
     run = int(stop[0]) if len(stop) else len(starts)
     if run < _BULK_MIN_RUN:
         return None
     names = np.array(tags, dtype=object)[tag_index[:run]].tolist()
-    values = gather(footer[:run] - 4, 4, "<f4").astype(np.float64).tolist()
-    walls = gather(payload[:run] + 1, 8, "<f8").tolist()
+    values = _unaligned(buf, "<f4")[footer[:run] - 4].astype(np.float64).tolist()
+    walls = _unaligned(buf, "<f8")[payload[:run] + 1].tolist()
     events = list(zip(names, values, steps[:run].astype(np.int64).tolist(), walls))
     return events, int(footer[run - 1]) + 4
 
