@@ -61,14 +61,14 @@ DEFAULT_END_DATE = "20220617"
 class DataSpec:
     """Sizes and strengths of the generating process (defaults are what `make-data` uses)."""
 
-    n_users: int = 2000
-    n_items: int = 3000
+    n_users: int = 500
+    n_items: int = 800
     n_cates: int = 40
     n_brands: int = 300
     n_campaigns: int = 600
     n_customers: int = 200
     base_click_logit: float = -3.2
-    latent_scale: float = 0.7
+    latent_scale: float = 0.8
     zipf_exponent: float = 1.05
     popularity_drift: float = 0.35
     appeal_drift: float = 0.12
