@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="event directory (local, oss://, hdfs://), log file or JSON file; several allowed",
+        help="event directory (local or oss://), log file or JSON file; several allowed",
     )
     parser.add_argument(
         "--type",
@@ -141,7 +141,10 @@ def run(args: argparse.Namespace) -> int:
         source_list_final_mode=args.source_mode,
         key="--metric-dict" if args.metric_dict else "--metric",
     )
-    sources = [build_source(args.source_type, location, spec=spec) for location in args.sources]
+    sources = [
+        build_source(args.source_type, location, spec=spec, key="--type")
+        for location in args.sources
+    ]
     several = len(sources) > 1
     follower = Follower(sources, spec, interval=args.interval)
 

@@ -133,25 +133,30 @@ def source_types() -> list[str]:
     return sorted(set(_FACTORIES) | set(_PROVIDERS))
 
 
-def build_source(type_name: str, location: str, *, spec: MetricSpec) -> MetricSource:
+def build_source(
+    type_name: str, location: str, *, spec: MetricSpec, key: str = "metric_type"
+) -> MetricSource:
     """Build the source of ``type_name`` for ``location``.
+
+    ``key`` is how error messages name the type setting (e.g. ``--type`` in the CLI).
 
     Raises:
         ConfigError: Unknown type (with a did-you-mean), empty location, or a location or
             ``metric_dict`` the type rejects (e.g. a stdout regex without a capture group).
     """
+    key_name = key
     key = str(type_name).strip().lower()
     if key not in _FACTORIES and key in _PROVIDERS:
         try:
             importlib.import_module(_PROVIDERS[key])
         except ImportError as err:
             raise ConfigError(
-                f"metric_type: {key!r} needs {_PROVIDERS[key]}, which cannot be imported: {err}"
+                f"{key_name}: {key!r} needs {_PROVIDERS[key]}, which cannot be imported: {err}"
             ) from err
     factory = _FACTORIES.get(key)
     if factory is None:
         raise ConfigError(
-            f"metric_type: unknown source type {type_name!r}; expected one of "
+            f"{key_name}: unknown source type {type_name!r}; expected one of "
             f"{', '.join(source_types())}" + did_you_mean(key, source_types())
         )
     if not str(location).strip():

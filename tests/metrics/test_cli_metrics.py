@@ -113,3 +113,12 @@ def test_several_sources_name_the_source_on_each_line(tmp_path, capsys):
     assert code == 0
     assert lines[0].startswith("source 0  step 100")
     assert lines[3].startswith("source 1  step 100")
+
+
+def test_unknown_type_names_the_option_and_suggests(tmp_path, capsys):
+    code = main(["metrics", str(tmp_path), "--type", "jsn", "--metric", "auc=1"])
+    err = capsys.readouterr().err
+    # The message names the CLI option, not the INI key, and suggests the close type.
+    assert code == 2
+    assert "--type: unknown source type 'jsn'" in err
+    assert "did you mean 'json'" in err
