@@ -614,7 +614,7 @@ class EventFileTail:
             start = pos + 12
             # Fast path (see _simple_value_shape); steps below 2**21 are unrolled.
             k = -1
-            if buf[start] == 0x09 and buf[start + 9] == 0x10:
+            if length >= 15 and buf[start] == 0x09 and buf[start + 9] == 0x10:
                 byte = buf[start + 10]
                 if byte < 0x80:
                     step, k = byte, start + 11
@@ -625,7 +625,7 @@ class EventFileTail:
                     elif buf[start + 12] < 0x80:
                         step = (byte & 0x7F) | ((second & 0x7F) << 7) | (buf[start + 12] << 14)
                         k = start + 13
-            if k < 0:
+            if k < 0 and length >= 15:
                 step, k = _shape_start(buf, start, stop)
             tag = shapes.get(buf[k : stop - 4]) if k > 0 else None
             if tag is not None:

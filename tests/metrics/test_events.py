@@ -314,3 +314,17 @@ def test_file_path_is_reported_relative_to_directory(tmp_path):
     reader.poll()
     # files() lists what is followed, for messages and state.
     assert reader.files() == [str(Path(tmp_path) / path.name)]
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x09", b"\x09" + b"\x00" * 8 + b"\x10\xff"])
+def test_tiny_valid_record_at_the_end_of_the_file_is_not_a_crash(tmp_path, payload):
+    path = event_file(tmp_path, 100)
+    append_events(path, scalar_event(1, auc=0.1))
+    header = struct.pack("<Q", len(payload))
+    with open(path, "ab") as handle:
+        handle.write(header + struct.pack("<I", masked_crc32c(header)))
+        handle.write(payload + struct.pack("<I", masked_crc32c(payload)))
+    tail = EventFileTail(str(path))
+    # Short payloads (an empty Event is valid; a cut-off field is not) never read past the end.
+    assert _triples(tail.poll()) == [("auc", 0.1, 1)]
+    assert tail.offset == path.stat().st_size
