@@ -6,26 +6,36 @@ A finetune trial replays consecutive days. For each day the trial file may say
 - ``{eval_ymd}``: the next day, the one evaluated on, ``YYYYMMDD``;
 - ``{predate}``: the day before, ``YYYYMMDD`` (the previous day's model lives there).
 
-Substitution replaces exactly these names. Any other ``{word}`` that looks like a placeholder is an
-error with a "did you mean", so a mistyped ``{bizdat}`` never reaches a table name. JSON values such
-as ``{"ps": {"count": 1}}`` do not look like placeholders and pass through untouched.
+Substitution replaces exactly these names (plus any extra names the caller adds, such as
+finetune's ``{model_dir}`` and ``{fine_tune_checkpoint}``). Any other ``{word}`` that looks like a
+placeholder is an error with a "did you mean", so a mistyped ``{bizdat}`` never reaches a table
+name. JSON values such as ``{"ps": {"count": 1}}``, the trial file's ``${name}`` variables and
+Jinja's ``{{ name }}`` do not look like placeholders and pass through untouched.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from hpo_tools.errors import ConfigError, did_you_mean
 
-__all__ = ["Day", "DATE_VARIABLES", "parse_date", "day_range", "substitute_dates"]
+__all__ = [
+    "Day",
+    "DATE_VARIABLES",
+    "parse_date",
+    "day_range",
+    "substitute_dates",
+    "placeholder_names",
+]
 
 DATE_VARIABLES: tuple[str, ...] = ("bizdate", "eval_ymd", "predate")
 
 _COMPACT = "%Y%m%d"
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# "{word}", but not "${word}" (a trial-file variable) nor "{{word}}" (Jinja).
+_PLACEHOLDER = re.compile(r"(?<![\${])\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 _ONE_DAY = _dt.timedelta(days=1)
 
 
@@ -100,18 +110,25 @@ def _iter_days(start: Day, end: Day) -> Iterator[Day]:
         current += _ONE_DAY
 
 
-def substitute_dates(text: str, day: Day, *, where: str = "text") -> str:
+def substitute_dates(
+    text: str,
+    day: Day,
+    *,
+    where: str = "text",
+    extra: Mapping[str, str] | None = None,
+) -> str:
     """Replace ``{bizdate}``, ``{eval_ymd}`` and ``{predate}`` in ``text`` with ``day``'s values.
 
     Args:
         text: a command, table name, path or config value.
         day: the day being trained.
         where: what ``text`` is (file, section, key), for the error message.
+        extra: more ``{name}`` -> value pairs known for this day (they cannot shadow the dates).
 
     Raises:
         ConfigError: when ``text`` holds another ``{word}`` placeholder.
     """
-    values = day.variables()
+    values = {**dict(extra or {}), **day.variables()}
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -119,7 +136,12 @@ def substitute_dates(text: str, day: Day, *, where: str = "text") -> str:
             return values[name]
         raise ConfigError(
             f"{where}: unknown date placeholder {{{name}}}{did_you_mean(name, values)}; "
-            f"known: {', '.join('{' + v + '}' for v in DATE_VARIABLES)}"
+            f"known: {', '.join('{' + v + '}' for v in values)}"
         )
 
     return _PLACEHOLDER.sub(replace, text)
+
+
+def placeholder_names(text: str) -> list[str]:
+    """The ``{word}`` placeholders of ``text``, in order (``${x}`` and ``{{x}}`` excluded)."""
+    return [match.group(1) for match in _PLACEHOLDER.finditer(text)]
