@@ -167,6 +167,10 @@ def build_source(
 # --- growing files ---------------------------------------------------------------------------
 
 
+# A local log is read at most this much at a time (a first poll over a huge log stays bounded).
+_MAX_READ = 16 << 20
+
+
 class _GrowingFile:
     """Bytes appended to a (local or remote) file since the last read."""
 
@@ -200,7 +204,7 @@ class _GrowingFile:
                 if size == self.offset:
                     return b"", rewritten
                 handle.seek(self.offset)
-                return handle.read(), rewritten
+                return handle.read(_MAX_READ), rewritten
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return b"", False
         except OSError as err:
@@ -232,18 +236,23 @@ class _LineSource(MetricSource):
         return self._file.found
 
     def _lines(self, final: bool) -> Iterator[str]:
-        data, rewritten = self._file.read_new()
-        if rewritten:
-            self._partial = b""
-            self._restart()
-        self._file.offset += len(data)
-        data = self._partial + data if self._partial else data
-        cut = data.rfind(b"\n") + 1
-        self._partial = data[cut:]
-        complete = data[:cut]
-        if complete:
-            for line in complete.decode("utf-8", "replace").split("\n")[:-1]:
-                yield line.rstrip("\r")
+        """Complete new lines (and, when ``final``, the unterminated last one), chunk by chunk."""
+        while True:
+            data, rewritten = self._file.read_new()
+            full_chunk = len(data) >= _MAX_READ
+            if rewritten:
+                self._partial = b""
+                self._restart()
+            self._file.offset += len(data)
+            data = self._partial + data if self._partial else data
+            cut = data.rfind(b"\n") + 1
+            self._partial = data[cut:]
+            complete = data[:cut]
+            if complete:
+                for line in complete.decode("utf-8", "replace").split("\n")[:-1]:
+                    yield line.rstrip("\r")
+            if not full_chunk:
+                break  # caught up with the writer
         if final and self._partial.strip():
             tail, self._partial = self._partial, b""
             yield tail.decode("utf-8", "replace").rstrip("\r")
@@ -295,8 +304,8 @@ class StdoutSource(_LineSource):
 
     def _read(self, final: bool) -> list[MetricPoint]:
         points: list[MetricPoint] = []
-        current = self._current
         for line in self._lines(final):
+            current = self._current  # (re)bound per line: a rewritten file resets it
             matched = False
             for key, pattern in self._patterns:
                 match = pattern.search(line)
@@ -317,8 +326,7 @@ class StdoutSource(_LineSource):
             if matched and all(key in current for key in self._required):
                 self._steps += 1
                 points.append(MetricPoint(self._steps, current))
-                current = {}
-        self._current = current
+                self._current = {}
         return points
 
 
@@ -416,7 +424,14 @@ class JsonSource(_LineSource):
     def _read_document(self, final: bool) -> list[MetricPoint]:
         # A document is small and may be rewritten in place: read it whole when it changed.
         self._file.offset = 0
-        data, _ = self._file.read_new()
+        chunks = []
+        while True:
+            chunk, _ = self._file.read_new()
+            chunks.append(chunk)
+            self._file.offset += len(chunk)
+            if len(chunk) < _MAX_READ:
+                break
+        data = b"".join(chunks)
         if data == self._last_document:
             return []
         try:

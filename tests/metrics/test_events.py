@@ -37,13 +37,18 @@ def test_reads_simple_values_written_by_tensorboards_event_file_writer(tmp_path)
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     writer = EventFileWriter(str(tmp_path))
-    writer.add_event(scalar_event(100, auc=0.75, loss=0.5))
+    first = scalar_event(100, auc=0.75, loss=0.5)
+    # Estimator also writes the checkpoint path as a string tensor in its eval event.
+    checkpoint = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"model.ckpt-100"])
+    first.summary.value.add(tag="checkpoint_path", tensor=checkpoint)
+    writer.add_event(first)
     writer.add_event(scalar_event(200, auc=0.8, loss=0.25))
     writer.close()
 
     events = EventDirectoryReader(str(tmp_path)).poll()
 
-    # Both steps with both tags, in file order; the file_version record yields nothing.
+    # Both steps with both tags, in file order; the file_version record and the string yield
+    # nothing.
     assert _triples(events) == [
         ("auc", 0.75, 100),
         ("loss", 0.5, 100),

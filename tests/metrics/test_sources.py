@@ -176,3 +176,36 @@ def test_registered_source_type_is_built_by_its_factory(monkeypatch):
 def test_empty_location_is_a_config_error():
     with pytest.raises(ConfigError, match="empty location"):
         build_source("summary", "  ", spec=MetricSpec.from_config({"a": 1}))
+
+
+def test_stdout_large_log_is_read_in_bounded_chunks_in_one_poll(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources_module, "_MAX_READ", 64)  # tiny chunks for the test
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"noise line {i}\naccuracy=0.{i}\n" for i in range(1, 40)))
+    source = StdoutSource(str(log), MetricSpec.from_config({ACC: 1}))
+    # All 39 evaluations in one poll although each read is 64 bytes; lines split across chunks
+    # are joined.
+    points = source.poll()
+    assert [p.step for p in points] == list(range(1, 40))
+    assert points[-1].values == {ACC: 0.39}
+
+
+def test_stdout_rewritten_log_forgets_the_half_step_of_the_old_file(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("noise\n" * 10 + "accuracy=0.9\n")
+    spec = MetricSpec.from_config({ACC: 1, LOSS: -1})
+    source = StdoutSource(str(log), spec)
+    assert source.poll() == []  # accuracy seen, loss not yet
+    log.write_text("loss: 0.5\n")  # the job restarted and truncated its log
+
+    # The old file's accuracy does not complete a step with the new file's loss.
+    assert source.poll() == []
+
+
+def test_json_document_larger_than_one_read_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources_module, "_MAX_READ", 16)
+    path = tmp_path / "result.json"
+    path.write_text('{\n  "step": 3,\n  "auc": 0.5,\n  "padding": "' + "x" * 100 + '"\n}\n')
+    source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
+    # The whole document is read across chunks before parsing.
+    assert _steps(source.poll()) == [(3, {"auc": 0.5})]
