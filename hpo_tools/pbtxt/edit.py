@@ -171,6 +171,7 @@ class Document(Message):
         "_nl",
         "_unit",
         "_undo",
+        "_line_start",
     )
 
     def __init__(self, text: str, source: str = "<string>") -> None:
@@ -194,6 +195,9 @@ class Document(Message):
         self._nl = "\r\n" if "\r\n" in text else "\n"
         self._unit: Optional[str] = None
         self._undo: Optional[list[Callable[[], None]]] = None
+        # first trivia piece of a spliced-in text -> indentation, when that text starts a line
+        # although its own first trivia holds no newline (e.g. at the very start of the file)
+        self._line_start: dict[int, str] = {}
 
     @classmethod
     def parse(cls, text: str, source: str = "<string>") -> Document:
@@ -546,6 +550,7 @@ class Document(Message):
         self._body = root
         self._n0 = len(pieces)
         self._expand = {}
+        self._line_start = {}
         self._forget()
 
     def _forget(self) -> None:
@@ -555,12 +560,12 @@ class Document(Message):
 
     def _snapshot(self) -> tuple[Any, ...]:
         return (list(self._pieces), {k: list(v) for k, v in self._expand.items()}, self._root,
-                self._n0)
+                self._n0, dict(self._line_start))
 
     def _restore(self, snapshot: tuple[Any, ...]) -> None:
         for undo in reversed(self._undo or []):
             undo()
-        self._pieces, self._expand, self._root, self._n0 = snapshot
+        self._pieces, self._expand, self._root, self._n0, self._line_start = snapshot
         self._body = self._root
         self._forget()
 
@@ -601,7 +606,8 @@ class Document(Message):
             return lead[p + 1:]
         if i == 1 and not lead.strip():
             return lead
-        return None
+        start = self._line_start.get(i - 1)
+        return None if start is None else start + lead
 
     def _child_indent(self, body: Body) -> str:
         for field in body.fields:
@@ -611,11 +617,16 @@ class Document(Message):
         outer = self._line_indent(body.owner.ni) if body.owner is not None else ""
         return (outer or "") + self._indent_unit()
 
-    def _graft(self, text: str) -> tuple[tuple[int, int], Body]:
-        """Parse text into new pieces appended to the document; return their range and root."""
+    def _graft(self, text: str, line_start: Optional[str] = None) -> tuple[tuple[int, int], Body]:
+        """Parse text into new pieces appended to the document; return their range and root.
+
+        `line_start` is the indentation of the line the text starts, when it starts one.
+        """
         base = len(self._pieces)
         pieces, root = parse_pieces(text, f"{self.source} (edited)", base)
         self._pieces.extend(pieces)
+        if line_start is not None:
+            self._line_start[base] = line_start
         return (base, base + len(pieces)), root
 
     def _blank(self, lo: int, hi: int) -> None:
@@ -631,6 +642,7 @@ class Document(Message):
                 make: Callable[[Optional[str]], list[str]]) -> None:
         """Insert the fields `make(indent)` after `after` (default: body's last field)."""
         nl = self._nl
+        starts: Optional[str] = None
         if after is None and body.fields:
             after = body.fields[-1]
         if after is not None:
@@ -649,10 +661,9 @@ class Document(Message):
             texts = make("")
             lead = self._render(anchor)
             split = len(lead)
-            if not lead.strip("\r\n") and anchor == 0:
+            if (not lead.strip() and anchor == 0) or lead.endswith("\n"):
                 text = nl.join(texts) + nl
-            elif lead.endswith("\n"):
-                text = nl.join(texts) + nl
+                starts = ""
             else:
                 text = nl + nl.join(texts)
         else:
@@ -673,21 +684,16 @@ class Document(Message):
             body.fields[:] = root.fields
             body.reset_index()
             return
-        span, root = self._graft(text)
+        span, root = self._graft(text, starts)
         self._changing(body)
         parts = self._expand.get(anchor)
         if parts is None:
             lead = self._pieces[anchor]
             if split == -1:
-                p = lead.find("\n")
-                if p < 0:
-                    p = 0
-                elif p > 0 and lead[p - 1] == "\r":
-                    p -= 1
-                split = p
+                split = _line_end(lead)
             self._expand[anchor] = [lead[:split], span, lead[split:]]
         elif isinstance(parts[0], str):
-            parts.insert(len(parts) - 1, span)
+            parts.insert(1, span)  # right after `after`, before what was inserted there before
         else:
             parts.insert(0, span)
         body.fields[position:position] = root.fields
@@ -697,34 +703,54 @@ class Document(Message):
         """Remove a field, with its line when it was alone on it."""
         self._changing(body)
         self._blank(field.ni, field.ei)
-        lead_i = field.ni - 1
-        if lead_i not in self._expand:
-            lead = self._pieces[lead_i]
+        lead = self._edge_text(field.ni - 1, last=True)
+        if lead is not None:
             p = lead.rfind("\n")
             if p >= 0:
                 if p > 0 and lead[p - 1] == "\r":
                     p -= 1
-                self._pieces[lead_i] = lead[:p]
-                tail_i = field.ei + 1
-                if tail_i not in self._expand:
-                    tail = self._pieces[tail_i]
-                    q = tail.find("\n")
-                    if q > 0 and tail[q - 1] == "\r":
-                        q -= 1
-                    if q >= 0:
-                        self._pieces[tail_i] = tail[q:]
+                self._set_edge_text(field.ni - 1, lead[:p], last=True)
+                tail = self._edge_text(field.ei + 1, last=False)
+                if tail is not None:
+                    self._set_edge_text(field.ei + 1, tail[_line_end(tail):], last=False)
         body.fields.remove(field)
         body.reset_index()
+
+    def _edge_text(self, i: int, last: bool) -> Optional[str]:
+        """The plain text at the end (last) or start of trivia piece i, expansions included."""
+        parts = self._expand.get(i)
+        if parts is None:
+            return self._pieces[i]
+        part = parts[-1] if last else parts[0]
+        return part if isinstance(part, str) else None
+
+    def _set_edge_text(self, i: int, text: str, last: bool) -> None:
+        parts = self._expand.get(i)
+        if parts is None:
+            self._pieces[i] = text
+        else:
+            parts[-1 if last else 0] = text
 
     def _replace_field(self, body: Body, field: Field, text: str) -> None:
         """Replace a field by the field(s) parsed from text, keeping the text before it."""
         lead_i = field.ni - 1
+        indent = self._line_indent(field.ni)
+        lead = self._pieces[lead_i] if lead_i not in self._expand else ""
+        starts = None
+        if indent is not None and "\n" not in lead:
+            starts = indent[: len(indent) - len(lead)]
         if lead_i not in self._expand:
-            text = self._pieces[lead_i] + text
+            text = lead + text
             lo = lead_i
         else:
             lo = field.ni
-        span, root = self._graft(text)
+        tail = self._edge_text(field.ei + 1, last=False)
+        if tail is not None:
+            # The rest of the field's line (a trailing comment) moves with the field.
+            q = _line_end(tail)
+            text += tail[:q]
+            self._set_edge_text(field.ei + 1, tail[q:], last=False)
+        span, root = self._graft(text, starts)
         self._changing(body)
         self._blank(lo, field.ei)
         self._expand[lo] = [span]
@@ -758,6 +784,17 @@ class Document(Message):
         self._expand[lo] = [span]
         body.fields[:] = root.fields
         body.reset_index()
+
+
+def _line_end(trivia: str) -> int:
+    """Where the current line ends in trivia: before its first newline; at the end when there
+    is no newline but a comment; else at the start."""
+    p = trivia.find("\n")
+    if p < 0:
+        return len(trivia) if "#" in trivia else 0
+    if p > 0 and trivia[p - 1] == "\r":
+        p -= 1
+    return p
 
 
 _BOOL_TEXT = {w: True for w in TRUE_WORDS}

@@ -10,13 +10,14 @@ after an edit, every leaf other than the edited one must read back unchanged.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpo_tools.pbtxt import Document
+from hpo_tools.pbtxt import Document, Message
 
 NAMES = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa"]
 ENUMS = ["IdFeature", "RawFeature", "TagFeature", "ADAM", "SGD"]
@@ -222,7 +223,9 @@ def assert_leaves(doc: Document, expected: dict[str, list[Any]], skip: set[str])
         assert same(got, values), (path, got, values)
 
 
-PROPERTY_SETTINGS = settings(max_examples=80, deadline=None,
+# HPO_PBTXT_EXAMPLES=2000 runs a longer search by hand; the default keeps the suite fast.
+EXAMPLES = int(os.environ.get("HPO_PBTXT_EXAMPLES", "80"))
+PROPERTY_SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -349,3 +352,68 @@ def test_new_field_and_snippet_edits_keep_everything_else(
         assert again.get_one(target).field_names() == ["replaced", "other"]
         old = leaves(model)
         assert_leaves(again, old, {p for p in old if p.startswith(target + ".")})
+
+
+def _walk(msg: Any, prefix: str = "") -> tuple[list[tuple[str, Any]], list[str], list[str]]:
+    """(scalar element paths with values, scalar field paths, message paths) of a live view."""
+    scalars_, fields_, messages_ = [], [], []
+    for name in msg.field_names():
+        values = msg.get(name)
+        if values and all(isinstance(v, Message) for v in values):
+            for i, child in enumerate(values):
+                path = f"{prefix}{name}[{i}]"
+                messages_.append(path)
+                sub = _walk(child, path + ".")
+                scalars_ += sub[0]
+                fields_ += sub[1]
+                messages_ += sub[2]
+        elif not any(isinstance(v, Message) for v in values):
+            fields_.append(prefix + name)
+            scalars_ += [(f"{prefix}{name}[{i}]", v) for i, v in enumerate(values)]
+    return scalars_, fields_, messages_
+
+
+def _like(value: Any) -> st.SearchStrategy[Any]:
+    if isinstance(value, bool):
+        return st.booleans()
+    if isinstance(value, int):
+        return st.integers(-1000, 1000)
+    if isinstance(value, float):
+        return st.floats(allow_nan=False, allow_infinity=False)
+    return st.sampled_from(ENUMS) if value in ENUMS else TEXT
+
+
+@PROPERTY_SETTINGS
+@given(documents(), st.data())
+def test_edit_sequences_on_one_document_match_fresh_documents(
+    doc_and_model: tuple[str, Msg], data: Any
+) -> None:
+    # Differential: a document edited many times (stacked splices) prints and reads exactly like
+    # a fresh parse of the previous text given the same edit.
+    text, _ = doc_and_model
+    doc = Document.parse(text)
+    for step in range(data.draw(st.integers(1, 6))):
+        scalars_, fields_, messages_ = _walk(doc)
+        op = data.draw(st.sampled_from(["scalar", "list", "new", "snippet"]))
+        if op == "scalar" and scalars_:
+            path, old = data.draw(st.sampled_from(scalars_))
+            edits: dict[str, Any] = {path: data.draw(_like(old))}
+        elif op == "list" and fields_:
+            path = data.draw(st.sampled_from(fields_))
+            old = doc.get(path)
+            if not old:
+                continue
+            edits = {path: data.draw(st.lists(_like(old[0]), max_size=4))}
+        elif op == "snippet" and messages_:
+            edits = {data.draw(st.sampled_from(messages_)): f"{{ s{step}: {step}\n t: 'x' }}"}
+        else:
+            parent = data.draw(st.sampled_from([""] + [m + "." for m in messages_]))
+            edits = {f"{parent}new{step}": data.draw(st.one_of(st.integers(), TEXT))}
+        before = doc.to_text()
+        fresh = Document.parse(before)
+        fresh.apply(edits, allow_new_fields=True)
+        doc.apply(edits, allow_new_fields=True)
+        assert doc.to_text() == fresh.to_text(), edits
+        reparsed = Document.parse(doc.to_text())
+        for path, _value in _walk(reparsed)[0]:
+            assert same(doc.get(path), reparsed.get(path)), path
