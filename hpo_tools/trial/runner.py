@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from hpo_tools.errors import HpoError, MetricReadError
+from hpo_tools.errors import MetricReadError
 from hpo_tools.secrets import SecretMasker, credential_env_names
 from hpo_tools.trial.reporter import Reporter, ReporterChannelLost
 from hpo_tools.trial.settings import (
@@ -67,11 +67,17 @@ EXIT_FAILED = 1
 # A log record in trial.log: "[2024-01-01 10:00:00,123] INFO (name...) message".
 _LOG_RECORD_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:.,]+\] [A-Z]+ \(")
 TAIL_LINES = 50
+# Seconds between two looks at the cancel flag while a job runs (cancellation must take < 3 s).
+_TICK = 0.1
 STANDALONE_ID = "standalone"
 
 
-class TrialCancelled(HpoError):
-    """The runner got SIGINT or SIGTERM; ``signum`` says which."""
+class TrialCancelled(BaseException):
+    """The runner got SIGINT or SIGTERM; ``signum`` says which.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so that no ``except Exception`` on the way
+    (a metric source retrying a read, a registry write logged and skipped) swallows it.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"trial cancelled by {signal.Signals(signum).name}")
@@ -204,18 +210,30 @@ def build_masker(settings: TrialSettings, environ: Mapping[str, str] | None = No
 
 
 class _SignalGuard:
-    """Turns the first SIGINT/SIGTERM into :class:`TrialCancelled`; later ones are noted only."""
+    """Records the first SIGINT/SIGTERM; the run loop turns it into :class:`TrialCancelled`.
+
+    The handler only sets an attribute: raising from a signal handler can land between a lock's
+    acquire and its ``with`` block (leaving it held) or inside someone's ``except Exception``.
+    The run loop wakes every :data:`_TICK` seconds and calls :meth:`check`.
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.extra_signals = 0
+        self._delivered = False
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            _logger.warning("got %s again; already cancelling", signal.Signals(signum).name)
-            return
-        self.signum = signum
-        raise TrialCancelled(signum)
+        if self.signum is None:
+            self.signum = signum
+        else:
+            self.extra_signals += 1
+
+    def check(self) -> None:
+        """Raise :class:`TrialCancelled` once, when a signal came."""
+        if self.signum is not None and not self._delivered:
+            self._delivered = True
+            raise TrialCancelled(self.signum)
 
     def __enter__(self) -> _SignalGuard:
         if threading.current_thread() is threading.main_thread():
@@ -224,9 +242,8 @@ class _SignalGuard:
         return self
 
     def quiet(self) -> None:
-        """From now on a signal only logs (used while cleaning up)."""
-        if self.signum is None:
-            self.signum = -1
+        """From now on signals are only counted (used while cleaning up)."""
+        self._delivered = True
 
     def __exit__(self, *exc: Any) -> None:
         for signum, handler in self._previous.items():
@@ -265,6 +282,8 @@ class _Run:
         )
         self.live_jobs: list[Any] = []
         self.follower: Any = None
+        # Re-raises a cancellation whose exception was swallowed on the way (set by run_trial).
+        self.check_cancelled: Callable[[], None] = lambda: None
 
     # -- files -------------------------------------------------------------------------------
 
@@ -322,7 +341,9 @@ class _Run:
             return
         for report in self.follower.poll():
             self.outcome.intermediate.append(report.to_dict())
-            _logger.info("step %d: score %.6g %s", report.step, report.score, report.values)
+            # DEBUG, not INFO: trial.log feeds the stdout metric source, and a metric regex
+            # must not match the runner's own echo of the values.
+            _logger.debug("step %d: score %.6g %s", report.step, report.score, report.values)
             self.reporter.report_intermediate(report.as_nni())
             self.write_result()
 
@@ -347,9 +368,14 @@ class _Run:
         )
         self.live_jobs.append(job)
         self.registry.job_changed(position, job, JobState.RUNNING)
+        next_poll = time.monotonic() + self.interval
         while True:
-            state = job.wait(timeout=self.interval)
-            self.report_new_steps()
+            state = job.wait(timeout=min(_TICK, self.interval))
+            self.check_cancelled()
+            if state.is_finished or time.monotonic() >= next_poll:
+                self.report_new_steps()
+                self.check_cancelled()
+                next_poll = time.monotonic() + self.interval
             if state.is_finished:
                 break
         self.live_jobs.remove(job)
@@ -399,6 +425,7 @@ class _Run:
         self.follower = self.build_follower()
         done = self.registry.succeeded_commands() if self.settings.resume else set()
         for position, command in enumerate(commands, start=1):
+            self.check_cancelled()
             if position in done:
                 _logger.info("resume: %s already succeeded for this trial; skipped", command.name)
                 continue
@@ -407,6 +434,7 @@ class _Run:
                 self.outcome.exit_code = EXIT_FAILED
                 self.registry.trial_finished("failed")
                 return
+        self.check_cancelled()
         try:
             self.report_new_steps()
             final = self.follower.close()
@@ -417,7 +445,7 @@ class _Run:
             self.registry.trial_finished("failed")
             return
         self.outcome.final = final.to_dict()
-        _logger.info("final: score %.6g %s", final.score, final.values)
+        _logger.debug("final: score %.6g %s", final.score, final.values)
         self.reporter.report_final(final.as_nni())
         self.outcome.status = "succeeded"
         self.outcome.exit_code = 0
@@ -476,6 +504,8 @@ def run_trial(
         stderr=stderr or sys.stderr,
     )
     guard = _SignalGuard() if handle_signals else None
+    if guard is not None:
+        run.check_cancelled = guard.check
     started = time.monotonic()
     try:
         if guard is not None:

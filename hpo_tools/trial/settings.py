@@ -48,8 +48,8 @@ __all__ = [
 CLASSIC = "classic"
 PLATFORM = "platform"
 
-# Trial-file spelling -> platform registry name.
-PLATFORM_NAMES = {"local": "local", "maxcompute": "maxcompute"}
+# Platforms always known; others registered with hpo_tools.platforms.register_platform count too.
+PLATFORM_NAMES = ("local", "maxcompute")
 FINAL_MODES = ("final", "best", "avg")
 OPTIMIZE_MODES = ("maximize", "minimize")
 
@@ -369,6 +369,12 @@ def _choice(section: _Section, key: str, value: str, choices: tuple[str, ...]) -
     return lowered
 
 
+def _platform_names() -> tuple[str, ...]:
+    from hpo_tools.platforms.base import platform_names  # light: no platform module imported
+
+    return tuple(sorted({*PLATFORM_NAMES, *(name.lower() for name in platform_names())}))
+
+
 def _bool(section: _Section, key: str, value: str | None) -> bool:
     if value is None:
         return False
@@ -529,8 +535,7 @@ def _platform(
             raise ConfigError(f"{source}: section [{required}] is required")
     plat = sections["platform_config"]
     _check_keys(plat, ("name", "resume"), (r"cmd\d+",))
-    platform = _choice(plat, "name", plat.require("name"), tuple(PLATFORM_NAMES))
-    platform = PLATFORM_NAMES[platform]
+    platform = _choice(plat, "name", plat.require("name"), _platform_names())
     names = sorted((k for k in plat.raw if re.fullmatch(r"cmd\d+", k)), key=_natural_key)
     if not names:
         raise ConfigError(f"{source}: [platform_config] cmd1 is required but missing")

@@ -63,7 +63,7 @@ def test_signal_cancels_job_and_exits_non_zero_within_3_seconds(tmp_path, write_
         runner.send_signal(signum)
         code = runner.wait(timeout=10)
         elapsed = time.monotonic() - started
-        _, err = runner.communicate(timeout=5)
+        err = runner.communicate(timeout=5)[1].decode("utf-8", errors="replace")
     finally:
         if runner.poll() is None:
             runner.kill()
@@ -76,9 +76,11 @@ def test_signal_cancels_job_and_exits_non_zero_within_3_seconds(tmp_path, write_
     assert code == 128 + signum, err
     # The job's process is gone by the time the runner exits.
     assert not _alive(job_pid)
+    log = tmp_path / "exp/standalone/trials/standalone/trial.log"
+    err += log.read_text() if log.exists() else ""
     record = JobRegistry(tmp_path / "exp" / "standalone").load("standalone")
-    assert record.jobs[0].state is JobState.CANCELLED
-    assert record.state is JobState.CANCELLED
+    assert record.jobs[0].state is JobState.CANCELLED, err
+    assert record.state is JobState.CANCELLED, err
     # cmd2 was never started.
     assert [j.command_index for j in record.jobs] == [1]
     result = json.loads(

@@ -212,3 +212,26 @@ def test_exp_dir_wins_for_the_experiment_directory(tmp_path):
 def test_dispatcher_log_directory_gives_the_experiment_directory(tmp_path):
     paths = resolve_paths("E", "x", environ={"NNI_LOG_DIRECTORY": str(tmp_path / "E" / "log")})
     assert paths.experiment_dir == tmp_path / "E"
+
+
+def test_sigterm_in_process_cancels_the_running_job(tmp_path, write_trial):
+    """The handler only flags; the run loop cancels, so no lock or `except Exception` eats it."""
+    import os
+    import signal
+    import threading
+
+    from hpo_tools.trial.runner import TrialCancelled
+
+    # Like KeyboardInterrupt: an `except Exception` on the way out must not stop it.
+    assert not issubclass(TrialCancelled, Exception)
+    trial = write_trial(
+        "[platform_config]\nname=Local\ncmd1=sleep 30\n" + METRIC
+    )
+    timer = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        outcome, reporter = run(trial, {}, tmp_path / "exp")
+    finally:
+        timer.cancel()
+    assert outcome.status == "cancelled" and outcome.exit_code == 128 + signal.SIGTERM
+    assert reporter.final is None
