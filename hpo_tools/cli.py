@@ -37,6 +37,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "check",
     "register",
     "unregister",
+    "kill",
+    "retry",
+    "finetune_daily",
 )
 
 EXIT_USER_ERROR = 2

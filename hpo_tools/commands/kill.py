@@ -1,0 +1,107 @@
+"""`hpo-tools kill`: stop a running experiment's trials and every platform job they started."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from hpo_tools.nni_rest import ACTIVE_TRIAL_STATUSES, NniRest, NniRestError, connect
+
+NAME = "kill"
+HELP = "stop NNI starting trials, cancel the running ones and every live platform job"
+DESCRIPTION = """\
+Stop a running NNI experiment from spending more, without stopping NNI itself (the web UI and
+results stay available; `nnictl stop ID` ends the manager afterwards):
+
+  1. set maxTrialNumber to the number of trials already submitted, so no new trial starts;
+  2. cancel every RUNNING/WAITING trial through NNI's REST API (each runner gets SIGINT and
+     cancels its own jobs; NNI shows the trials USER_CANCELED);
+  3. cancel every job the job registry (E/hpo-tools/jobs/) still has live, with credentials
+     from this shell's environment, once right away and again after the trials ended.
+
+It never signals NNI's process group (the manager, the dispatcher and all trials share it).
+The port comes from ~/nni-experiments/.experiment unless --port is given; the experiment
+directory E is <experimentWorkingDirectory>/<ID> unless --experiment-dir is given.
+Exit 0 when everything was cancelled, 1 when something may still run.
+
+example:
+  hpo-tools kill --experiment k2x8a1bq
+"""
+
+POLL_INTERVAL = 0.5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's options."""
+    parser.add_argument("--experiment", required=True, metavar="ID", help="NNI experiment id")
+    parser.add_argument("--experiment-dir", "--experiment_dir", dest="experiment_dir",
+                        metavar="DIR", help="the experiment directory E (default: from NNI)")
+    parser.add_argument("--port", type=int, help="the experiment's REST port (default: from "
+                        "~/nni-experiments/.experiment)")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="how long to wait for trials to end and jobs to cancel (default 30)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Stop new trials, cancel running ones and their jobs; print what was cancelled."""
+    from hpo_tools.jobs import JobRegistry
+
+    rest, exp_dir = connect(args.experiment, port=args.port, experiment_dir=args.experiment_dir)
+    trials = rest.list_trial_jobs()
+    submitted = len(trials)
+    old_max = rest.get_experiment().get("params", {}).get("maxTrialNumber")
+    rest.set_max_trial_number(submitted)
+    print(f"experiment {args.experiment}: maxTrialNumber {old_max} -> {submitted}; "
+          f"no new trial will start")
+
+    failures = 0
+    active = [t for t in trials if t.get("status") in ACTIVE_TRIAL_STATUSES]
+    for trial in active:
+        trial_id = str(trial["trialJobId"])
+        try:
+            rest.cancel_trial_job(trial_id)
+            print(f"cancelled trial {trial_id} (was {trial['status']})")
+        except NniRestError as err:
+            failures += 1
+            print(f"could not cancel trial {trial_id}: {err}")
+    if not active:
+        print("no trial was running")
+
+    registry = JobRegistry(exp_dir)
+    deadline = time.monotonic() + args.timeout
+    cancelled = _merge({}, registry.cancel_all_live(timeout=args.timeout / 2))
+    still = _wait_for_trials(rest, {str(t["trialJobId"]) for t in active}, deadline)
+    # Jobs a runner registered while it was being stopped are caught by the second sweep.
+    left = max(1.0, deadline - time.monotonic())
+    cancelled = _merge(cancelled, registry.cancel_all_live(timeout=left))
+    for trial_id, job_ids in sorted(cancelled.items()):
+        for job_id in job_ids:
+            print(f"cancelled job {job_id} of trial {trial_id}")
+    live_left = [r.trial_id for r in registry.records() if r.live_jobs()]
+    print(f"{len(active)} trial(s) and {sum(map(len, cancelled.values()))} job(s) cancelled "
+          f"(registry: {registry.directory})")
+    if still:
+        print(f"still running in NNI after {args.timeout:.0f} s: {', '.join(sorted(still))}")
+    if live_left:
+        print(f"jobs the registry still has live: trials {', '.join(live_left)}")
+    return 1 if failures or still or live_left else 0
+
+
+def _merge(into: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str, list[str]]:
+    for trial_id, job_ids in more.items():
+        into.setdefault(trial_id, []).extend(j for j in job_ids if j not in into[trial_id])
+    return into
+
+
+def _wait_for_trials(rest: NniRest, trial_ids: set[str], deadline: float) -> set[str]:
+    """Poll NNI until none of ``trial_ids`` is active or the deadline passes; the ones left."""
+    still = set(trial_ids)
+    while still and time.monotonic() < deadline:
+        try:
+            statuses = {str(t["trialJobId"]): t.get("status") for t in rest.list_trial_jobs()}
+        except NniRestError:
+            break
+        still = {t for t in still if statuses.get(t) in ACTIVE_TRIAL_STATUSES}
+        if still:
+            time.sleep(POLL_INTERVAL)
+    return still
