@@ -14,6 +14,7 @@ registry has seen finish (their scores are read back from their ``result.json``)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -104,6 +105,8 @@ def run_finetune(
     stderr: TextIO | None = None,
     chain_first_day: bool = False,
     environ: Mapping[str, str] | None = None,
+    resume: bool | None = None,
+    retrain: Sequence[Day] = (),
 ) -> TrialOutcome:
     """Run the days of ``plan`` in order; see the module docstring.
 
@@ -116,6 +119,8 @@ def run_finetune(
         chain_first_day: the first day starts from the model of the day before it (this trial's
             own), not from the begin model (``finetune-daily`` after its first day).
         environ: the environment (default ``os.environ``).
+        resume: skip finished days (default: the file's ``resume``).
+        retrain: days to train again even when the registry has them finished.
 
     Returns:
         The trial's outcome; ``intermediate`` holds one entry per day (with ``"day"``).
@@ -127,8 +132,13 @@ def run_finetune(
     trial_dir = context.paths.trial_dir
     trial_dir.mkdir(parents=True, exist_ok=True)
     first = plan.day_settings(plan.days[0], chain_first_day=chain_first_day)
-    resume = plan.resume or first.resume
+    if resume is None:
+        resume = plan.resume or first.resume
     registry, record, adapter = _open_registry(context, first.platform)
+    again = {day.bizdate for day in retrain}
+    if again & set(record.finished_stages):
+        record.finished_stages[:] = [d for d in record.finished_stages if d not in again]
+        registry.save(record)
     if not resume and record.finished_stages:
         record.finished_stages.clear()  # a fresh run of the trial trains every day again
         registry.save(record)
@@ -163,6 +173,8 @@ def run_finetune(
             )
             day_reporter = DayReporter(reporter, context.params, day)
             _logger.info("day %s: training (log: %s)", day, day_context.paths.log_path)
+            # Within a day, resume skips the commands that already succeeded for it.
+            settings = dataclasses.replace(settings, resume=resume and day.bizdate not in again)
             day_outcome = run_trial(
                 settings,
                 day_reporter,
@@ -219,6 +231,8 @@ def run_finetune_file(
     end_time: str | None = None,
     days: Sequence[Day] | None = None,
     chain_first_day: bool | None = None,
+    resume: bool | None = None,
+    retrain: Sequence[Day] = (),
 ) -> TrialOutcome:
     """Everything an entry point does for a finetune trial file.
 
@@ -231,6 +245,7 @@ def run_finetune_file(
         days: the days, given directly.
         chain_first_day: start the first day from this trial's model of the day before (None:
             only when the registry has that day finished).
+        resume, retrain: see :func:`run_finetune`.
 
     Raises:
         HpoError: a problem in the trial file, found before anything was launched.
@@ -270,6 +285,8 @@ def run_finetune_file(
             stderr=stderr,
             chain_first_day=chain_first_day,
             environ=env,
+            resume=resume,
+            retrain=retrain,
         )
 
 

@@ -1,0 +1,189 @@
+"""``hpo-tools finetune-daily``: one day's finetune with fixed parameters, for cron."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hpo_tools.errors import ConfigError
+
+NAME = "finetune-daily"
+HELP = "finetune one day with fixed parameters (the chosen ones), outside any experiment (cron)"
+DESCRIPTION = """\
+Finetune one day (--bizdate, default yesterday) with fixed parameters, outside any NNI
+experiment: the finetune trial file of the search is run for that one day with the parameters
+of --params (e.g. the best_params.json `hpo-tools experiment run` exported) and/or
+--learning-rate, and the day's score is printed.
+
+The day starts from the model this job trained the day before (its {model_dir} of {predate});
+on the very first run, when this job has no finished day yet, from the begin model of the file
+([finetune_config] fine_tune_checkpoint). A gap (yesterday not finished) is an error: run the
+missing day first, or pass --from-begin.
+
+Each finished day is recorded in the job registry (<exp_dir>/daily/hpo-tools/jobs/<job>.json):
+running the same day again does not train again, it prints the recorded score (and checks it
+against --min-score). --retrain trains the day again (the trainer resumes from a checkpoint
+already in the day's model directory: delete that directory first for a fresh finetune).
+
+Files: <exp_dir>/daily/trials/<job>/ (trial.log, result.json; days/<YYYYMMDD>/ per day).
+Exit codes: 0 done (or already done) and not under the floor; 1 the day failed;
+2 bad input; 3 the day's score is worse than --min-score; 128+N stopped by signal N.
+
+crontab (every day at 06:30, for yesterday):
+  30 6 * * * cd /srv/reco && .venv/bin/hpo-tools finetune-daily --config finetune/trial.ini \\
+      --params exp/best/best_params.json --min-score 0.70 --exp_dir exp >> daily.log 2>&1
+"""
+
+EXIT_FAILED = 1
+EXIT_UNDER_FLOOR = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``hpo-tools finetune-daily``."""
+    parser.add_argument("--config", required=True, metavar="FILE",
+                        help="the finetune trial file (the one the search used)")
+    parser.add_argument("--params", metavar="FILE|JSON",
+                        help="the parameters: a JSON file (best_params.json) or a JSON object")
+    parser.add_argument("--learning-rate", "--learning_rate", dest="learning_rate", type=float,
+                        metavar="LR",
+                        help="set every learning rate of the training config(s) to LR "
+                        "(as hpo-tools set-lr; applied after --params)")
+    parser.add_argument("--bizdate", metavar="YYYYMMDD",
+                        help="the day to train (default: yesterday)")
+    parser.add_argument("--min-score", "--min_score", dest="min_score", type=float,
+                        metavar="X",
+                        help="exit 3 when the day's score is worse than X (under the floor "
+                        "when maximizing, over it when minimizing)")
+    parser.add_argument("--exp_dir", "--exp-dir", dest="exp_dir", default="exp", metavar="DIR",
+                        help="the daily job's files go under DIR/daily (default: ./exp)")
+    parser.add_argument("--job", default="daily", metavar="NAME",
+                        help="the job's name, its trial id (default: daily); one chain per name")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the day again even if it is recorded as done")
+    parser.add_argument("--from-begin", "--from_begin", dest="from_begin", action="store_true",
+                        help="start the day from the begin model, not from the previous day")
+    parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                        help="seconds between two metric polls (default: 1)")
+
+
+def load_params(text: str | None) -> dict[str, Any]:
+    """``--params``: a JSON object, or a file holding one (best_params.json).
+
+    Raises:
+        ConfigError: unreadable file, invalid JSON, or not an object.
+    """
+    if text is None:
+        return {}
+    where = "--params"
+    if not text.lstrip().startswith("{"):
+        where = f"--params {text}"
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"{where}: cannot read: {err.strerror or err}") from err
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}: not valid JSON: {err.msg} at column {err.colno}") from err
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(params).__name__}")
+    return params
+
+
+def _learning_rate_params(plan: Any, learning_rate: float) -> dict[str, float]:
+    """Edits setting every learning rate of the day's training config(s)."""
+    from hpo_tools import storage
+    from hpo_tools.lr import plan_learning_rate
+    from hpo_tools.pbtxt import Document
+
+    settings = plan.day_settings(plan.days[0])
+    sources = [edit.src for edit in settings.config_edits]
+    if settings.config_path:
+        sources.append(settings.config_path)
+    if not sources:
+        raise ConfigError(
+            f"{plan.source}: --learning-rate needs a training config: [params_config] "
+            "params_src_dst_filepath (platform format) or -Dconfig (classic)"
+        )
+    edits: dict[str, float] = {}
+    for source in sources:
+        doc = Document.parse(storage.read_text(source), source=source)
+        found, warnings = plan_learning_rate(doc, learning_rate, source=source)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        edits.update(found)
+    return edits
+
+
+def _worse(score: float, floor: float, optimize_mode: str) -> bool:
+    return score < floor if optimize_mode == "maximize" else score > floor
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or skip) the day; check the floor; the exit code says how it went."""
+    from hpo_tools.dates import Day, parse_date
+    from hpo_tools.finetune import load_plan, run_finetune
+    from hpo_tools.jobs import JobRegistry
+    from hpo_tools.trial.reporter import ConsoleReporter
+    from hpo_tools.trial.runner import TrialContext, TrialLogging, build_masker, resolve_paths
+    from hpo_tools.trial.settings import TrialVariables
+
+    if args.bizdate:
+        day = parse_date(args.bizdate, what="--bizdate")
+    else:
+        day = Day(datetime.date.today() - datetime.timedelta(days=1))
+    params = load_params(args.params)
+    paths = resolve_paths("daily", args.job, exp_dir=args.exp_dir, environ={})
+    variables = TrialVariables("daily", args.job, str(paths.trial_dir), params)
+    plan = load_plan(args.config, variables=variables, days=[day])
+    if args.learning_rate is not None:
+        params = {**params, **_learning_rate_params(plan, args.learning_rate)}
+        variables = TrialVariables("daily", args.job, str(paths.trial_dir), params)
+        plan = load_plan(args.config, variables=variables, days=[day])
+
+    record = JobRegistry(paths.experiment_dir).load(args.job)
+    finished = list(record.finished_stages) if record is not None else []
+    already = day.bizdate in finished and not args.retrain
+    earlier = sorted(d for d in finished if d < day.bizdate)
+    chain = day.previous().bizdate in finished and not args.from_begin
+    if not already and not chain and earlier and not args.from_begin:
+        print(
+            f"error: day {day.previous()} is not finished (the last finished day is "
+            f"{earlier[-1]}): run it first (--bizdate {day.previous()}), or pass --from-begin",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+    reporter = ConsoleReporter(params, experiment_id="daily", trial_id=args.job)
+    context = TrialContext("daily", args.job, params, paths)
+    masker = build_masker(plan.day_settings(day, chain_first_day=chain))
+    with TrialLogging(paths, masker):
+        outcome = run_finetune(
+            plan,
+            reporter,
+            context,
+            interval=args.interval,
+            chain_first_day=chain,
+            resume=True,
+            retrain=[day] if args.retrain else (),
+        )
+    if outcome.status != "succeeded" or outcome.final is None:
+        print(f"day {day} {outcome.status}: {outcome.message}", file=sys.stderr)
+        return outcome.exit_code or EXIT_FAILED
+    score = float(outcome.final["score"])
+    what = "already done, not trained again" if already else "finetuned"
+    print(f"day {day} {what}: score {score:.6g} {json.dumps(outcome.final['values'])}; "
+          f"files in {outcome.trial_dir}")
+    optimize_mode = plan.day_settings(day, chain_first_day=chain).metric.optimize_mode
+    if args.min_score is not None and _worse(score, args.min_score, optimize_mode):
+        print(
+            f"error: day {day}: score {score:.6g} is worse than --min-score {args.min_score:g} "
+            f"({optimize_mode})",
+            file=sys.stderr,
+        )
+        return EXIT_UNDER_FLOOR
+    return 0
