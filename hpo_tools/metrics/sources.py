@@ -154,6 +154,8 @@ def build_source(
                 f"{key_name}: {key!r} needs {_PROVIDERS[key]}, which cannot be imported: {err}"
             ) from err
     factory = _FACTORIES.get(key)
+    if factory is None and key in _PROVIDERS:
+        raise ConfigError(f"{key_name}: {_PROVIDERS[key]} did not register the {key!r} type")
     if factory is None:
         raise ConfigError(
             f"{key_name}: unknown source type {type_name!r}; expected one of "

@@ -209,3 +209,11 @@ def test_json_document_larger_than_one_read_chunk(tmp_path, monkeypatch):
     source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
     # The whole document is read across chunks before parsing.
     assert _steps(source.poll()) == [(3, {"auc": 0.5})]
+
+
+def test_table_type_is_provided_by_the_maxcompute_platform_module():
+    # `table` needs no import by the caller: build_source loads the provider module, whose
+    # factory explains what the query needs when no MaxCompute platform is configured.
+    with pytest.raises(ConfigError, match="MaxCompute"):
+        build_source("table", "SELECT step, auc FROM t", spec=MetricSpec.from_config({"auc": 1}))
+    assert sources_module._FACTORIES["table"].__module__ == "hpo_tools.platforms.maxcompute"
