@@ -4,6 +4,9 @@ Runs one trial: parameters from NNI when running under NNI (``NNI_PLATFORM`` set
 empty parameter set with results printed (use ``hpo-tools run --params`` to choose them). Exit
 codes: 0 succeeded, 1 failed, 2 bad trial file (nothing launched), 128+N stopped by signal N.
 
+A finetune trial (docs/finetune.md) runs day by day when ``--start_time``/``--end_time`` are
+given or the file has days of its own.
+
 Nothing here imports TensorFlow, and ``nni`` is imported only under NNI.
 """
 
@@ -14,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo_tools.errors import HpoError
@@ -51,7 +55,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between two metric polls (default: 1)",
     )
+    parser.add_argument(
+        "--start_time",
+        "--start-time",
+        dest="start_time",
+        metavar="DATE",
+        help="finetune: the first day (YYYY-MM-DD or YYYYMMDD); see docs/finetune.md",
+    )
+    parser.add_argument(
+        "--end_time",
+        "--end-time",
+        dest="end_time",
+        metavar="DATE",
+        help="finetune: the last day, included",
+    )
     return parser
+
+
+def _is_finetune(args: argparse.Namespace) -> bool:
+    """Finetune when a window is given or the file has days of its own (docs/finetune.md)."""
+    if args.start_time or args.end_time:
+        return True
+    from hpo_tools.finetune import is_finetune_text
+
+    try:
+        text = Path(args.config).read_text(encoding="utf-8")
+    except OSError:
+        return False  # the runner reports the unreadable file
+    return is_finetune_text(text)
 
 
 def _reporter(environ: Mapping[str, str]) -> Reporter:
@@ -74,9 +105,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         reporter = _reporter(os.environ)
-        outcome = run_trial_file(
-            args.config, reporter, exp_dir=args.exp_dir, interval=args.interval
-        )
+        if _is_finetune(args):
+            from hpo_tools.finetune import run_finetune_file
+
+            outcome = run_finetune_file(
+                args.config,
+                reporter,
+                exp_dir=args.exp_dir,
+                interval=args.interval,
+                start_time=args.start_time,
+                end_time=args.end_time,
+            )
+        else:
+            outcome = run_trial_file(
+                args.config, reporter, exp_dir=args.exp_dir, interval=args.interval
+            )
     except ReporterChannelLost as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
