@@ -283,3 +283,62 @@ source_list_final_mode=best
     assert sorted(job["command_index"] for job in record["jobs"]) == [
         2022061501, 2022061601, 2022061701]
     assert record["finished_stages"] == ["20220615", "20220616", "20220617"]
+
+
+# -- the classic runner flags of python -m hpo_tools.run ---------------------------------------
+
+
+@pytest.fixture
+def no_nni(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NNI_PLATFORM", "NNI_OUTPUT_DIR", "NNI_LOG_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_run_flags_end_before_start_exit_two(tmp_path: Path, capsys, no_nni) -> None:
+    from hpo_tools.run import main
+
+    code = main(["--config", str(write(tmp_path, PLATFORM)), "--exp_dir", str(tmp_path / "e"),
+                 "--start_time", "2022-06-17", "--end_time", "2022-05-30"])
+    # A config error: nothing launched, exit 2, one line naming the flags.
+    assert code == 2
+    assert "--start_time/--end_time: end 20220530 is before start 20220617" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "e").exists()
+
+
+def test_run_flags_bad_date_exit_two(tmp_path: Path, capsys, no_nni) -> None:
+    from hpo_tools.run import main
+
+    code = main(["--config", str(write(tmp_path, PLATFORM)), "--start_time", "2022-13-01",
+                 "--end_time", "2022-06-17"])
+    assert code == 2
+    assert "--start_time: '2022-13-01' is not a date" in capsys.readouterr().err
+
+
+def test_run_flags_run_the_window_day_by_day(tmp_path: Path, capsys, no_nni) -> None:
+    from hpo_tools.run import main
+
+    text = f"""\
+[finetune_config]
+model_dir=${{NNI_OUTPUT_DIR}}/model/{{bizdate}}
+fine_tune_checkpoint=/models/begin
+
+[platform_config]
+name=Local
+cmd1=echo from {{fine_tune_checkpoint}} && {TRAIN} --lr 0.01 --model_dir {{model_dir}} --steps 1
+    --sleep 0
+
+[metric_config]
+metric_source={{model_dir}}/eval_val
+metric_dict={{"auc": 1}}
+"""
+    code = main(["--config", str(write(tmp_path, text)), "--exp_dir", str(tmp_path / "exp"),
+                 "--interval", "0.1", "--start_time", "2022-02-28", "--end_time", "2022-03-01"])
+    assert code == 0
+    out = capsys.readouterr().out
+    # Two days (2022 has no 29 February): two intermediate results, then the final one.
+    assert "intermediate result 2:" in out and "intermediate result 3:" not in out
+    assert "final result:" in out
+    days = tmp_path / "exp" / "standalone" / "trials" / "standalone" / "days"
+    assert sorted(p.name for p in days.iterdir()) == ["20220228", "20220301"]
