@@ -542,7 +542,11 @@ class EventFileTail:
         pos = self._scan_records(buf, 0, events, _LEARN_RECORDS)
         misses = 0
         while end - pos >= _BULK_MIN_BYTES and self._shapes and not self._resyncing and misses < 3:
-            decoded = _bulk_decode(buf, pos, min(end, pos + _BULK_WINDOW), self._shapes)
+            try:
+                decoded = _bulk_decode(buf, pos, min(end, pos + _BULK_WINDOW), self._shapes)
+            except Exception:  # noqa: BLE001 - an optimisation must never cost a read
+                _logger.debug("bulk decoding of %s failed; record loop", self.path, exc_info=True)
+                break
             if decoded is None:
                 misses += 1
             else:

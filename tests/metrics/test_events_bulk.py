@@ -129,3 +129,16 @@ def test_vectorised_crc_matches_crcmod():
     got = _crc32c_columns(buf, starts, lengths).tolist()
     # Same values as the C implementation, record by record.
     assert got == [_crc32c(p) for p in payloads]
+
+
+def test_a_failure_inside_the_bulk_path_falls_back_to_the_record_loop(tmp_path, monkeypatch):
+    written, expected = _mixed_events(2000, random.Random(1))
+    path = event_file(tmp_path, 100)
+    append_events(path, *written)
+
+    def broken(*args):
+        raise MemoryError("numpy could not allocate")
+
+    monkeypatch.setattr(events_module, "_bulk_decode", broken)
+    # The bulk path is an optimisation: the record loop still reads everything.
+    assert _read(path)[0] == expected
