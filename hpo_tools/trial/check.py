@@ -82,19 +82,15 @@ def _read(path: str, problems: _Problems, cache: dict[str, str | None]) -> str |
 
 
 def _check_metrics(settings: TrialSettings, problems: _Problems) -> None:
-    from hpo_tools.metrics import MetricSpec
+    from hpo_tools.trial.runner import build_follower
 
-    metric = settings.metric
     try:
-        MetricSpec.from_config(
-            dict(metric.metric_dict),
-            final_mode=metric.final_mode,
-            optimize_mode=metric.optimize_mode,
-            source_list_final_mode=metric.source_list_final_mode,
-            key=f"{settings.source}: [metric_config] metric_dict",
-        )
+        follower = build_follower(settings, Path("trial.log"))
     except ConfigError as err:
         problems.add(str(err))
+        return
+    for source in follower.sources:
+        source.close()
 
 
 def check_trial_file(

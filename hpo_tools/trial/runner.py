@@ -57,6 +57,7 @@ __all__ = [
     "run_trial_file",
     "TrialLogging",
     "build_masker",
+    "build_follower",
     "EXIT_FAILED",
     "TAIL_LINES",
 ]
@@ -197,6 +198,38 @@ def prepare_trial(
     return settings, context
 
 
+def build_follower(settings: TrialSettings, log_path: Path, interval: float = 1.0) -> Any:
+    """The metrics follower of a trial (nothing is read yet).
+
+    Args:
+        settings: the trial's settings (``[metric_config]``).
+        log_path: the trial log, the default location of a ``stdout`` source.
+        interval: seconds between polls.
+
+    Raises:
+        ConfigError: a bad metric setting, naming the trial file and ``[metric_config]``.
+    """
+    from hpo_tools.errors import ConfigError
+    from hpo_tools.metrics import Follower, MetricSpec, build_source
+
+    metric = settings.metric
+    where = f"{settings.source}: [metric_config]"
+    try:
+        spec = MetricSpec.from_config(
+            dict(metric.metric_dict),
+            final_mode=metric.final_mode,
+            optimize_mode=metric.optimize_mode,
+            source_list_final_mode=metric.source_list_final_mode,
+            key="metric_dict",
+        )
+        # stdout without a source: the trial log the jobs write to.
+        locations = [s or str(log_path) for s in metric.sources] or [str(log_path)]
+        sources = [build_source(metric.metric_type, loc, spec=spec) for loc in locations]
+    except ConfigError as err:
+        raise ConfigError(f"{where} {err}") from err
+    return Follower(sources, spec, interval=interval)
+
+
 def build_masker(settings: TrialSettings, environ: Mapping[str, str] | None = None) -> SecretMasker:
     """A masker for the trial file's credential values and credential-looking env vars."""
     env = os.environ if environ is None else environ
@@ -320,21 +353,7 @@ class _Run:
     # -- metrics -----------------------------------------------------------------------------
 
     def build_follower(self) -> Any:
-        from hpo_tools.metrics import Follower, MetricSpec, build_source
-
-        metric = self.settings.metric
-        spec = MetricSpec.from_config(
-            dict(metric.metric_dict),
-            final_mode=metric.final_mode,
-            optimize_mode=metric.optimize_mode,
-            source_list_final_mode=metric.source_list_final_mode,
-            key=f"{self.settings.source} [metric_config] metric_dict",
-        )
-        locations = [s or str(self.context.paths.log_path) for s in metric.sources]
-        if not locations:  # stdout without a source: the trial log the jobs write to
-            locations = [str(self.context.paths.log_path)]
-        sources = [build_source(metric.metric_type, loc, spec=spec) for loc in locations]
-        return Follower(sources, spec, interval=self.interval)
+        return build_follower(self.settings, self.context.paths.log_path, self.interval)
 
     def report_new_steps(self) -> None:
         if self.follower is None:
@@ -419,10 +438,10 @@ class _Run:
 
     def run(self, commands: Sequence[Command]) -> None:
         self.context.paths.trial_dir.mkdir(parents=True, exist_ok=True)
+        self.follower = self.build_follower()  # metric settings checked before any write
         configs = self.write_configs()
         self.outcome.configs = configs
         self.write_params(configs)
-        self.follower = self.build_follower()
         done = self.registry.succeeded_commands() if self.settings.resume else set()
         for position, command in enumerate(commands, start=1):
             self.check_cancelled()

@@ -108,3 +108,14 @@ def test_cli_check_exit_codes(tmp_path, write_trial, pipeline, space, capsys):
     assert cli.main(["check", "--config", str(bad), "--search-space", str(ss)]) == 1
     out = capsys.readouterr().out
     assert "problem: " in out and "1 problem(s) found" in out
+
+
+def test_bad_metric_settings_are_problems(tmp_path, write_trial, pipeline, space):
+    trial = write_trial(
+        "[platform_config]\nname=Local\ncmd1=true\n[metric_config]\nmetric_type=sumary\n"
+        'metric_source=/m\nmetric_dict={"auc": 1}\n'
+    )
+    problems = check_trial_file(trial, space({"x": {"_type": "choice", "_value": [1]}}))
+    # Named with file and section, and the near miss offered.
+    assert len(problems) == 1
+    assert "[metric_config] metric_type" in problems[0] and "'summary'" in problems[0]

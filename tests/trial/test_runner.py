@@ -235,3 +235,14 @@ def test_sigterm_in_process_cancels_the_running_job(tmp_path, write_trial):
         timer.cancel()
     assert outcome.status == "cancelled" and outcome.exit_code == 128 + signal.SIGTERM
     assert reporter.final is None
+
+
+def test_unknown_metric_type_launches_nothing(tmp_path, write_trial):
+    marker = tmp_path / "launched"
+    trial = write_trial(
+        f"[platform_config]\nname=Local\ncmd1=touch {marker}\n"
+        + METRIC.replace("metric_type=summary", "metric_type=sumary")
+    )
+    with pytest.raises(ConfigError, match=r"trial\.ini: \[metric_config\] metric_type.*summary"):
+        run(trial, {}, tmp_path / "exp")
+    assert not marker.exists()
