@@ -259,7 +259,7 @@ class PAIAssessor(Assessor):
 
         assessor:
           name: PAIAssessor          # after `hpo-tools register`
-          classArgs: {optimize_mode: maximize, start_step: 3}
+          classArgs: {optimize_mode: maximize}
     """
 
     def __init__(
