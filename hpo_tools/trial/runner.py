@@ -590,12 +590,15 @@ class TrialLogging:
 
     def __enter__(self) -> TrialLogging:
         root = logging.getLogger()
-        target = str(self._paths.log_path.absolute())
-        writes_log = any(
-            getattr(getattr(h, "stream", None), "name", None) == target
-            or getattr(h, "baseFilename", None) == target
-            for h in root.handlers
-        )
+        target = os.path.realpath(self._paths.log_path)
+
+        def writes_target(handler: logging.Handler) -> bool:
+            name = getattr(handler, "baseFilename", None) or getattr(
+                getattr(handler, "stream", None), "name", None
+            )
+            return isinstance(name, str) and os.path.realpath(name) == target
+
+        writes_log = any(writes_target(h) for h in root.handlers)
         if not writes_log:
             self._paths.trial_dir.mkdir(parents=True, exist_ok=True)
             handler = logging.FileHandler(target, encoding="utf-8")

@@ -307,9 +307,7 @@ class _Section:
         return value
 
     def require(self, key: str) -> str:
-        value = self.get(key, required=True)
-        assert value is not None  # required=True raised otherwise
-        return value
+        return self.get(key, required=True) or ""  # get() raised when it is missing
 
 
 def _check_keys(

@@ -77,5 +77,8 @@ def test_two_trials_under_nni_report_results_of_their_own_parameters(
         assert record["state"] == "succeeded"
         result = json.loads((trial_dir / "result.json").read_text())
         assert result["status"] == "succeeded"
+        # NNI's own handler already writes trial.log: the runner adds no second one.
+        log = (trial_dir / "trial.log").read_text()
+        assert log.count(f"trial {trial.trialJobId} of experiment") == 1
         # The parameters come from the search space through NNI, not a default.
         assert lr in (0.005, 0.02)
