@@ -321,6 +321,8 @@ class _Run:
     # -- files -------------------------------------------------------------------------------
 
     def write_result(self) -> None:
+        # Messages can quote a job's output or an error: they go through the masker too.
+        self.outcome.message = self.masker.mask(self.outcome.message)
         write_json_atomic(self.context.paths.result_path, self.outcome.to_dict())
 
     def write_configs(self) -> list[str]:
