@@ -342,3 +342,29 @@ metric_dict={{"auc": 1}}
     assert "final result:" in out
     days = tmp_path / "exp" / "standalone" / "trials" / "standalone" / "days"
     assert sorted(p.name for p in days.iterdir()) == ["20220228", "20220301"]
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "search" / "local_easyrec" / "finetune"
+
+
+def test_check_passes_the_local_finetune_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo_tools.finetune.check import check_finetune_file
+
+    monkeypatch.chdir(EXAMPLE)  # paths in trial.ini are relative to the example
+    assert check_finetune_file("trial.ini", "search_space.json", environ={}) == []
+
+
+def test_check_reports_a_search_key_that_does_not_resolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpo_tools.finetune.check import check_finetune_file
+
+    monkeypatch.chdir(EXAMPLE)
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"train_config.optimizer_config[0].adam_optimizer.lr": {
+        "_type": "choice", "_value": [0.1]}}))
+    problems = check_finetune_file("trial.ini", space, environ={})
+    # Named once (not once per day), with the path that does not resolve.
+    assert len(problems) == 1 and "adam_optimizer.lr" in problems[0], problems
