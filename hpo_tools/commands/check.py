@@ -14,7 +14,9 @@ not resolve, values that do not fit their field, unreadable files, bad metric se
 Exit 0 only when all is well, 1 when problems were found, 2 on unusable input.
 
 Run it from the directory the trials run in (NNI's trialCodeDirectory): relative paths in the
-trial file are resolved from there.
+trial file are resolved from there. With a schema (--proto-path DIR --message PKG.MSG, or
+--proto-module MODULE:MSG) values are checked against the field types, and fields the config
+does not hold yet but the schema knows may be set.
 
 example:
   hpo-tools check --config trial.ini --search-space search_space.json
@@ -32,13 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the NNI search-space JSON file",
     )
+    from hpo_tools.commands.edit import add_schema_arguments
+
+    add_schema_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print every problem; 0 when there is none."""
+    from hpo_tools.commands.edit import load_schema_from_args
     from hpo_tools.trial.check import check_trial_file
 
-    problems = check_trial_file(args.config, args.search_space)
+    problems = check_trial_file(
+        args.config, args.search_space, schema=load_schema_from_args(args)
+    )
     if not problems:
         print(f"ok: {args.config} renders at every corner of {args.search_space}")
         return 0

@@ -53,7 +53,12 @@ def _corner_label(index: int, count: int, point: Mapping[str, Any]) -> str:
 
 
 def _check_edits(
-    text: str, source: str, edits: Mapping[str, Any], problems: _Problems, corner: str
+    text: str,
+    source: str,
+    edits: Mapping[str, Any],
+    problems: _Problems,
+    corner: str,
+    schema: Any,
 ) -> None:
     from hpo_tools.pbtxt import Document
 
@@ -64,7 +69,7 @@ def _check_edits(
         return
     for key, value in edits.items():
         try:
-            document.apply({key: value})
+            document.apply({key: value}, schema=schema)
         except ConfigError as err:
             problems.add(f"{source}: {err}" if source not in str(err) else str(err), corner)
 
@@ -98,6 +103,7 @@ def check_trial_file(
     search_space_file: str | os.PathLike[str],
     *,
     environ: Mapping[str, str] | None = None,
+    schema: Any = None,
 ) -> list[str]:
     """Every problem of a trial file over the corners of a search space.
 
@@ -105,6 +111,9 @@ def check_trial_file(
         trial_file: the trial file (either format).
         search_space_file: the NNI search-space JSON file.
         environ: the environment for ``${ENV_VAR}`` (default ``os.environ``).
+        schema: the training config's root message ``Descriptor``
+            (:func:`hpo_tools.pbtxt.schema.load_schema`): values are then checked against the
+            field types, and fields absent from the config but known to the schema may be set.
 
     Returns:
         One-line problem messages; empty when all is well.
@@ -119,6 +128,12 @@ def check_trial_file(
         return [str(err)]
     except OSError as err:
         return [f"{source}: cannot read trial file: {err.strerror or err}"]
+    from hpo_tools.finetune.plan import is_finetune_text
+
+    if is_finetune_text(text):  # days of its own: checked day by day
+        from hpo_tools.finetune.check import check_finetune_file
+
+        return check_finetune_file(trial_file, search_space_file, environ=env)
     points = corner_points(space)
     cache: dict[str, str | None] = {}
     for index, point in enumerate(points, start=1):
@@ -147,12 +162,17 @@ def check_trial_file(
             config_text = _read(settings.config_path, problems, cache)
             if config_text is not None:
                 _check_edits(
-                    config_text, settings.config_path, settings.edit_config_json, problems, corner
+                    config_text,
+                    settings.config_path,
+                    settings.edit_config_json,
+                    problems,
+                    corner,
+                    schema,
                 )
         for config_edit in settings.config_edits:
             config_text = _read(config_edit.src, problems, cache)
             if config_text is not None:
-                _check_edits(config_text, config_edit.src, edits, problems, corner)
+                _check_edits(config_text, config_edit.src, edits, problems, corner, schema)
     _logger.info("checked %s over %d corner points", source, len(points))
     return problems.messages
 
@@ -162,13 +182,14 @@ def check_or_raise(
     search_space_file: str | os.PathLike[str],
     *,
     environ: Mapping[str, str] | None = None,
+    schema: Any = None,
 ) -> None:
     """:func:`check_trial_file`, raising when there is any problem.
 
     Raises:
         ConfigError: ``"<n> problem(s) in <file>: <first>; <second>; ..."`` (one line).
     """
-    problems = check_trial_file(trial_file, search_space_file, environ=environ)
+    problems = check_trial_file(trial_file, search_space_file, environ=environ, schema=schema)
     if problems:
         raise ConfigError(
             f"{len(problems)} problem(s) in {trial_file} with {search_space_file}: "

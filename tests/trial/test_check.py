@@ -119,3 +119,33 @@ def test_bad_metric_settings_are_problems(tmp_path, write_trial, pipeline, space
     # Named with file and section, and the near miss offered.
     assert len(problems) == 1
     assert "[metric_config] metric_type" in problems[0] and "'summary'" in problems[0]
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def test_sample_config_and_search_space_pass_with_the_schema(tmp_path, write_trial, capsys):
+    trial = write_trial(
+        "[platform_config]\nname=Local\ncmd1=true\n" + METRIC
+        + f"[params_config]\nparams_src_dst_filepath1={REPO}/samples/pipeline.config,"
+        "${NNI_OUTPUT_DIR}/pipeline.config\n"
+    )
+    code = cli.main(["check", "--config", str(trial), "--search-space",
+                     str(REPO / "samples/hpo/search_space.json"),
+                     "--proto-path", str(REPO / "tests/protos"),
+                     "--message", "easyrec_like.EasyRecConfig"])
+    assert code == 0, capsys.readouterr().out
+
+
+def test_schema_catches_a_value_of_the_wrong_type(tmp_path, write_trial, space):
+    from hpo_tools.pbtxt.schema import load_schema
+
+    schema = load_schema(proto_path=REPO / "tests/protos", message="easyrec_like.EasyRecConfig")
+    trial = write_trial(
+        "[platform_config]\nname=Local\ncmd1=true\n" + METRIC
+        + f"[params_config]\nparams_src_dst_filepath1={REPO}/samples/pipeline.config,/tmp/x\n"
+    )
+    ss = space({"train_config.num_steps": {"_type": "choice", "_value": [100, "many"]}})
+    problems = check_trial_file(trial, ss, schema=schema)
+    # 100 fits the integer field; "many" does not, and the corner that has it is named.
+    assert len(problems) == 1 and "many" in problems[0] and "corner 2/2" in problems[0]
