@@ -250,7 +250,14 @@ def _read_data_config(r: _Reader, doc: Any) -> dict[str, Any]:
         if ftype not in _INPUT_TYPES:
             raise r.fail(f"{path}.input_type",
                          f"expected one of {', '.join(_INPUT_TYPES)}, got {ftype}")
-        fields.append(InputField(name, ftype, str(item.get_one("default_val", default=""))))
+        default_val = str(item.get_one("default_val", default=""))
+        if default_val and ftype != "STRING":
+            try:
+                (int if ftype in _INT_TYPES else float)(default_val)
+            except ValueError:
+                raise r.fail(f"{path}.default_val",
+                             f"expected a {ftype} value, got {default_val!r}") from None
+        fields.append(InputField(name, ftype, default_val))
     if not fields:
         raise r.fail("data_config.input_fields", "at least one input field is required")
     names = [f.name for f in fields]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpo_tools.errors import ConfigError
+from hpo_tools.errors import ConfigError, StorageError
 
 __all__ = [
     "COLUMNS",
@@ -254,8 +254,11 @@ def _to_csv(columns: dict[str, np.ndarray]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise StorageError(f"{path}: cannot write ({err.strerror or err})") from err
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -262,7 +262,8 @@ def train_and_evaluate(
     )
     if not settings.model_dir:
         raise ConfigError(f"{settings.source}: no model_dir (give --model_dir or model_dir)")
-    tf.keras.utils.set_random_seed(seed)
+    # Our own variables and batches come from numpy generators seeded below; this seeds the rest.
+    tf.random.set_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
     from hpo_tools.trainer.model import RecModel
@@ -287,8 +288,10 @@ def train_and_evaluate(
 
     towers = settings.model.towers
     variables = list(model.trainable_variables)
+    # autograph=False: the step functions have no tensor-dependent Python control flow, and
+    # autograph would re-read this file's source when retracing (wrong code if it changed).
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def train_step(inputs: dict[str, tf.Tensor], labels: dict[str, tf.Tensor]) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits, reg = model(inputs)
@@ -301,7 +304,7 @@ def train_and_evaluate(
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def predict(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         logits, _ = model(inputs)
         return {name: tf.sigmoid(value) for name, value in logits.items()}

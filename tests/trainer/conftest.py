@@ -36,7 +36,8 @@ _FIELDS = """
 """
 
 # Every feature kind: hashed string ids, hashed int ids, identity ids (num_buckets),
-# bucketized raw values (boundaries), a raw value times a vector, and a bare raw value.
+# bucketized raw values (boundaries), a raw value times a vector, and a bare raw value (DeepFM's
+# wide group only: an unscaled price would swamp DBMTL's DNN).
 FEATURES = """
 feature_configs { input_names: "user_id" feature_type: IdFeature embedding_dim: 8
                   hash_bucket_size: 500 }
@@ -58,7 +59,7 @@ DBMTL = """
 model_config {
   model_class: "DBMTL"
   feature_groups { group_name: "all" feature_names: ["user_id", "item_id", "age_level", "gender",
-                   "pid", "item_ctr_7d", "user_cate_affinity", "price"] wide_deep: DEEP }
+                   "pid", "item_ctr_7d", "user_cate_affinity"] wide_deep: DEEP }
   dbmtl {
     bottom_dnn { hidden_units: [16] }
     task_towers { tower_name: "ctr" label_name: "clk" loss_type: CLASSIFICATION
@@ -126,4 +127,12 @@ def tiny_data(tmp_path_factory) -> Path:
     """Three days of 400 rows: train = 800 rows, eval = 400 rows."""
     out = tmp_path_factory.mktemp("data")
     write_dataset(out, days=3, rows_per_day=400, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """Three days of 1000 rows: enough for one epoch to learn something (fine-tune test)."""
+    out = tmp_path_factory.mktemp("small-data")
+    write_dataset(out, days=3, rows_per_day=1000, seed=0)
     return out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hpo_tools.cli import main
-from hpo_tools.errors import ConfigError
+from hpo_tools.errors import ConfigError, StorageError
 from hpo_tools.trainer.data import COLUMNS, generate_days, read_columns, write_dataset
 
 
@@ -79,3 +79,11 @@ def test_bad_arguments_are_config_errors():
         generate_days(1, 100)
     with pytest.raises(ConfigError, match="--end-date"):
         generate_days(2, 100, end_date="2022-06-17")
+
+
+def test_unwritable_output_is_a_storage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    # OUT_DIR below a regular file cannot be created: a one-line error, not a traceback.
+    with pytest.raises(StorageError, match="cannot write"):
+        write_dataset(blocker / "out", days=2, rows_per_day=10)

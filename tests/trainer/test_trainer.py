@@ -32,8 +32,8 @@ def _events(model_dir: Path) -> dict[int, dict[str, float]]:
     from hpo_tools.metrics.events import EventDirectoryReader
 
     out: dict[int, dict[str, float]] = {}
-    for event in EventDirectoryReader(str(model_dir / EVAL_DIR)).poll():
-        out.setdefault(event.step, {})[event.tag] = event.value
+    for tag, value, step, _wall_time in EventDirectoryReader(str(model_dir / EVAL_DIR)).poll():
+        out.setdefault(step, {})[tag] = value
     return out
 
 
@@ -111,12 +111,13 @@ def test_same_seed_gives_identical_evaluations(tmp_path, tiny_data):
     assert first.evaluations != other.evaluations
 
 
-def test_fine_tuned_run_starts_from_the_checkpoint(tmp_path, tiny_data):
-    begin_dir, begin = _train(tmp_path, make_config(tiny_data, num_steps=60, save_steps=60),
+def test_fine_tuned_run_starts_from_the_checkpoint(tmp_path, small_data):
+    # One epoch of 2000 rows: enough for the begin model to learn something real.
+    begin_dir, begin = _train(tmp_path, make_config(small_data, num_steps=32, save_steps=32),
                               "begin")
     # One step with a vanishing learning rate: the first evaluation shows the starting weights.
     one_step = make_config(
-        tiny_data, num_steps=1, save_steps=1,
+        small_data, num_steps=1, save_steps=1,
         optimizer="sgd_optimizer { learning_rate { constant_learning_rate {"
                   " learning_rate: 1e-12 } } }")
     _, fresh = _train(tmp_path, one_step, "fresh")
@@ -183,9 +184,11 @@ def test_rerun_in_the_same_model_dir_resumes(tmp_path, tiny_data):
         ('relation_tower_names: "ctr"', 'relation_tower_names: "ctx"',
          "did you mean 'ctr'"),
         ("batch_size: 64", "batch_size: 64\n  batch_sise: 3", "did you mean 'batch_size'"),
+        ('input_name: "gender" input_type: INT32', 'input_name: "gender" input_type: INT32'
+         ' default_val: "male"', "data_config.input_fields[4].default_val"),
     ],
     ids=["dbmtl-field", "input-type", "batch-norm", "train-field", "moving-average",
-         "feature-type", "metric", "relation-name", "typo"],
+         "feature-type", "metric", "relation-name", "typo", "default-val"],
 )
 def test_unsupported_or_wrong_fields_are_named_in_one_line(tiny_data, old, new, named):
     text = make_config(tiny_data)
