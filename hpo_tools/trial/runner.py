@@ -639,6 +639,15 @@ class TrialLogging:
             handler.setLevel(logging.NOTSET)
 
 
+def _is_finetune_file(config_path: str | os.PathLike[str]) -> bool:
+    from hpo_tools.finetune.plan import is_finetune_text
+
+    try:
+        return is_finetune_text(Path(config_path).read_text(encoding="utf-8"))
+    except OSError:
+        return False  # load_trial_file reports the unreadable file
+
+
 def run_trial_file(
     config_path: str | os.PathLike[str],
     reporter: Reporter,
@@ -654,6 +663,12 @@ def run_trial_file(
         HpoError: a problem in the trial file, found before anything was launched.
     """
     env = os.environ if environ is None else environ
+    if _is_finetune_file(config_path):  # days of its own: hpo_tools.finetune runs them
+        from hpo_tools.finetune import run_finetune_file
+
+        return run_finetune_file(
+            config_path, reporter, exp_dir=exp_dir, environ=env, interval=interval, stderr=stderr
+        )
     settings, context = prepare_trial(config_path, reporter, exp_dir=exp_dir, environ=env)
     masker = build_masker(settings, env)
     with TrialLogging(context.paths, masker):
