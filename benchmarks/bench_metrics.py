@@ -4,7 +4,9 @@
 
 (a) full read of a directory of 3 event files holding 100,000 scalar events: hpo-tools'
     EventDirectoryReader vs ``tf.compat.v1.train.summary_iterator`` doing the same work (every
-    scalar's tag, value and step); best of 5 each; target >= 2x faster.
+    scalar's tag, value and step); best of 5 each; target >= 2x faster. The reader's record loop
+    alone (and with protobuf for every record) is timed too. (a2) the same for TF2 tensor scalars
+    against summary_iterator + tensor_util.make_ndarray (best of 3).
 (b) one incremental poll after 1 new event is appended, with 1,000 and with 100,000 events of
     history; median and p99 of 200 polls; target < 5 ms and independent of history.
 (c) latency from an event being flushed to the Follower yielding it at the default interval
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import struct
 import sys
 import tempfile
 import threading
@@ -43,8 +46,30 @@ def scalar_event(step: int, tag: str, value: float) -> event_pb2.Event:
     return event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
 
 
-def write_directory(directory: Path, events: int, files: int) -> list[Path]:
+def tensor_event(step: int, tag: str, value: float) -> event_pb2.Event:
+    """A TF2 ``tf.summary.scalar`` event: DT_FLOAT scalar tensor, value in tensor_content."""
+    from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+        tensor_content=struct.pack("<f", value),
+    )
+    entry = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
+    entry.metadata.plugin_data.plugin_name = "scalars"
+    return event_pb2.Event(
+        wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[entry])
+    )
+
+
+def write_directory(
+    directory: Path,
+    events: int,
+    files: int,
+    make_event=None,  # noqa: ANN001
+) -> list[Path]:
     """``files`` event files holding ``events`` scalar events in total (plus file_version)."""
+    make_event = make_event or scalar_event
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     per_file = [events // files + (1 if i < events % files else 0) for i in range(files)]
@@ -58,7 +83,7 @@ def write_directory(directory: Path, events: int, files: int) -> list[Path]:
             for _ in range(count):
                 tag = TAGS[index % len(TAGS)]
                 step = (index // len(TAGS)) * 100
-                writer.write(scalar_event(step, tag, 0.5 + index * 1e-7).SerializeToString())
+                writer.write(make_event(step, tag, 0.5 + index * 1e-7).SerializeToString())
                 index += 1
         paths.append(path)
     return paths
@@ -110,15 +135,15 @@ def bench_full_read(directory: Path, paths: list[Path]) -> None:
     # The same reader without its bulk path, and also without the hand decoder of the common
     # layout (protobuf for every record): what the design choices are worth.
     bulk_min = events_module._BULK_MIN_BYTES
-    learn = events_module.EventFileTail._learn_shape
+    learn = events_module.EventFileTail._learn_template
     try:
         events_module._BULK_MIN_BYTES = 1 << 62
         loop_wall, loop_cpu, loop_result = best_of(5, ours)
-        events_module.EventFileTail._learn_shape = lambda *args: None
+        events_module.EventFileTail._learn_template = lambda *args: None
         pb_wall, pb_cpu, pb_result = best_of(5, ours)
     finally:
         events_module._BULK_MIN_BYTES = bulk_min
-        events_module.EventFileTail._learn_shape = learn
+        events_module.EventFileTail._learn_template = learn
     assert loop_result == pb_result == ours_result, "reader paths disagree"
     count = len(ours_result)
     print(f"(a) full read of {len(paths)} files, {count} scalar events (best of 5, wall / CPU):")
@@ -138,6 +163,37 @@ def bench_full_read(directory: Path, paths: list[Path]) -> None:
     )
     print(f"    record loop, protobuf per record    {pb_wall * 1e3:7.1f} / {pb_cpu * 1e3:7.1f} ms")
     print(f"    (import tensorflow itself took {tf_import:.2f} s; the reader needs none)")
+
+
+def bench_full_read_tf2(directory: Path, paths: list[Path]) -> None:
+    import tensorflow as tf
+    from tensorboard.util import tensor_util
+
+    def ours():
+        return [event[:3] for event in EventDirectoryReader(str(directory)).poll()]
+
+    def theirs():
+        out = []
+        for path in paths:
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    if value.WhichOneof("value") == "tensor":
+                        number = float(tensor_util.make_ndarray(value.tensor).item())
+                        out.append((value.tag, number, event.step))
+        return out
+
+    ours_wall, ours_cpu, ours_result = best_of(3, ours)
+    theirs_wall, theirs_cpu, theirs_result = best_of(3, theirs)
+    assert ours_result == theirs_result, "readers disagree"
+    print(f"(a2) the same with TF2 tensor scalars, {len(ours_result)} events (best of 3):")
+    print(
+        f"    hpo-tools EventDirectoryReader      {ours_wall * 1e3:7.1f} / {ours_cpu * 1e3:7.1f} ms"
+    )
+    print(
+        f"    summary_iterator + make_ndarray     {theirs_wall * 1e3:7.1f} / "
+        f"{theirs_cpu * 1e3:7.1f} ms"
+    )
+    print(f"    ratio {theirs_wall / ours_wall:.2f}x (wall), {theirs_cpu / ours_cpu:.2f}x (CPU)")
 
 
 def bench_incremental(root: Path, files: int) -> None:
@@ -213,6 +269,8 @@ def main() -> None:
         root = Path(tmp)
         paths = write_directory(root / "full", args.events, args.files)
         bench_full_read(root / "full", paths)
+        tf2_paths = write_directory(root / "tf2", args.events, args.files, tensor_event)
+        bench_full_read_tf2(root / "tf2", tf2_paths)
         bench_incremental(root, args.files)
         bench_latency(root, args.latency_runs)
 

@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import struct
-from typing import Callable, Tuple
+from typing import Callable, NamedTuple, Tuple
 
 __all__ = [
     "ScalarEvent",
@@ -222,30 +222,24 @@ def decode_scalars(payload: bytes) -> tuple[int, float, list[tuple[str, float]]]
     return event.step, event.wall_time, scalars
 
 
-# The common event (one ``simple_value``; what Estimator/EasyRec write) is decoded without
-# protobuf: ``09 <wall_time f64> [10 <step varint>] 2a <len> 0a <len> 0a <len> <tag> 15 <f32>``.
-# Everything between the step and the float depends only on the tag: that "shape" is learned from
-# the first such record (decoded with protobuf and checked to be exactly this layout) and maps to
-# its tag; later records whose bytes match a known shape are decoded with two unpacks.
+# The common events, one float32 scalar each, are decoded without protobuf. Their payload is
+# ``09 <wall_time f64> [10 <step varint>] <body>``, and the body (the summary) is the same bytes
+# for every event of a tag except the 4 bytes of the value: at the end for ``simple_value``
+# (``2a .. 0a .. 0a <tag> 15 <f32>``), in the middle for a TF2 scalar tensor (``... 22 04 <f32>``
+# then the plugin metadata). Such a *template* (prefix, suffix, tag) is learned from the first
+# record of a tag, decoded with protobuf, and checked by decoding the same bytes with another
+# value put in the hole; later records whose body matches a template are decoded with two
+# unpacks. Anything else goes through protobuf.
 _F64 = struct.Struct("<d").unpack_from
 _F32 = struct.Struct("<f").unpack_from
+_PROBE = struct.pack("<f", -1234.5)
+_MAX_TEMPLATES = 4096
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _simple_value_shape(tag: str) -> bytes:
-    """The bytes of ``summary`` for one simple_value of ``tag``, without the trailing float."""
-    tag_bytes = tag.encode("utf-8")
-    value = b"\x0a" + _varint(len(tag_bytes)) + tag_bytes + b"\x15"
-    summary = b"\x0a" + _varint(len(value) + 4) + value
-    return b"\x2a" + _varint(len(summary) + 4) + summary
+class _Template(NamedTuple):
+    prefix: bytes  # body bytes before the value
+    suffix: bytes  # body bytes after the value
+    tag: str
 
 
 def _shape_start(buf: bytes, start: int, stop: int) -> tuple[int, int]:
@@ -353,10 +347,37 @@ def _crc32c_columns(buf: bytes, payload, lengths):  # noqa: ANN001, ANN202 - num
     return out
 
 
+def _words_equal(words, positions, expected: bytes, from_end: bool):  # noqa: ANN001, ANN202
+    """Which ``buf[p:p + len(expected)] == expected``, 8 bytes at a time.
+
+    ``from_end`` reads words ending at the end of ``expected`` (for bytes that may be the last of
+    the buffer but have at least 8 bytes of the record before them); otherwise words starting at
+    its start (for bytes followed by at least 8 more bytes of the record).
+    """
+    import numpy as np
+
+    match = np.ones(len(positions), bool)
+    size = len(expected)
+    for offset in range(0, size, 8):
+        chunk = expected[offset : offset + 8]
+        if from_end:
+            stop = size - offset
+            chunk = expected[max(0, stop - 8) : stop]
+            word = words[positions + stop - 8]
+            if len(chunk) < 8:
+                word = word >> np.uint64(8 * (8 - len(chunk)))
+        else:
+            word = words[positions + offset]
+            if len(chunk) < 8:
+                word = word & np.uint64((1 << (8 * len(chunk))) - 1)
+        match &= word == np.uint64(int.from_bytes(chunk, "little"))
+    return match
+
+
 def _bulk_decode(
-    buf: bytes, pos: int, end: int, shapes: dict[bytes, str]
+    buf: bytes, pos: int, end: int, templates: dict[int, list[_Template]]
 ) -> tuple[list[ScalarEvent], int] | None:
-    """Decode the run of known-shape simple-value records from ``pos``; None when it is short."""
+    """Decode the run of records matching a template from ``pos``; None when it is short."""
     import numpy as np
 
     starts: list[int] = []
@@ -405,29 +426,32 @@ def _bulk_decode(
         size += going
         going &= byte >= 0x80
     ok &= ~going
-    shape_start = payload + np.where(has_step, 10 + size, 9)
-    shape_length = footer - 4 - shape_start
+    body = payload + np.where(has_step, 10 + size, 9)
+    body_length = footer - body
     tag_index = np.full(len(starts), -1, np.int64)
-    tags = list(shapes.values())
-    for number, shape in enumerate(shapes):
-        candidates = np.flatnonzero(ok & (shape_length == len(shape)))
-        if not len(candidates):
-            continue
-        # 8 bytes at a time; a shape is followed by 8 more bytes of its record (value, CRC).
-        match = np.ones(len(candidates), bool)
-        for offset in range(0, len(shape), 8):
-            chunk = shape[offset : offset + 8]
-            word = words[shape_start[candidates] + offset]
-            if len(chunk) < 8:
-                word = word & np.uint64((1 << (8 * len(chunk))) - 1)
-            match &= word == np.uint64(int.from_bytes(chunk, "little"))
-        tag_index[candidates[match]] = number
+    value_at = np.zeros(len(starts), np.int64)
+    tags: list[str] = []
+    for length, candidates_of_length in templates.items():
+        candidates = np.flatnonzero(ok & (body_length == length))
+        for template in candidates_of_length:
+            if not len(candidates):
+                break
+            hole = len(template.prefix)
+            match = _words_equal(words, body[candidates], template.prefix, from_end=False)
+            if template.suffix:
+                match &= _words_equal(
+                    words, body[candidates] + hole + 4, template.suffix, from_end=True
+                )
+            tag_index[candidates[match]] = len(tags)
+            value_at[candidates[match]] = body[candidates[match]] + hole
+            tags.append(template.tag)
+            candidates = candidates[~match]
     stop = np.flatnonzero(bad | (tag_index < 0))
     run = int(stop[0]) if len(stop) else len(starts)
     if run < _BULK_MIN_RUN:
         return None
     names = np.array(tags, dtype=object)[tag_index[:run]].tolist()
-    values = _unaligned(buf, "<f4")[footer[:run] - 4].astype(np.float64).tolist()
+    values = _unaligned(buf, "<f4")[value_at[:run]].astype(np.float64).tolist()
     walls = _unaligned(buf, "<f8")[payload[:run] + 1].tolist()
     events = list(zip(names, values, steps[:run].astype(np.int64).tolist(), walls))
     return events, int(footer[run - 1]) + 4
@@ -458,7 +482,10 @@ class EventFileTail:
         self._resyncing = False
         self._remote = is_remote(path)
         self._header_crcs: dict[int, int] = {}
-        self._shapes: dict[bytes, str] = {}
+        # body length -> templates of that length (see _Template); (length, tag) not learnable
+        self._templates: dict[int, list[_Template]] = {}
+        self._template_count = 0
+        self._unlearnable: set[tuple[int, str]] = set()
         self._pending = 0
 
     def poll(self) -> list[ScalarEvent]:
@@ -526,10 +553,29 @@ class EventFileTail:
         self._pending = len(data) - consumed
         return events
 
-    def _learn_shape(self, buf: bytes, k: int, stop: int, tag: str) -> None:
-        shape = _simple_value_shape(tag)
-        if buf[k : stop - 4] == shape and len(self._shapes) < 4096:
-            self._shapes[shape] = tag
+    def _learn_template(
+        self, buf: bytes, start: int, k: int, stop: int, step: int, tag: str, value: float
+    ) -> None:
+        """Learn the template of a one-scalar record just decoded with protobuf (see _Template)."""
+        body = bytes(buf[k:stop])
+        key = (len(body), tag)
+        if key in self._unlearnable or self._template_count >= _MAX_TEMPLATES:
+            return
+        packed = struct.pack("<f", value)
+        hole = body.rfind(packed)
+        while hole >= 0:
+            probe = bytes(buf[start:k]) + body[:hole] + _PROBE + body[hole + 4 :]
+            try:
+                decoded = decode_scalars(probe)
+            except Exception:  # noqa: BLE001 - not the hole
+                decoded = None
+            if decoded is not None and decoded[0] == step and decoded[2] == [(tag, -1234.5)]:
+                template = _Template(body[:hole], body[hole + 4 :], tag)
+                self._templates.setdefault(len(body), []).append(template)
+                self._template_count += 1
+                return
+            hole = body.rfind(packed, 0, hole + 3)
+        self._unlearnable.add(key)
 
     def _scan(self, buf: bytes, events: list[ScalarEvent]) -> int:
         """Decode the complete records in ``buf`` (which starts at :attr:`offset`) into ``events``.
@@ -541,9 +587,11 @@ class EventFileTail:
         end = len(buf)
         pos = self._scan_records(buf, 0, events, _LEARN_RECORDS)
         misses = 0
-        while end - pos >= _BULK_MIN_BYTES and self._shapes and not self._resyncing and misses < 3:
+        while (
+            end - pos >= _BULK_MIN_BYTES and self._templates and not self._resyncing and misses < 3
+        ):
             try:
-                decoded = _bulk_decode(buf, pos, min(end, pos + _BULK_WINDOW), self._shapes)
+                decoded = _bulk_decode(buf, pos, min(end, pos + _BULK_WINDOW), self._templates)
             except Exception:  # noqa: BLE001 - an optimisation must never cost a read
                 _logger.debug("bulk decoding of %s failed; record loop", self.path, exc_info=True)
                 break
@@ -575,7 +623,7 @@ class EventFileTail:
         end = len(buf)
         base = self.offset
         append = events.append
-        shapes = self._shapes
+        templates = self._templates
         while pos + 12 <= end:
             if limit is not None:
                 if count >= limit:
@@ -616,7 +664,7 @@ class EventFileTail:
                 pos = stop + 4
                 continue
             start = pos + 12
-            # Fast path (see _simple_value_shape); steps below 2**21 are unrolled.
+            # Fast path (see _Template); steps below 2**21 are unrolled.
             k = -1
             if length >= 15 and buf[start] == 0x09 and buf[start + 9] == 0x10:
                 byte = buf[start + 10]
@@ -631,11 +679,17 @@ class EventFileTail:
                         k = start + 13
             if k < 0 and length >= 15:
                 step, k = _shape_start(buf, start, stop)
-            tag = shapes.get(buf[k : stop - 4]) if k > 0 else None
-            if tag is not None:
-                append((tag, _F32(buf, stop - 4)[0], step, _F64(buf, start + 1)[0]))
-                pos = stop + 4
-                continue
+            if k > 0:
+                for prefix, suffix, tag in templates.get(stop - k, ()):
+                    hole = k + len(prefix)
+                    if buf.startswith(prefix, k) and buf.startswith(suffix, hole + 4):
+                        append((tag, _F32(buf, hole)[0], step, _F64(buf, start + 1)[0]))
+                        break
+                else:
+                    tag = None
+                if tag is not None:
+                    pos = stop + 4
+                    continue
             try:
                 step, wall_time, scalars = decode_scalars(view[start:stop])
             except Exception as err:  # noqa: BLE001 - any decode failure is corrupt data
@@ -650,7 +704,7 @@ class EventFileTail:
                 for tag, value in scalars:
                     append((tag, value, step, wall_time))
                 if len(scalars) == 1 and k > 0:
-                    self._learn_shape(buf, k, stop, scalars[0][0])
+                    self._learn_template(buf, start, k, stop, step, *scalars[0])
             pos = stop + 4
         return pos
 

@@ -9,16 +9,38 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tensorboard.compat.proto import tensor_pb2, types_pb2
 
 from hpo_tools.metrics import events as events_module
 from hpo_tools.metrics.events import EventFileTail
-from tests.metrics.eventlib import record, scalar_event, version_event
+from tests.metrics.eventlib import (
+    record,
+    scalar_event,
+    scalar_shape,
+    tensor_event,
+    version_event,
+)
+
+
+def _event(tag, value, step, tf2):
+    if not tf2:
+        return scalar_event(step, **{tag: value})
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=scalar_shape(),
+        tensor_content=struct.pack("<f", value),
+    )
+    event = tensor_event(step, tag, tensor)
+    event.summary.value[0].metadata.plugin_data.plugin_name = "scalars"
+    return event
+
 
 _events = st.lists(
     st.tuples(
         st.sampled_from(["auc", "loss", "a/b"]),
         st.floats(-1e6, 1e6, width=32),
         st.one_of(st.integers(0, 300), st.integers(0, 2**62)),
+        st.booleans(),  # TF2 tensor encoding instead of simple_value
     ),
     min_size=10,
     max_size=150,
@@ -48,9 +70,7 @@ def _small_bulk_thresholds():
 @settings(max_examples=60, deadline=None)
 @given(scalars=_events, cuts=st.lists(st.integers(0, 10_000), max_size=8), bulk=st.booleans())
 def test_incremental_polls_over_any_cut_points_read_every_scalar_once(scalars, cuts, bulk):
-    data = record(version_event()) + b"".join(
-        record(scalar_event(step, **{tag: value})) for tag, value, step in scalars
-    )
+    data = record(version_event()) + b"".join(record(_event(*scalar)) for scalar in scalars)
     points = sorted({min(c, len(data)) for c in cuts}) + [len(data)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.out.tfevents.1.h"
@@ -65,7 +85,7 @@ def test_incremental_polls_over_any_cut_points_read_every_scalar_once(scalars, c
                     handle.write(data[written:point])
                 written = point
                 read.extend(tail.poll())
-    expected = [(tag, struct.unpack("<f", struct.pack("<f", v))[0], s) for tag, v, s in scalars]
+    expected = [(tag, struct.unpack("<f", struct.pack("<f", v))[0], s) for tag, v, s, _ in scalars]
     # Every scalar exactly once, in order, whatever the chunking; nothing counted as bad.
     assert [event[:3] for event in read] == expected
     assert tail.bad_records == 0
@@ -89,8 +109,7 @@ def _noop():
 )
 def test_damaged_files_never_crash_and_never_invent_scalars(scalars, damage, bulk):
     data = bytearray(
-        record(version_event())
-        + b"".join(record(scalar_event(step, **{tag: value})) for tag, value, step in scalars)
+        record(version_event()) + b"".join(record(_event(*scalar)) for scalar in scalars)
     )
     for kind, where in damage:
         where %= len(data)
@@ -106,7 +125,7 @@ def test_damaged_files_never_crash_and_never_invent_scalars(scalars, damage, bul
         tail = EventFileTail(str(path))
         with _small_bulk_thresholds() if bulk else _noop():
             read = [event[:3] for event in tail.poll()]
-    written = [(tag, struct.unpack("<f", struct.pack("<f", v))[0], s) for tag, v, s in scalars]
+    written = [(tag, struct.unpack("<f", struct.pack("<f", v))[0], s) for tag, v, s, _ in scalars]
     # CRCs guard every record: what is read is a subsequence of what was written.
     remaining = iter(written)
     assert all(any(event == candidate for candidate in remaining) for event in read)
