@@ -143,17 +143,22 @@ def run_finetune(
         record.finished_stages.clear()  # a fresh run of the trial trains every day again
         registry.save(record)
     outcome = TrialOutcome(status="running", exit_code=EXIT_FAILED, trial_dir=str(trial_dir))
-    write_json_atomic(
-        context.paths.params_path,
-        {
-            "trial_id": context.trial_id,
-            "experiment_id": context.exp_id,
-            "parameter_id": context.parameter_id,
-            "params": dict(context.params),
-            "configs": [],
-            "days": [d.bizdate for d in plan.days],
-        },
-    )
+
+    def write_params(configs: Sequence[str]) -> None:
+        # "configs": the latest day's edited configs (what `experiment best` exports).
+        write_json_atomic(
+            context.paths.params_path,
+            {
+                "trial_id": context.trial_id,
+                "experiment_id": context.exp_id,
+                "parameter_id": context.parameter_id,
+                "params": dict(context.params),
+                "configs": list(configs),
+                "days": [d.bizdate for d in plan.days],
+            },
+        )
+
+    write_params([])
     reports = []
     for index, day in enumerate(plan.days):
         chain = chain_first_day if index == 0 else True
@@ -200,6 +205,7 @@ def run_finetune(
                 return outcome
             report = _report(day_outcome.final)
             registry.mark_stage_finished(record, day.bizdate)
+            write_params(day_outcome.configs)
         reports.append(report)
         entry = {"day": day.bizdate, **report.to_dict()}
         outcome.intermediate.append(entry)
