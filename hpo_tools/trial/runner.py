@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -58,6 +58,7 @@ __all__ = [
     "TrialLogging",
     "build_masker",
     "build_follower",
+    "export_oss_credentials",
     "EXIT_FAILED",
     "TAIL_LINES",
 ]
@@ -230,6 +231,32 @@ def build_follower(settings: TrialSettings, log_path: Path, interval: float = 1.
     return Follower(sources, spec, interval=interval)
 
 
+def export_oss_credentials(settings: TrialSettings, environ: MutableMapping[str, str]) -> list[str]:
+    """Make ``[oss_config]``'s keys the process's OSS credentials, where none are set.
+
+    ``hpo_tools.storage`` (edited configs, ``oss://`` metric sources) and Local jobs read OSS
+    credentials from ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` / ``OSS_ENDPOINT``. When
+    the trial file gives all three and the environment has none of them, they are set in
+    ``environ`` (never written anywhere; the masker hides the values).
+
+    Returns:
+        The names set.
+    """
+    from hpo_tools.storage import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT
+
+    oss = settings.oss
+    names = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)
+    if oss is None or any(environ.get(name) for name in names):
+        return []
+    values = (oss.access_key_id, oss.access_key_secret, oss.endpoint)
+    if not all(values):
+        return []
+    for name, value in zip(names, values):
+        environ[name] = str(value)
+    _logger.info("OSS credentials from [oss_config] exported as %s", ", ".join(names))
+    return list(names)
+
+
 def build_masker(settings: TrialSettings, environ: Mapping[str, str] | None = None) -> SecretMasker:
     """A masker for the trial file's credential values and credential-looking env vars."""
     env = os.environ if environ is None else environ
@@ -326,6 +353,8 @@ class _Run:
         write_json_atomic(self.context.paths.result_path, self.outcome.to_dict())
 
     def write_configs(self) -> list[str]:
+        if self.settings.format == "classic":
+            return self.write_classic_config()
         if not self.settings.config_edits:
             return []
         from hpo_tools import storage
@@ -339,6 +368,31 @@ class _Run:
             _logger.info("wrote edited config %s (from %s)", edit.dst, edit.src)
             written.append(edit.dst)
         return written
+
+    def write_classic_config(self) -> list[str]:
+        """Keep ``-Dconfig`` with ``-Dedit_config_json`` applied in ``<trial dir>/configs/``.
+
+        PAI applies the edits itself; this copy is the trial's record (and checks the edit paths
+        before anything is launched). An unreadable ``-Dconfig`` only costs the copy.
+        """
+        from hpo_tools import storage
+        from hpo_tools.errors import StorageError
+        from hpo_tools.pbtxt import apply_edits
+
+        source = self.settings.config_path
+        if not source:
+            return []
+        try:
+            text = storage.read_text(source)
+        except StorageError as err:
+            _logger.warning("no local copy of the edited config: %s", err)
+            return []
+        edited = apply_edits(text, dict(self.settings.edit_config_json or {}), source=source)
+        name = source.rstrip("/").rsplit("/", 1)[-1] or "pipeline.config"
+        target = self.context.paths.trial_dir / "configs" / name
+        storage.write_text(str(target), edited)
+        _logger.info("wrote edited config %s (from %s)", target, source)
+        return [str(target)]
 
     def write_params(self, configs: Sequence[str]) -> None:
         write_json_atomic(
@@ -671,6 +725,8 @@ def run_trial_file(
         )
     settings, context = prepare_trial(config_path, reporter, exp_dir=exp_dir, environ=env)
     masker = build_masker(settings, env)
+    if environ is None:
+        export_oss_credentials(settings, os.environ)
     with TrialLogging(context.paths, masker):
         _logger.info(
             "trial %s of experiment %s: %s (%s platform), parameters %s",

@@ -131,3 +131,54 @@ def test_classic_file_on_the_maxcompute_platform_with_fake_odps(tmp_path, monkey
     record = (tmp_path / "exp/E2/hpo-tools/jobs/T2.json").read_text()
     assert submitted["instance_id"] in record
     assert "classicSecretValue02" not in record and "AKIDclassic0002" not in record
+
+
+def _classic(tmp_path, config, edit='{"train_config.num_steps": 10}'):
+    trial = tmp_path / "config_begin.ini"
+    trial.write_text(
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://odps\n"
+        "[easyrec_cmd_config]\n-name=easy_rec_ext\n-project=algo_public\n"
+        f"-Dconfig={config}\n-Dedit_config_json={edit}\n-Dmodel_dir={tmp_path}/models\n"
+        "[metric_config]\nauc=1\n"
+    )
+    return trial
+
+
+def test_classic_trial_keeps_the_edited_config_it_sent_to_pai(tmp_path, pipeline):
+    trial = _classic(tmp_path, pipeline)
+    reporter = ConsoleReporter({LR_PATH: 0.03}, experiment_id="E3", trial_id="T3",
+                               stream=io.StringIO())
+    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    outcome = run_trial(settings, reporter, context, platform=LocalEasyRecStandIn(),
+                        interval=0.05)
+    assert outcome.status == "succeeded", outcome.message
+    copy = tmp_path / "exp/E3/trials/T3/configs/pipeline.config"
+    # The trial's record of the config PAI trained with: user edits and tuner parameters.
+    assert "learning_rate: 0.03" in copy.read_text()
+    assert "num_steps: 10" in copy.read_text()
+    params = json.loads((tmp_path / "exp/E3/trials/T3/params.json").read_text())
+    assert params["configs"] == [str(copy)]
+
+
+def test_classic_bad_edit_path_launches_nothing(tmp_path, pipeline):
+    from hpo_tools.errors import ConfigPathError
+
+    trial = _classic(tmp_path, pipeline, edit='{"train_config.num_stepz": 10}')
+    reporter = ConsoleReporter({}, experiment_id="E4", trial_id="T4", stream=io.StringIO())
+    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    platform = LocalEasyRecStandIn()
+    with pytest.raises(ConfigPathError, match="num_stepz"):
+        run_trial(settings, reporter, context, platform=platform, interval=0.05)
+    assert platform.pai_commands == []  # caught before PAI was asked for anything
+
+
+def test_classic_unreadable_config_only_costs_the_copy(tmp_path):
+    trial = _classic(tmp_path, tmp_path / "missing.config")
+    reporter = ConsoleReporter({LR_PATH: 0.03}, experiment_id="E5", trial_id="T5",
+                               stream=io.StringIO())
+    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    outcome = run_trial(settings, reporter, context, platform=LocalEasyRecStandIn(),
+                        interval=0.05)
+    # PAI reads -Dconfig itself (from OSS, with its own access); the trial still runs.
+    assert outcome.status == "succeeded", outcome.message
+    assert outcome.configs == []

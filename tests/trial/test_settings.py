@@ -270,3 +270,25 @@ def test_load_trial_file_names_the_path_in_errors(tmp_path):
     path.write_text("[platform_config]\nname=Local\n")
     with pytest.raises(ConfigError, match=str(path)):
         load_trial_file(path, variables=VARS)
+
+
+def test_oss_config_is_exported_when_the_environment_has_no_oss_credentials():
+    from hpo_tools.trial.runner import export_oss_credentials
+
+    settings = parse(CLASSIC_FILE)
+    environ = {}
+    names = export_oss_credentials(settings, environ)
+    # storage and Local jobs read these names; the trial file's keys now reach them.
+    assert names == ["OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT"]
+    assert environ == {"OSS_ACCESS_KEY_ID": "AKIDexample",
+                       "OSS_ACCESS_KEY_SECRET": "secretvalue123",
+                       "OSS_ENDPOINT": "http://oss-cn-beijing.aliyuncs.com"}
+
+
+def test_oss_credentials_already_in_the_environment_are_kept():
+    from hpo_tools.trial.runner import export_oss_credentials
+
+    environ = {"OSS_ENDPOINT": "http://mine"}
+    # A partial override would mix two accounts' keys.
+    assert export_oss_credentials(parse(CLASSIC_FILE), environ) == []
+    assert environ == {"OSS_ENDPOINT": "http://mine"}
