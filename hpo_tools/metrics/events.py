@@ -15,6 +15,9 @@ in the file name (``events.out.tfevents.<seconds>.<host>...``).
 Scalars come from ``simple_value`` (TF1 summaries, Estimator evaluation, EasyRec) and from scalar
 ``tensor`` values (TF2 ``tf.summary.scalar``: the value is in ``tensor_content``, with
 ``float_val``/``double_val``/... as fallback). Images, histograms and strings are ignored.
+Events holding one float scalar are decoded from a per-tag template instead of protobuf, and long
+runs of records (the first read of a big file) in bulk with numpy; see :class:`_Template` and
+:func:`_bulk_decode`. Every path gives the same scalars.
 
 Local paths are read with plain file I/O (seek to the offset, read what is new); remote paths
 (``oss://``, ``hdfs://``) go through :mod:`hpo_tools.storage` (``list_dir`` and the ranged
