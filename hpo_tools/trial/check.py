@@ -81,7 +81,8 @@ def _read(path: str, problems: _Problems, cache: dict[str, str | None]) -> str |
         try:
             cache[path] = storage.read_text(path)
         except HpoError as err:
-            problems.add(str(err))
+            message = str(err)
+            problems.add(message if path in message else f"{path}: cannot read: {message}")
             cache[path] = None
     return cache[path]
 
@@ -146,11 +147,10 @@ def check_trial_file(
         except ConfigError as err:  # Jinja or INI syntax: nothing further can be checked
             problems.add(str(err))
             break
-        for messages in undefined.values():
-            for message in messages:
-                problems.add(message)
+        for _, message in undefined:
+            problems.add(message)
         # Stand-ins for the undefined names, so the other checks still run.
-        stand_in = {**env, **{name: _UNDEFINED for name in undefined}}
+        stand_in = {**env, **{name: _UNDEFINED for name, _ in undefined}}
         try:
             settings = parse_trial_text(text, source=source, variables=variables, environ=stand_in)
         except ConfigError as err:

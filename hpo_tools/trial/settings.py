@@ -656,14 +656,14 @@ def undefined_placeholders(
     source: str,
     variables: TrialVariables,
     environ: Mapping[str, str] | None = None,
-) -> dict[str, list[str]]:
+) -> list[tuple[str, str]]:
     """Every ``${name}`` of a trial file that is neither a trial variable nor in the environment.
 
     Used by ``hpo-tools check`` to report them all at once (parsing stops at the first).
 
     Returns:
-        ``{name: ["file: [section] key: ${name} is not defined ...", ...]}``, empty when all
-        resolve.
+        ``(name, "file: [section] key: ${name} is not defined ...")`` in file order; empty when
+        all resolve.
 
     Raises:
         ConfigError: the file does not render (Jinja) or parse (INI).
@@ -672,7 +672,7 @@ def undefined_placeholders(
     names = variables.as_dict()
     rendered = templating.render_jinja(text, source=source, context={**names, "env": env})
     parser = _parse_ini(rendered, source)
-    found: dict[str, list[str]] = {}
+    found: list[tuple[str, str]] = []
     for section in parser.sections():
         for key, value in parser[section].items():
             for name in templating.placeholders(value):
@@ -680,10 +680,11 @@ def undefined_placeholders(
                 if name in names or name in env:
                     continue
                 hint = did_you_mean(name, list(names) + list(env))
-                found.setdefault(name, []).append(
+                found.append((
+                    name,
                     f"{source}: [{section}] {key}: ${{{name}}} is not defined: not a trial "
-                    f"variable and not set in the environment{hint}"
-                )
+                    f"variable and not set in the environment{hint}",
+                ))
     return found
 
 
