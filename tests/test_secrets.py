@@ -81,3 +81,21 @@ def test_credential_names_are_recognised():
 def test_credential_env_names_lists_only_credential_variables():
     names = credential_env_names({"ODPS_ACCESS_ID": "x", "HOME": "/root", "MY_PASSWORD": "p"})
     assert names == ["MY_PASSWORD", "ODPS_ACCESS_ID"]
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(
+    secrets=st.lists(st.text(min_size=4, max_size=12), min_size=1, max_size=4),
+    filler=st.lists(st.text(max_size=8), min_size=1, max_size=5),
+)
+def test_masked_text_contains_no_secret(secrets, filler):
+    masker = SecretMasker(secrets)
+    text = "".join(f + s for f, s in zip(filler, secrets * len(filler)))
+    masked = masker.mask(text)
+    # Whatever surrounds them, no secret survives masking (overlaps included).
+    for secret in secrets:
+        if secret.strip() and len(secret.strip()) >= 4:
+            assert secret.strip() not in masked

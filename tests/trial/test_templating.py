@@ -133,3 +133,19 @@ def test_jinja_syntax_error_names_file_and_line():
 def test_text_without_jinja_is_returned_unchanged_including_json_braces():
     text = '-Dcluster={"ps":{"count":1}}\n'
     assert render_jinja(text, source="t.ini") == text
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.booleans(),
+                    st.lists(st.integers(), max_size=3))
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=30), _values, max_size=6))
+def test_compact_params_is_always_path_safe(params):
+    text = compact_params(params)
+    # One path component of letters, digits, ".", "-" and "_", never too long.
+    assert text and len(text) <= 120
+    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in text)
+    assert text not in (".", "..")
