@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import logging
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from hpo_tools.secrets import SecretMasker, credential_env_names, is_credential_name
 
 
@@ -82,9 +85,6 @@ def test_credential_env_names_lists_only_credential_variables():
     names = credential_env_names({"ODPS_ACCESS_ID": "x", "HOME": "/root", "MY_PASSWORD": "p"})
     assert names == ["MY_PASSWORD", "ODPS_ACCESS_ID"]
 
-
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @given(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hpo_tools.errors import ConfigError
 from hpo_tools.trial.templating import (
@@ -134,9 +136,6 @@ def test_text_without_jinja_is_returned_unchanged_including_json_braces():
     text = '-Dcluster={"ps":{"count":1}}\n'
     assert render_jinja(text, source="t.ini") == text
 
-
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _values = st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.booleans(),
                     st.lists(st.integers(), max_size=3))
