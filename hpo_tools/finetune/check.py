@@ -8,15 +8,21 @@ time. Every problem is collected, not just the first.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hpo_tools.dates import Day
 from hpo_tools.errors import ConfigError, HpoError
 
 __all__ = ["check_finetune_file"]
+
+# When the days come from the runner's command line (--start_time/--end_time), the file is
+# checked over two stand-in days (a month end, so that chaining is checked too).
+_STAND_IN_DAYS = (Day(datetime.date(2022, 5, 31)), Day(datetime.date(2022, 6, 1)))
 
 
 def _edit_problems(text: str, source: str, edits: Mapping[str, Any]) -> list[str]:
@@ -64,11 +70,23 @@ def check_finetune_file(
         points = corner_points(load_search_space(search_space_file))
     except ConfigError as err:
         return [str(err)]
+    cache: dict[str, str | None] = {}
+
+    def read(path: str) -> str | None:
+        if path not in cache:
+            try:
+                cache[path] = storage.read_text(path)
+            except HpoError as err:
+                add(str(err))
+                cache[path] = None
+        return cache[path]
+
     for index, point in enumerate(points, start=1):
         corner = f"corner {index}/{len(points)} {json.dumps(dict(point), sort_keys=True)}"
         variables = TrialVariables("check", f"corner{index}", f"./check/corner{index}", point)
         try:
-            plan = load_plan(trial_file, variables=variables, environ=env)
+            plan = load_plan(trial_file, variables=variables, environ=env,
+                             default_days=_STAND_IN_DAYS)
         except HpoError as err:
             add(str(err), corner)
             continue
@@ -80,15 +98,16 @@ def check_finetune_file(
                 extra = {} if plan.format == "classic" else {
                     "model_dir": plan.model_dir(day), "fine_tune_checkpoint": checkpoint}
                 if settings.config_path and settings.edit_config_json is not None:
-                    text = storage.read_text(settings.config_path)
+                    text = read(settings.config_path)
                     for message in _edit_problems(
-                        text, settings.config_path, settings.edit_config_json
-                    ):
+                        text or "", settings.config_path, settings.edit_config_json
+                    ) if text is not None else []:
                         add(message, corner)
                 for edit in settings.config_edits:
-                    text = substitute_dates(
-                        storage.read_text(edit.src), day, where=edit.src, extra=extra
-                    )
+                    text = read(edit.src)
+                    if text is None:
+                        continue
+                    text = substitute_dates(text, day, where=edit.src, extra=extra)
                     for message in _edit_problems(text, edit.src, edits):
                         add(message, corner)
             except HpoError as err:

@@ -354,6 +354,7 @@ def load_plan(
     end_time: str | None = None,
     days: Sequence[Day] | None = None,
     text: str | None = None,
+    default_days: Sequence[Day] | None = None,
 ) -> FinetunePlan:
     """Read a finetune trial file.
 
@@ -364,6 +365,8 @@ def load_plan(
         start_time, end_time: the window (``YYYY-MM-DD`` or ``YYYYMMDD``), both or neither.
         days: the days, given directly (``finetune-daily``); wins over everything else.
         text: the file's text when already read.
+        default_days: the days when neither the flags nor the file give any (``check`` of a
+            file whose days come from the runner's command line).
 
     Raises:
         ConfigError: unreadable file, bad or missing days, unknown ``[finetune_config]`` keys,
@@ -393,6 +396,9 @@ def load_plan(
             missing = [d.bizdate for d in window if d.bizdate not in keyed]
             if missing:
                 raise ConfigError(f"{source}: no cmd<N>_<YYYYMMDD> keys for day {missing[0]}")
+    elif (default_days and not keyed and start_time is None and end_time is None
+          and "start_time" not in options and "end_time" not in options):
+        window = tuple(default_days)
     else:
         window = _days(source, options, keyed, start_time, end_time)
     is_classic = bool(re.search(r"^\s*\[easyrec_cmd_config\]\s*$", rest, re.MULTILINE))

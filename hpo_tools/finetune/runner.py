@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from hpo_tools.dates import Day
 from hpo_tools.finetune.adapters import DayRegistry, DayReporter
@@ -107,6 +107,7 @@ def run_finetune(
     environ: Mapping[str, str] | None = None,
     resume: bool | None = None,
     retrain: Sequence[Day] = (),
+    platform_factory: Callable[[Any], Any] | None = None,
 ) -> TrialOutcome:
     """Run the days of ``plan`` in order; see the module docstring.
 
@@ -121,6 +122,8 @@ def run_finetune(
         environ: the environment (default ``os.environ``).
         resume: skip finished days (default: the file's ``resume``).
         retrain: days to train again even when the registry has them finished.
+        platform_factory: builds a day's platform from its settings (default: the platform
+            the settings name, built by the runner).
 
     Returns:
         The trial's outcome; ``intermediate`` holds one entry per day (with ``"day"``).
@@ -186,6 +189,7 @@ def run_finetune(
                 day_context,
                 masker=build_masker(settings, env),
                 registry=DayRegistry(adapter, day),
+                platform=platform_factory(settings) if platform_factory else None,
                 interval=interval,
                 stderr=stderr,
             )

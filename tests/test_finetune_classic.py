@@ -1,0 +1,90 @@
+"""Classic finetune files (config_finetune.ini): the MaxCompute example per day, and a classic
+file run day by day with a local stand-in for PAI's easy_rec_ext (the stand-in of
+tests/trial/test_classic_format.py: it runs tests/trial/fake_train.py with the PAI command's
+-Dmodel_dir and -Dedit_config_json through the real Local platform)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from hpo_tools.finetune import load_plan, run_finetune
+from hpo_tools.trial.reporter import ConsoleReporter
+from hpo_tools.trial.runner import TrialContext, resolve_paths
+from hpo_tools.trial.settings import TrialVariables
+from tests.trial.test_classic_format import LocalEasyRecStandIn
+
+EXAMPLE = (Path(__file__).resolve().parents[1] / "examples" / "search" / "maxcompute_easyrec"
+           / "finetune" / "config_finetune.ini")
+ENV = {
+    "OSS_ENDPOINT": "oss-cn-hangzhou.aliyuncs.com", "OSS_ACCESS_KEY_ID": "AKIDexample01",
+    "OSS_ACCESS_KEY_SECRET": "exampleSecret01", "OSS_BUCKET": "bkt", "ODPS_PROJECT": "proj",
+    "ODPS_ENDPOINT": "http://service.odps.example/api", "PAI_ROLE_ARN": "acs:ram::1:role/x",
+}
+CKPT = "train_config.fine_tune_checkpoint"
+
+
+def _edit_json(pai_command: str) -> dict:
+    line = next(x for x in pai_command.splitlines() if x.startswith("-Dedit_config_json="))
+    return json.loads(line.partition("=")[2].strip("'"))
+
+
+def test_maxcompute_example_builds_one_pai_job_per_day_chained() -> None:
+    variables = TrialVariables("E1", "T1", "/out", {})
+    plan = load_plan(EXAMPLE, variables=variables, environ=ENV,
+                     start_time="2022-06-30", end_time="2022-07-01")
+    day1, day2 = (plan.day_settings(day).commands[0].text for day in plan.days)
+    # The day's partitions, across a month end.
+    assert "-Dtrain_tables=odps://proj/tables/hpo_taobao_like_daily/dt=20220630" in day1
+    assert "-Deval_tables=odps://proj/tables/hpo_taobao_like_daily/dt=20220701" in day1
+    assert "-Dmodel_dir=oss://bkt/hpo_tools_example/dbmtl/finetune/20220701/E1_T1" in day2
+    # Day 1 from the begin model, day 2 from this trial's day-1 model.
+    assert _edit_json(day1)[CKPT] == "oss://bkt/hpo_tools_example/dbmtl/begin_model/"
+    assert _edit_json(day2)[CKPT] == "oss://bkt/hpo_tools_example/dbmtl/finetune/20220630/E1_T1"
+    # resume=1 of [finetune_config] reaches the days.
+    assert plan.resume and plan.day_settings(plan.days[1]).resume
+
+
+def test_classic_file_runs_day_by_day_with_params_and_chain(tmp_path: Path) -> None:
+    lr_path = ("train_config.optimizer_config[0].adam_optimizer.learning_rate."
+               "constant_learning_rate.learning_rate")
+    models = tmp_path / "models"
+    trial = tmp_path / "config_finetune.ini"
+    trial.write_text(
+        "[odps_config]\nproject_name=proj\nodps_endpoint=http://service.odps.example/api\n"
+        "[easyrec_cmd_config]\n-name=easy_rec_ext\n-project=algo_public\n-Dcmd=train\n"
+        "-Dconfig=oss://bucket/pipeline_finetune.config\n"
+        "-Dtrain_tables=odps://proj/tables/sample/dt={bizdate}\n"
+        f"-Dmodel_dir={models}/{{bizdate}}\n"
+        '-Dedit_config_json={"train_config.fine_tune_checkpoint": "oss://bucket/begin/"}\n'
+        "[metric_config]\nauc=1\n"
+    )
+    reporter = ConsoleReporter({lr_path: 0.03}, experiment_id="E1", trial_id="T1",
+                               stream=io.StringIO())
+    paths = resolve_paths("E1", "T1", exp_dir=tmp_path / "exp", environ={})
+    variables = TrialVariables("E1", "T1", str(paths.trial_dir), reporter.get_parameters())
+    plan = load_plan(trial, variables=variables, environ={}, start_time="20220614",
+                     end_time="20220615")
+    stand_ins: list[LocalEasyRecStandIn] = []
+
+    def platform(settings):
+        stand_ins.append(LocalEasyRecStandIn())
+        return stand_ins[-1]
+
+    outcome = run_finetune(plan, reporter, TrialContext("E1", "T1", variables.params, paths),
+                           interval=0.05, platform_factory=platform, environ={})
+
+    assert outcome.status == "succeeded", outcome.message
+    day1, day2 = (stand_in.pai_commands[0] for stand_in in stand_ins)
+    # The tuner's lr reached each day's -Dedit_config_json; day 2 chains to day 1's model dir.
+    assert _edit_json(day1)[lr_path] == 0.03 and _edit_json(day2)[lr_path] == 0.03
+    assert _edit_json(day1)[CKPT] == "oss://bucket/begin/"
+    assert _edit_json(day2)[CKPT] == f"{models}/20220614/E1_T1"
+    # Each day's metrics came from its own <model_dir>/eval_val/: two intermediate results.
+    assert (models / "20220615" / "E1_T1" / "eval_val").is_dir()
+    assert len(reporter.intermediate) == 2
+    assert reporter.final["default"] == pytest.approx(
+        sum(r["default"] for r in reporter.intermediate) / 2)
