@@ -12,6 +12,7 @@ source in list order.
 
 from __future__ import annotations
 
+import ast
 import enum
 import json
 import math
@@ -87,19 +88,27 @@ class Report:
         }
 
 
-def _parse_metric_dict(metric_dict: object, key: str) -> dict[str, float]:
-    if isinstance(metric_dict, str):
-        text = metric_dict.strip()
+def _parse_metric_dict_text(text: str, key: str) -> object:
+    """JSON, or a Python dict literal as the old EasyRec tool's users wrote it (``{'auc': 1}``).
+
+    ``ast.literal_eval`` only accepts literals (no names, calls or operators but unary minus), so
+    nothing in the file is ever executed.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
         try:
-            metric_dict = json.loads(text)
-        except json.JSONDecodeError as err:
-            hint = (
-                '; use JSON double quotes, e.g. {"auc": 1}' if "'" in text else ', e.g. {"auc": 1}'
-            )
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise ConfigError(
                 f"{key}: expected a JSON object of metric weights ({err.msg} at column "
-                f"{err.colno}){hint}"
+                f'{err.colno}), e.g. {{"auc": 1, "loss": -0.5}}'
             ) from None
+
+
+def _parse_metric_dict(metric_dict: object, key: str) -> dict[str, float]:
+    if isinstance(metric_dict, str):
+        metric_dict = _parse_metric_dict_text(metric_dict.strip(), key)
     if not isinstance(metric_dict, Mapping):
         raise ConfigError(
             f"{key}: expected a dict of metric name -> weight, got {type(metric_dict).__name__}"

@@ -16,11 +16,20 @@ def test_metric_dict_from_json_text_as_written_in_an_ini_file():
     assert spec.weights == {"auc": 1.0, "loss": -0.5}
 
 
-def test_python_style_single_quotes_are_rejected_with_a_json_hint():
+def test_python_style_dict_literal_as_the_old_tool_wrote_it_is_accepted():
+    spec = MetricSpec.from_config("{'auc_is_valid_play': 0.5, 'loss_play_time': -0.25}")
+    # Users of EasyRec's hpo_nni wrote metric_dict with single quotes; it must keep working.
+    assert spec.weights == {"auc_is_valid_play": 0.5, "loss_play_time": -0.25}
+
+
+@pytest.mark.parametrize(
+    "text", ["{'auc': __import__('os').getpid()}", "{'auc': 1 + 1}", "{'auc': x}", "{auc: 1"]
+)
+def test_metric_dict_text_is_never_executed(text: str):
     with pytest.raises(ConfigError) as err:
-        MetricSpec.from_config("{'auc': 1}")
-    # Never eval: the user is told to use JSON double quotes, and which key is wrong.
-    assert "metric_dict" in str(err.value) and "double quotes" in str(err.value)
+        MetricSpec.from_config(text)
+    # Only literals are accepted; the message names the key and shows the expected form.
+    assert "metric_dict" in str(err.value) and '{"auc": 1' in str(err.value)
 
 
 @pytest.mark.parametrize(
