@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from hpo_tools.nni_rest import ACTIVE_TRIAL_STATUSES, NniRest, NniRestError, connect
+from hpo_tools.nni_rest import (
+    ACTIVE_TRIAL_STATUSES,
+    NniRest,
+    NniRestError,
+    connect,
+    find_experiment,
+)
 
 NAME = "kill"
 HELP = "stop NNI starting trials, cancel the running ones and every live platform job"
@@ -22,7 +28,8 @@ results stay available; `nnictl stop ID` ends the manager afterwards):
 It never signals NNI's process group (the manager, the dispatcher and all trials share it).
 The port comes from ~/nni-experiments/.experiment unless --port is given; the experiment
 directory E is <experimentWorkingDirectory>/<ID> unless --experiment-dir is given.
-Exit 0 when everything was cancelled, 1 when something may still run.
+Exit 0 when everything was cancelled, 1 when something may still run. When NNI does not answer
+(stopped or crashed), only the registry's live jobs are cancelled, and the exit code is 1.
 
 example:
   hpo-tools kill --experiment k2x8a1bq
@@ -46,7 +53,11 @@ def run(args: argparse.Namespace) -> int:
     """Stop new trials, cancel running ones and their jobs; print what was cancelled."""
     from hpo_tools.jobs import JobRegistry
 
-    rest, exp_dir = connect(args.experiment, port=args.port, experiment_dir=args.experiment_dir)
+    try:
+        rest, exp_dir = connect(args.experiment, port=args.port,
+                                experiment_dir=args.experiment_dir)
+    except NniRestError as err:
+        return _sweep_without_nni(args, err)
     trials = rest.list_trial_jobs()
     submitted = len(trials)
     old_max = rest.get_experiment().get("params", {}).get("maxTrialNumber")
@@ -85,6 +96,30 @@ def run(args: argparse.Namespace) -> int:
     if live_left:
         print(f"jobs the registry still has live: trials {', '.join(live_left)}")
     return 1 if failures or still or live_left else 0
+
+
+def _sweep_without_nni(args: argparse.Namespace, err: NniRestError) -> int:
+    """NNI does not answer: still cancel the registry's live jobs, when E is known."""
+    from hpo_tools.errors import ConfigError
+    from hpo_tools.jobs import JobRegistry
+
+    exp_dir = args.experiment_dir
+    if exp_dir is None:
+        try:
+            exp_dir = find_experiment(args.experiment).experiment_dir
+        except ConfigError:
+            exp_dir = None
+    if exp_dir is None:
+        raise err
+    print(f"NNI does not answer ({err}); cancelling the job registry's live jobs only")
+    registry = JobRegistry(exp_dir)
+    cancelled = registry.cancel_all_live(timeout=args.timeout)
+    for trial_id, job_ids in sorted(cancelled.items()):
+        for job_id in job_ids:
+            print(f"cancelled job {job_id} of trial {trial_id}")
+    print(f"{sum(map(len, cancelled.values()))} job(s) cancelled (registry: "
+          f"{registry.directory}); trials could not be checked without NNI")
+    return 1
 
 
 def _merge(into: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str, list[str]]:

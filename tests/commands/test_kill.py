@@ -50,13 +50,35 @@ def test_rest_call_to_a_dead_port_is_an_error_with_the_url(free_port: int) -> No
     assert f"GET http://localhost:{free_port}/api/v1/nni/trial-jobs: no answer" in str(info.value)
 
 
-def test_kill_with_nothing_listening_exits_2(
+def test_kill_with_nothing_listening_and_no_directory_exits_2(
     free_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["kill", "--experiment", "abc12345", "--port", str(free_port),
-                 "--experiment-dir", "/nonexistent"])
+    code = main(["kill", "--experiment", "not-in-any-manifest", "--port", str(free_port)])
     assert code == 2  # a user-facing error, not a traceback
     assert "no answer" in capsys.readouterr().err
+
+
+def test_kill_without_nni_still_cancels_live_jobs_of_the_registry(
+    tmp_path: Path, free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hpo_tools.jobs import JobRegistry
+    from hpo_tools.platforms import JobState, create_platform
+
+    platform = create_platform("local", grace_period=0.5)
+    registry = JobRegistry(tmp_path)
+    record = registry.new("T1", platform=platform)
+    job = platform.submit("sleep 60", log_path=tmp_path / "job.log")
+    try:
+        registry.mark_job(record, 1, job, JobState.RUNNING)
+        code = main(["kill", "--experiment", "abc12345", "--port", str(free_port),
+                     "--experiment-dir", str(tmp_path)])
+        out = capsys.readouterr().out
+        # NNI is gone (crashed or stopped) but the job it started must not keep running.
+        assert job.wait(timeout=5) is not JobState.RUNNING
+        assert f"cancelled job {job.job_id} of trial T1" in out
+        assert code == 1  # trials could not be checked without NNI
+    finally:
+        job.cancel()
 
 
 def test_retry_reads_params_the_trial_recorded(tmp_path: Path) -> None:
