@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             retrain=[day] if args.retrain else (),
         )
     if outcome.status != "succeeded" or outcome.final is None:
-        print(f"day {day} {outcome.status}: {outcome.message}", file=sys.stderr)
+        print(f"error: {outcome.message}", file=sys.stderr)
         return outcome.exit_code or EXIT_FAILED
     score = float(outcome.final["score"])
     what = "already done, not trained again" if already else "finetuned"

@@ -5,8 +5,12 @@
 # demo-begin-model/), which trial.ini names as [finetune_config] fine_tune_checkpoint.
 # In production the begin model is the best trial of the begin search, retrained on history.
 set -e
-cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python}"
+case "$PYTHON" in
+    /*) ;;
+    */*) PYTHON="$(pwd)/$PYTHON" ;;  # a relative path: from where the script was started
+esac
+cd "$(dirname "$0")"
 exec "$PYTHON" -m hpo_tools.trainer \
     --pipeline_config_path ../begin/pipeline.config \
     --model_dir ../../../../demo-begin-model \
