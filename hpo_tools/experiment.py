@@ -69,6 +69,7 @@ __all__ = [
     "run_experiment",
     "path_with_interpreter_first",
     "free_port",
+    "dispatcher_failure",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -1003,6 +1004,41 @@ def _hpo_dir_of(config: Any, experiment_id: str) -> Path | None:
     return base / experiment_id
 
 
+_DISPATCHER_EXIT = "Dispatcher exiting"
+_DISPATCHER_LOG_TAIL = 64 * 1024
+
+
+def dispatcher_failure(log_path: Path) -> str | None:
+    """Why NNI's dispatcher (the process running the tuner and the assessor) died, if it did.
+
+    When the tuner or assessor raises, the dispatcher logs the traceback and exits, but NNI's
+    manager keeps reporting the experiment as RUNNING and never submits another trial. Called
+    while the experiment has not ended, "Dispatcher exiting" in ``E/log/dispatcher.log`` means
+    exactly that.
+
+    Args:
+        log_path: ``E/log/dispatcher.log``.
+
+    Returns:
+        The last error line of the log (e.g. ``KeyError: 1``), or None when it did not exit.
+    """
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - _DISPATCHER_LOG_TAIL))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    if _DISPATCHER_EXIT not in text:
+        return None
+    before_exit = text[:text.rfind(_DISPATCHER_EXIT)].rstrip().splitlines()
+    for line in reversed(before_exit):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("[") and not line.startswith(" "):
+            return stripped  # the exception line closing the traceback
+    return "the dispatcher exited"
+
+
 def _poll(exp: Any) -> tuple[str, list[tuple[str, str, int | None]], list[str]]:
     from nni.experiment import rest
 
@@ -1104,6 +1140,13 @@ def run_experiment(
                             on_progress(snapshot)
                             last_line, last_print = line, elapsed
                     if experiment_finished(status, (s for _, s, _ in listed)):
+                        break
+                    failure = dispatcher_failure(files.root / "log" / "dispatcher.log")
+                    if failure is not None:
+                        status = "ERROR"
+                        errors.append(
+                            f"NNI's tuner/assessor process exited ({failure}); NNI would wait "
+                            f"forever: see {files.root / 'log' / 'dispatcher.log'}")
                         break
                     if timeout is not None and elapsed >= timeout:
                         timed_out = True

@@ -425,3 +425,31 @@ def test_cli_run_refuses_a_bad_experiment_config_with_exit_2(tmp_path, capsys):
     path = _write_yaml(tmp_path / "c.yml", "maxTrialNumbr: 3\n")
     assert main(["experiment", "run", str(path)]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------- dead dispatcher
+
+DISPATCHER_LOG = """\
+[2026-11-22 18:49:43] INFO (nni.runtime.msg_dispatcher_base/MainThread) Dispatcher started
+[2026-11-22 18:50:30] ERROR (nni.runtime.msg_dispatcher_base/Thread-1) 1
+Traceback (most recent call last):
+  File "nni/algorithms/hpo/tpe_tuner.py", line 197, in receive_trial_result
+    params = self._running_params.pop(parameter_id)
+             ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+KeyError: 1
+[2026-11-22 18:50:31] INFO (nni.runtime.msg_dispatcher_base/MainThread) Dispatcher exiting...
+"""
+
+
+def test_dispatcher_failure_names_the_exception_that_killed_it(tmp_path):
+    log = tmp_path / "dispatcher.log"
+    log.write_text(DISPATCHER_LOG)
+    # NNI keeps saying RUNNING after this; the log is the only sign the experiment is dead.
+    assert ex.dispatcher_failure(log) == "KeyError: 1"
+
+
+def test_running_dispatcher_is_no_failure(tmp_path):
+    log = tmp_path / "dispatcher.log"
+    log.write_text(DISPATCHER_LOG.split("[2026-11-22 18:50:30]")[0])
+    assert ex.dispatcher_failure(log) is None
+    assert ex.dispatcher_failure(tmp_path / "missing.log") is None

@@ -66,7 +66,8 @@ maxTrialNumber: 4
 maxTrialDuration: 90s
 experimentWorkingDirectory: {work}
 tuner:
-  name: TPE
+  codeDirectory: {core}
+  className: hpo_tools.tuners.SafeTpeTuner
   classArgs: {{optimize_mode: maximize, seed: 3}}
 assessor:
   codeDirectory: {core}
@@ -219,3 +220,36 @@ def test_cli_run_refuses_a_trial_file_that_does_not_check(tmp_path, capsys):
     assert code == 2
     assert "no_such_field" in capsys.readouterr().err
     assert not (tmp_path / "nni").exists()
+
+
+SLEEPER_INI = """\
+[platform_config]
+name=Local
+cmd1=python -c "import time; time.sleep(120)"
+
+[metric_config]
+metric_type=summary
+metric_source=${NNI_OUTPUT_DIR}/model/eval_val
+metric_dict={"auc": 1}
+optimize_mode=maximize
+"""
+
+
+def test_timeout_stops_the_experiment_and_every_trial_job(tmp_path, free_port):
+    (tmp_path / "trial.ini").write_text(SLEEPER_INI)
+    (tmp_path / "search_space.json").write_text(
+        json.dumps({"x": {"_type": "choice", "_value": [1, 2]}}))
+    config = tmp_path / "config.yml"
+    config.write_text(CONFIG_YML.format(work=tmp_path / "nni", core=REPO / "core"))
+    progress: list[ex.Snapshot] = []
+    result = ex.run_experiment(config, port=free_port, timeout=12, poll_interval=1.0,
+                               checker=None, on_progress=progress.append)
+    assert result.timed_out
+    # Both trials were running when the time was up...
+    assert max(s.count(ex.Outcome.RUNNING) for s in progress) == 2
+    # ...and the stop cancelled them: the runner recorded it, nothing succeeded, no best.
+    assert [v.outcome for v in result.snapshot.trials] == [ex.Outcome.CANCELLED] * 2
+    assert all(v.run.status == "cancelled" for v in result.snapshot.trials)
+    assert result.export is None
+    # No NNI manager, runner or sleeping job survives the stop.
+    assert _processes_of(result.experiment_id) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,9 +32,14 @@ REPO = HERE.parents[2]
 
 def _hpo_tools(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``hpo-tools ARGS`` with this interpreter, output streamed to the terminal."""
+    from hpo_tools.experiment import path_with_interpreter_first
+
     command = [sys.executable, "-m", "hpo_tools", *args]
     print(f"$ (cd {cwd} && hpo-tools {' '.join(args)})", flush=True)
-    return subprocess.run(command, cwd=cwd, text=True, check=False)
+    # `python -m hpo_tools.trainer` in trial.ini must find this interpreter, venv or not.
+    env = dict(os.environ, PATH=path_with_interpreter_first(os.environ.get("PATH", ""),
+                                                            sys.executable))
+    return subprocess.run(command, cwd=cwd, env=env, text=True, check=False)
 
 
 def _final(result_path: Path) -> dict[str, Any]:
