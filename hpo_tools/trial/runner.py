@@ -411,10 +411,12 @@ class _Run:
     def build_follower(self) -> Any:
         return build_follower(self.settings, self.context.paths.log_path, self.interval)
 
-    def report_new_steps(self) -> None:
+    def report_new_steps(self, *, last: bool = False) -> None:
+        """Report the steps scored since the last call; ``last`` also takes what a poll keeps
+        waiting for (a final log line without a newline), once the jobs are over."""
         if self.follower is None:
             return
-        for report in self.follower.poll():
+        for report in self.follower.drain() if last else self.follower.poll():
             self.outcome.intermediate.append(report.to_dict())
             # DEBUG, not INFO: trial.log feeds the stdout metric source, and a metric regex
             # must not match the runner's own echo of the values.
@@ -511,7 +513,7 @@ class _Run:
                 return
         self.check_cancelled()
         try:
-            self.report_new_steps()
+            self.report_new_steps(last=True)
             final = self.follower.close()
         except MetricReadError as err:
             self.outcome.status = "failed"

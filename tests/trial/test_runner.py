@@ -246,3 +246,18 @@ def test_unknown_metric_type_launches_nothing(tmp_path, write_trial):
     with pytest.raises(ConfigError, match=r"trial\.ini: \[metric_config\] metric_type.*summary"):
         run(trial, {}, tmp_path / "exp")
     assert not marker.exists()
+
+
+def test_a_last_stdout_step_without_newline_is_reported_as_intermediate(tmp_path, write_trial):
+    # printf leaves the last line unterminated: only the follower's final drain scores it.
+    trial = write_trial(
+        "[platform_config]\nname=Local\n"
+        "cmd1=printf 'eval auc=0.61\\neval auc=0.72'\n"
+        "[metric_config]\nmetric_type=stdout\n"
+        'metric_dict={"auc=([0-9.]+)": 1}\noptimize_mode=maximize\n'
+    )
+    outcome, reporter = run(trial, {}, tmp_path / "exp")
+    assert outcome.status == "succeeded"
+    # NNI must see every step the final score is made of, the unterminated last one included.
+    assert [r["default"] for r in reporter.intermediate] == pytest.approx([0.61, 0.72])
+    assert reporter.final["default"] == pytest.approx(0.72)
