@@ -368,3 +368,9 @@ def test_check_reports_a_search_key_that_does_not_resolve(
     problems = check_finetune_file("trial.ini", space, environ={})
     # Named once (not once per day), with the path that does not resolve.
     assert len(problems) == 1 and "adam_optimizer.lr" in problems[0], problems
+
+
+def test_unparsable_finetune_section_names_the_file(tmp_path: Path) -> None:
+    text = PLATFORM.replace("[finetune_config]\n", "[finetune_config]\nstart_time\n")
+    with pytest.raises(ConfigError, match=r"trial.ini: \[finetune_config\]: cannot parse"):
+        plan_of(tmp_path, text)

@@ -64,7 +64,7 @@ def is_finetune_text(text: str) -> bool:
     )
 
 
-def _split_sections(text: str) -> tuple[str, dict[str, str], list[str]]:
+def _split_sections(text: str, source: str) -> tuple[str, dict[str, str], list[str]]:
     """Remove ``[finetune_config]`` from ``text``; return the rest, its raw values, its keys."""
     kept: list[str] = []
     section_lines: list[str] = []
@@ -83,7 +83,8 @@ def _split_sections(text: str) -> tuple[str, dict[str, str], list[str]]:
     try:
         parser.read_string(f"[{FINETUNE_SECTION}]\n" + "\n".join(section_lines))
     except configparser.Error as err:
-        raise ConfigError(f"[{FINETUNE_SECTION}]: cannot parse: {err.message}") from err
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"{source}: [{FINETUNE_SECTION}]: cannot parse: {first}") from err
     values = dict(parser[FINETUNE_SECTION])
     return "\n".join(kept) + "\n", values, list(values)
 
@@ -382,7 +383,7 @@ def load_plan(
     rendered = templating.render_jinja(
         text, source=source, context={**variables.as_dict(), "env": env}
     )
-    rest, options, keys = _split_sections(rendered)
+    rest, options, keys = _split_sections(rendered, source)
     for key in keys:
         if key not in FINETUNE_KEYS:
             raise ConfigError(
