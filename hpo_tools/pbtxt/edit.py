@@ -732,18 +732,20 @@ class Document(Message):
             parts[-1 if last else 0] = text
 
     def _replace_field(self, body: Body, field: Field, text: str) -> None:
-        """Replace a field by the field(s) parsed from text, keeping the text before it."""
+        """Replace a field by the field(s) parsed from text, keeping its lines and comments."""
         lead_i = field.ni - 1
         indent = self._line_indent(field.ni)
-        lead = self._pieces[lead_i] if lead_i not in self._expand else ""
+        lead = self._edge_text(lead_i, last=True)
+        moved = ""
+        if lead is not None:
+            # The lines before the field (after the previous field's line) move with it.
+            q = _line_end(lead)
+            moved = lead[q:]
+            self._set_edge_text(lead_i, lead[:q], last=True)
         starts = None
-        if indent is not None and "\n" not in lead:
-            starts = indent[: len(indent) - len(lead)]
-        if lead_i not in self._expand:
-            text = lead + text
-            lo = lead_i
-        else:
-            lo = field.ni
+        if indent is not None and "\n" not in moved:
+            starts = indent[: len(indent) - len(moved)]
+        text = moved + text
         tail = self._edge_text(field.ei + 1, last=False)
         if tail is not None:
             # The rest of the field's line (a trailing comment) moves with the field.
@@ -752,8 +754,8 @@ class Document(Message):
             self._set_edge_text(field.ei + 1, tail[q:], last=False)
         span, root = self._graft(text, starts)
         self._changing(body)
-        self._blank(lo, field.ei)
-        self._expand[lo] = [span]
+        self._blank(field.ni, field.ei)
+        self._expand[field.ni] = [span]
         position = body.fields.index(field)
         body.fields[position:position + 1] = root.fields
         body.reset_index()
@@ -761,7 +763,13 @@ class Document(Message):
     def _replace_contents(self, body: Body, lines: list[str]) -> None:
         """Replace everything between a message's braces by the snippet lines."""
         nl = self._nl
-        close_lead = self._render(body.close_i - 1)
+        if body.close_i - 1 in self._expand:
+            # Spliced text sits before the '}': only its line structure is known for sure.
+            interior = self._render_range(body.open_i + 1, body.close_i)
+            outer = self._line_indent(body.owner.ni) if body.owner is not None else ""
+            close_lead = nl + (outer or "") if "\n" in interior else " "
+        else:
+            close_lead = self._pieces[body.close_i - 1]
         if "\n" in close_lead or len(lines) > 1:
             indent = self._child_indent(body)
             p = close_lead.rfind("\n")

@@ -408,7 +408,11 @@ def test_edit_sequences_on_one_document_match_fresh_documents(
             edits = {data.draw(st.sampled_from(messages_)): f"{{ s{step}: {step}\n t: 'x' }}"}
         else:
             parent = data.draw(st.sampled_from([""] + [m + "." for m in messages_]))
-            edits = {f"{parent}new{step}": data.draw(st.one_of(st.integers(), TEXT))}
+            value = data.draw(st.one_of(
+                st.integers(), TEXT, st.lists(st.integers(), max_size=3),
+                st.just(f"{{ inner{step}: {step} }}"), st.just("{\n a: 1\n b { c: 'd' }\n}"),
+            ))
+            edits = {f"{parent}new{step}": value}
         before = doc.to_text()
         fresh = Document.parse(before)
         fresh.apply(edits, allow_new_fields=True)
