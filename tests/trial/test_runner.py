@@ -248,16 +248,19 @@ def test_unknown_metric_type_launches_nothing(tmp_path, write_trial):
     assert not marker.exists()
 
 
-def test_a_last_stdout_step_without_newline_is_reported_as_intermediate(tmp_path, write_trial):
-    # printf leaves the last line unterminated: only the follower's final drain scores it.
+def test_a_last_step_only_the_final_drain_scores_is_reported_as_intermediate(
+    tmp_path, write_trial
+):
+    # The job writes its own log and leaves the last line unterminated: a poll waits for the
+    # newline, and only the follower's final drain scores that step.
     trial = write_trial(
         "[platform_config]\nname=Local\n"
-        "cmd1=printf 'eval auc=0.61\\neval auc=0.72'\n"
-        "[metric_config]\nmetric_type=stdout\n"
+        "cmd1=printf 'eval auc=0.61\\neval auc=0.72' > ${NNI_OUTPUT_DIR}/train.log\n"
+        "[metric_config]\nmetric_type=stdout\nmetric_source=${NNI_OUTPUT_DIR}/train.log\n"
         'metric_dict={"auc=([0-9.]+)": 1}\noptimize_mode=maximize\n'
     )
     outcome, reporter = run(trial, {}, tmp_path / "exp")
-    assert outcome.status == "succeeded"
+    assert outcome.status == "succeeded", outcome.message
     # NNI must see every step the final score is made of, the unterminated last one included.
     assert [r["default"] for r in reporter.intermediate] == pytest.approx([0.61, 0.72])
     assert reporter.final["default"] == pytest.approx(0.72)
