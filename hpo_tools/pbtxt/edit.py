@@ -167,7 +167,6 @@ class Document(Message):
         "_expand",
         "_items_cache",
         "_cond_cache",
-        "_deps",
         "_nl",
         "_unit",
         "_undo",
@@ -191,7 +190,6 @@ class Document(Message):
         self._expand: dict[int, list[Union[str, tuple[int, int]]]] = {}
         self._items_cache: dict[tuple[int, str], list[_Item]] = {}
         self._cond_cache: dict[tuple[int, str, str], Any] = {}
-        self._deps: dict[int, list[tuple[int, str, str]]] = {}
         self._nl = "\r\n" if "\r\n" in text else "\n"
         self._unit: Optional[str] = None
         self._undo: Optional[list[Callable[[], None]]] = None
@@ -427,14 +425,17 @@ class Document(Message):
         return None
 
     def _condition_entries(self, body: Body, name: str, items: list[_Item], key: Path) -> Any:
-        """Per item: (piece index, number or None, text, is_bool) of the key, or None; cached."""
+        """Per item: (number or None, text, is_bool) of the key, or None; cached.
+
+        The entry is [values, equality index (built on first use), pieces read].
+        """
         cache_key = (id(body), name, key.text)
         entry = self._cond_cache.get(cache_key)
         if entry is not None:
             return entry
         pieces = self._pieces
         values: list[Optional[tuple[Optional[float], str, bool]]] = []
-        deps = self._deps
+        read: list[int] = []
         memo: dict[str, tuple[Optional[float], str, bool]] = {}
         for item in items:
             node = _node(item)
@@ -442,11 +443,7 @@ class Document(Message):
             if t is None:
                 values.append(None)
                 continue
-            dep = deps.get(t)
-            if dep is None:
-                deps[t] = [cache_key]
-            else:
-                dep.append(cache_key)
+            read.append(t)
             token = pieces[t]
             if token[:1] in QUOTES:
                 if "\\" not in token and pieces[t + 2][:1] not in QUOTES:
@@ -458,7 +455,7 @@ class Document(Message):
                 if found is None:
                     found = memo[token] = _comparable(pieces, t)
                 values.append(found)
-        entry = [values, None]
+        entry = [values, None, set(read)]
         self._cond_cache[cache_key] = entry
         return entry
 
@@ -529,17 +526,12 @@ class Document(Message):
             )
         return matched
 
-    def _invalidate(self, lo: int, hi: int) -> None:
-        """Forget cached condition keys read from pieces lo..hi."""
-        deps = self._deps
-        if not deps:
-            return
-        for t in range(lo, hi + 1):
-            keys = deps.pop(t, None)
-            if keys:
-                for key in keys:
-                    self._cond_cache.pop(key, None)
-
+    def _invalidate(self, written: set[int]) -> None:
+        """Forget cached condition keys read from any of the written pieces."""
+        cache = self._cond_cache
+        if cache:
+            for key in [k for k, entry in cache.items() if not entry[2].isdisjoint(written)]:
+                del cache[key]
 
     # -- structural edits (used by _Editor) ------------------------------------------------------
     def _reload(self, text: str) -> None:
@@ -556,7 +548,6 @@ class Document(Message):
     def _forget(self) -> None:
         self._items_cache.clear()
         self._cond_cache.clear()
-        self._deps.clear()
 
     def _snapshot(self) -> tuple[Any, ...]:
         return (list(self._pieces), {k: list(v) for k, v in self._expand.items()}, self._root,
@@ -1052,6 +1043,8 @@ class _Editor:
         plans += [self.plan_creation(path, c, value) for c in creations]
         for t, literal in writes:
             self.write_scalar(t, literal)
+        if writes:
+            doc._invalidate({t for t, _ in writes})
         for plan in plans:
             plan()
 
@@ -1476,7 +1469,6 @@ class _Editor:
         pieces[t] = literal
         for i in range(t + 1, end + 1):
             pieces[i] = ""
-        doc._invalidate(t, end)
 
     def replace_all(self, body: Body, name: str, fields: list[Field], lits: list[str]) -> None:
         """Make the repeated scalar field `name` hold exactly `lits`."""
@@ -1502,6 +1494,7 @@ class _Editor:
         shared = min(len(fields), len(lits))
         for f, lit in zip(fields[:shared], lits[:shared]):
             self.write_scalar(f.value, lit)
+        doc._invalidate({f.value for f in fields[:shared]})
         for f in fields[shared:]:
             doc._delete_field(body, f)
         if len(lits) > len(fields):

@@ -590,3 +590,13 @@ def test_fields_created_in_an_emptied_message_are_laid_out_in_lines() -> None:
 def test_new_field_in_empty_message_keeps_its_comment() -> None:
     out = edit({"m.a": 1}, "m {  # c\r\n}\r\n", allow_new_fields=True)
     assert out == "m {  # c\r\n  a: 1\r\n}\r\n"
+
+
+def test_condition_sees_list_elements_rewritten_in_place() -> None:
+    # A same-length list rewrite changes values without changing structure; the cached condition
+    # keys must still be refreshed.
+    text = 'f { k: 1 k: 2 v: 0 }\nf { k: 3 k: 4 v: 0 }\n'
+    doc = Document.parse(text)
+    assert doc.get("f[k=2].v") == [0]
+    doc.apply({"f[0].k": [5, 6], "f[k=6].v": 9})
+    assert doc.get("f[:].v") == [9, 0]
