@@ -268,6 +268,7 @@ def train_and_evaluate(
 
     from hpo_tools.trainer.model import RecModel
 
+    loading = time.monotonic()
     train = load_table(settings.train_input_path, settings)
     evaluation = load_table(settings.eval_input_path, settings)
     if settings.eval_num_examples and settings.eval_num_examples < evaluation.rows:
@@ -338,8 +339,9 @@ def train_and_evaluate(
     saved: list[str] = []
     step = int(step_var.numpy())
     per_epoch = math.ceil(train.rows / settings.batch_size)
-    _logger.info("train rows=%d eval rows=%d steps=%d..%d batch_size=%d", train.rows,
-                 evaluation.rows, step, max_steps, settings.batch_size)
+    _logger.info("train rows=%d eval rows=%d steps=%d..%d batch_size=%d (data and model ready "
+                 "in %.1f s)", train.rows, evaluation.rows, step, max_steps, settings.batch_size,
+                 time.monotonic() - loading)
     began = time.monotonic()
     try:
         while step < max_steps:

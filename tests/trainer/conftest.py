@@ -8,8 +8,6 @@ import pytest
 
 from hpo_tools.trainer.data import write_dataset
 
-pytest.importorskip("tensorflow")
-
 _FIELDS = """
   input_fields { input_name: "clk" input_type: INT32 default_val: "0" }
   input_fields { input_name: "buy" input_type: INT64 default_val: "0" }

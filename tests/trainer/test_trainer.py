@@ -15,9 +15,12 @@ import pytest
 
 from hpo_tools.errors import ConfigError
 from hpo_tools.pbtxt import Document
-from hpo_tools.trainer.config import OptimizerSpec, settings_from_document
-from hpo_tools.trainer.train import EVAL_DIR, train_and_evaluate
-from tests.trainer.conftest import DBMTL, DEEPFM, make_config
+
+pytest.importorskip("tensorflow")  # the `trainer` extra
+
+from hpo_tools.trainer.config import OptimizerSpec, settings_from_document  # noqa: E402
+from hpo_tools.trainer.train import EVAL_DIR, train_and_evaluate  # noqa: E402
+from tests.trainer.conftest import DBMTL, DEEPFM, FEATURES, RAW_PLAIN, make_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -272,3 +275,14 @@ def test_dbmtl_and_deepfm_configs_read_without_tensorflow_names(tiny_data):
     assert dbmtl.model.towers[1].relation_tower_names == ("ctr",)
     assert dbmtl.model.towers[1].weight == 0.5
     assert deepfm.model.groups["wide"] == ("user_id", "item_id", "gender", "price")
+
+
+def test_feature_config_features_is_read_like_feature_configs(tiny_data):
+    text = make_config(tiny_data)
+    every = FEATURES + RAW_PLAIN
+    nested = every.replace("feature_configs {", "features {")
+    # EasyRec's newer spelling: feature_config { features { ... } }.
+    converted = text.replace(every, f"feature_config {{ {nested} }}")
+    assert converted != text
+    flat, wrapped = _settings(text), _settings(converted)
+    assert wrapped.features == flat.features
