@@ -374,3 +374,59 @@ def test_unparsable_finetune_section_names_the_file(tmp_path: Path) -> None:
     text = PLATFORM.replace("[finetune_config]\n", "[finetune_config]\nstart_time\n")
     with pytest.raises(ConfigError, match=r"trial.ini: \[finetune_config\]: cannot parse"):
         plan_of(tmp_path, text)
+
+
+def test_hpo_tools_run_runs_a_finetune_file(tmp_path: Path, capsys, no_nni) -> None:
+    from hpo_tools.cli import main
+
+    text = f"""\
+[finetune_config]
+start_time=20220630
+end_time=20220701
+model_dir=${{NNI_OUTPUT_DIR}}/model/{{bizdate}}
+fine_tune_checkpoint=/models/begin
+
+[platform_config]
+name=Local
+cmd1=echo from {{fine_tune_checkpoint}} && {TRAIN} --lr ${{lr}} --model_dir {{model_dir}}
+    --steps 1 --sleep 0
+
+[metric_config]
+metric_source={{model_dir}}/eval_val
+metric_dict={{"auc": 1}}
+"""
+    code = main(["run", "--config", str(write(tmp_path, text)), "--params", '{"lr": 0.01}',
+                 "--exp_dir", str(tmp_path / "exp"), "--interval", "0.1"])
+    out = capsys.readouterr().out
+    # The standalone debug command takes finetune files too: one result per day, then the mean.
+    assert code == 0, out
+    assert "intermediate result 2:" in out and "final result:" in out
+
+
+def test_a_failed_days_message_and_files_never_show_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cretFinetuneValue42"
+    monkeypatch.setenv("HPO_TEST_ACCESS_KEY_SECRET", secret)
+    text = """\
+[finetune_config]
+model_dir=${NNI_OUTPUT_DIR}/model/{bizdate}
+fine_tune_checkpoint=/models/begin
+
+[platform_config]
+name=Local
+cmd1=echo key ${HPO_TEST_ACCESS_KEY_SECRET} from {fine_tune_checkpoint} && false
+
+[metric_config]
+metric_source={model_dir}/eval_val
+metric_dict={"auc": 1}
+"""
+    reporter = ConsoleReporter({}, trial_id="secret")
+    outcome = run_finetune_file(write(tmp_path, text), reporter, exp_dir=tmp_path / "exp",
+                                interval=0.1, start_time="20220601", end_time="20220602")
+    assert outcome.status == "failed"
+    # The message names the command, with the credential masked.
+    assert "cmd1: echo key *** from" in outcome.message and secret not in outcome.message
+    for path in (tmp_path / "exp").rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
