@@ -595,8 +595,8 @@ class Document(Message):
         p = lead.rfind("\n")
         if p >= 0:
             return lead[p + 1:]
-        if i == 1 and not lead.strip():
-            return lead
+        if i == 1 and not lead.strip(" \t\f\v\ufeff"):
+            return lead.replace("\ufeff", "")
         start = self._line_start.get(i - 1)
         return None if start is None else start + lead
 

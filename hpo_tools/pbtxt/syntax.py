@@ -52,13 +52,14 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-# One pattern for the whole text: (trivia)(token). A token is a quoted string, a word (identifier
+# One pattern for the whole text: (trivia)(token). Trivia is whitespace (a byte-order mark
+# counts as whitespace) and comments. A token is a quoted string, a word (identifier
 # or number: letters, digits, '.', '+', '-'), a ${placeholder}, any other single character
 # (punctuation, or garbage the parser reports), or the empty match at the end of the text.
 TOKEN_RE = re.compile(
-    r"((?:[ \t\r\n\f\v]+|#[^\r\n]*)*)"
+    r"((?:[ \t\r\n\f\v\ufeff]+|#[^\r\n]*)*)"
     r"(\"(?:[^\"\\\r\n]|\\.)*\"|'(?:[^'\\\r\n]|\\.)*'|[\w.+-]+|\$\{[^}\r\n]*\}"
-    r"|[^ \t\r\n\f\v#]|\Z)"
+    r"|[^ \t\r\n\f\v\ufeff#]|\Z)"
 )
 IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _EXT_PART_RE = re.compile(r"[A-Za-z0-9_.]+\Z")

@@ -600,3 +600,8 @@ def test_condition_sees_list_elements_rewritten_in_place() -> None:
     assert doc.get("f[k=2].v") == [0]
     doc.apply({"f[0].k": [5, 6], "f[k=6].v": 9})
     assert doc.get("f[:].v") == [9, 0]
+
+
+def test_byte_order_mark_stays_first_and_out_of_new_lines() -> None:
+    out = edit({"b": 2}, "\ufeffa: 1", allow_new_fields=True)
+    assert out == "\ufeffa: 1\nb: 2"

@@ -55,6 +55,7 @@ def test_every_config_in_the_repository_round_trips(path: Path) -> None:
         "a: [ ]",
         "  \t a  :  'x'  \"y\"  # t\n",
         "m: [{a: 1}, {}]",
+        "\ufeffa: 1\n",  # a byte-order mark from a Windows editor
     ],
 )
 def test_small_texts_round_trip(text: str) -> None:
