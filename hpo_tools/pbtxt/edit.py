@@ -1186,7 +1186,9 @@ class _Editor:
             if isinstance(value, (int, float)):
                 return _format_float(float(value))
             text = str(value).strip()
-            if INT_RE.match(text) or FLOAT_RE.match(text) or SPECIAL_FLOAT_RE.match(text):
+            if INT_RE.match(text):
+                return _format_float(float(parse_int_word(text)))
+            if FLOAT_RE.match(text) or SPECIAL_FLOAT_RE.match(text):
                 return _format_float(parse_float_word(text))
             raise self.value_error(path, part, value, "a number")
         if kind == "bool":

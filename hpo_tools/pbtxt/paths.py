@@ -115,10 +115,6 @@ class Path:
     text: str
     steps: tuple[Step, ...]
 
-    def prefix(self, n: int) -> str:
-        """The text of the first n steps (for messages)."""
-        return ".".join(step.text for step in self.steps[:n])
-
     def __str__(self) -> str:
         return self.text
 

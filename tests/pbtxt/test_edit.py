@@ -176,6 +176,8 @@ def test_feature_configs_path_edits_feature_config_features() -> None:
         (LR, 1, "initial_learning_rate: 1.0"),  # a float field prints as a float
         (LR, "1e-6", "initial_learning_rate: 1e-06"),
         (LR, 0.5, "initial_learning_rate: 0.5"),
+        (LR, "0x10", "initial_learning_rate: 16.0"),
+        (LR, "-inf", "initial_learning_rate: -inf"),
         ("feature_configs[0].embedding_dim", "24", "embedding_dim: 24"),
         ("feature_configs[0].embedding_dim", 24.0, "embedding_dim: 24"),  # quniform gives floats
         ("model_dir", "new/dir", 'model_dir: "new/dir"'),
