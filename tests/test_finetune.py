@@ -188,6 +188,11 @@ def test_three_days_chain_fail_on_day_two_then_resume(tmp_path: Path) -> None:
     assert [entry["day"] for entry in result["intermediate"]] == ["20220614", "20220615",
                                                                    "20220616"]
     assert result["status"] == "succeeded"
+    # params.json: the parameters and the last day's edited config (what `experiment best`
+    # exports).
+    own = json.loads((trial_dir / "params.json").read_text())
+    assert own["params"] == params
+    assert own["configs"] == [str(days / "20220616" / "pipeline.config")]
     # Each day's edited config carries the trial's learning rate.
     edited = (days / "20220616" / "pipeline.config").read_text()
     assert re.search(r"learning_rate:\s*0\.002\b", edited)

@@ -72,6 +72,15 @@ def _report(data: Mapping[str, Any]) -> Any:
     )
 
 
+def _previous_configs(path: Path) -> list[str]:
+    """The configs an earlier run of the trial named (kept when resuming)."""
+    try:
+        configs = json.loads(path.read_text(encoding="utf-8")).get("configs")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(c) for c in configs] if isinstance(configs, list) else []
+
+
 def _open_registry(context: TrialContext, platform: str) -> tuple[Any, Any, RegistryAdapter]:
     from hpo_tools.jobs import JobRegistry
 
@@ -161,7 +170,7 @@ def run_finetune(
             },
         )
 
-    write_params([])
+    write_params(_previous_configs(context.paths.params_path) if resume else [])
     reports = []
     for index, day in enumerate(plan.days):
         chain = chain_first_day if index == 0 else True
