@@ -331,9 +331,11 @@ def _read_feature(r: _Reader, msg: Any, path: str, fields: dict[str, InputField]
 
 
 def _read_features(r: _Reader, doc: Any, fields: dict[str, InputField]) -> tuple[FeatureSpec, ...]:
-    if doc.has("feature_configs") and doc.has("feature_config"):
+    # field_names(), not has(): the editor aliases feature_configs <-> feature_config.features.
+    present = set(doc.field_names())
+    if {"feature_configs", "feature_config"} <= present:
         raise r.fail("feature_config", "give either feature_configs or feature_config, not both")
-    if doc.has("feature_config"):
+    if "feature_config" in present:
         holder = doc.get_one("feature_config")
         r.check_fields(holder, "feature_config", {"features"})
         items, base = holder.get("features"), "feature_config.features"
