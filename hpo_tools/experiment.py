@@ -701,10 +701,16 @@ def load_experiment_config(path: str | os.PathLike[str], working_dir: str | None
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: experiment config not found")
+    from nni.experiment.config import utils as nni_config_utils
+
     try:
         config = ExperimentConfig.load(str(path))
     except Exception as err:  # NNI raises AttributeError/ValueError/yaml errors alike
         raise ConfigError(f"{path}: not a valid NNI experiment config: {_one_line(err)}") from err
+    finally:
+        # NNI leaves its relative-path base set when loading fails, and every later load in
+        # this process then fails with a bare AssertionError.
+        nni_config_utils.unset_base_path()
     if working_dir is not None:
         config.experiment_working_directory = str(Path(working_dir).expanduser().resolve())
     try:

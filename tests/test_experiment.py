@@ -376,6 +376,14 @@ def test_unknown_key_in_experiment_config_is_a_config_error(tmp_path):
         ex.load_experiment_config(path)
 
 
+def test_a_failed_load_does_not_break_the_next_one(tmp_path):
+    with pytest.raises(ConfigError):
+        ex.load_experiment_config(_write_yaml(tmp_path / "bad.yml", "maxTrialNumbr: 3\n"))
+    # NNI leaves global state behind on a failed load; the next good file must still load.
+    config = ex.load_experiment_config(_write_yaml(tmp_path / "good.yml"))
+    assert config.trial_concurrency == 1
+
+
 def test_missing_experiment_config_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="experiment config not found"):
         ex.load_experiment_config(tmp_path / "none.yml")
@@ -453,3 +461,53 @@ def test_running_dispatcher_is_no_failure(tmp_path):
     log.write_text(DISPATCHER_LOG.split("[2026-11-22 18:50:30]")[0])
     assert ex.dispatcher_failure(log) is None
     assert ex.dispatcher_failure(tmp_path / "missing.log") is None
+
+
+# ----------------------------------------------------------------------- the shipped examples
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "search"
+MC_ENV = {
+    "OSS_ENDPOINT": "oss-cn-hangzhou.aliyuncs.com", "OSS_ACCESS_KEY_ID": "AKIDfake",
+    "OSS_ACCESS_KEY_SECRET": "secretfake", "OSS_BUCKET": "my-bucket",
+    "ODPS_PROJECT": "my_project", "ODPS_ENDPOINT": "http://service.example/api",
+    "PAI_ROLE_ARN": "acs:ram::1:role/r",
+}
+
+
+@pytest.mark.parametrize("example", ["local_easyrec", "maxcompute_easyrec"])
+def test_example_experiment_configs_load_and_maximize(example):
+    config = ex.load_experiment_config(EXAMPLES / example / "begin" / "config.yml")
+    canonical = config.canonical_copy()
+    # TPE minimizes unless told; AUC must be maximized by tuner and assessor alike.
+    assert canonical.tuner.class_args["optimize_mode"] == "maximize"
+    assert canonical.assessor.class_args["optimize_mode"] == "maximize"
+    assert canonical.assessor.class_name == "pai_assessor.PAIAssessor"
+    assert canonical.trial_concurrency == 2 and canonical.max_trial_number >= 8
+    trial_file = ex.trial_file_from_command(canonical.trial_command,
+                                            canonical.trial_code_directory)
+    assert trial_file.is_file()
+
+
+def test_local_example_checks_at_every_corner(monkeypatch):
+    from hpo_tools.trial.check import check_trial_file
+
+    begin = EXAMPLES / "local_easyrec" / "begin"
+    monkeypatch.chdir(begin)  # where the trials run
+    assert check_trial_file("trial.ini", "search_space.json") == []
+
+
+def test_maxcompute_example_checks_against_its_base_config_on_oss(monkeypatch):
+    from hpo_tools import storage
+    from hpo_tools.testing.oss import FakeBucket
+    from hpo_tools.trial.check import check_trial_file
+
+    base = (Path(__file__).resolve().parents[1] / "samples" / "pipeline.config").read_bytes()
+    bucket = FakeBucket("my-bucket", {"hpo_tools_example/dbmtl/pipeline.config": base})
+    monkeypatch.setattr(storage, "_default",
+                        lambda: storage.Storage(bucket_factory=lambda name: bucket))
+    for name, value in MC_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(EXAMPLES / "maxcompute_easyrec" / "begin")
+    # With the keys in the environment, every ${VAR} resolves and every searched key fits
+    # samples/pipeline.config as uploaded to OSS (README step 3).
+    assert check_trial_file("config_begin.ini", "search_space.json") == []
