@@ -761,7 +761,7 @@ class Document(Message):
             close_lead = nl + (outer or "") if "\n" in interior else " "
         else:
             close_lead = self._pieces[body.close_i - 1]
-        if "\n" in close_lead or len(lines) > 1:
+        if "\n" in close_lead or len(lines) > 1 or any("#" in line for line in lines):
             indent = self._child_indent(body)
             p = close_lead.rfind("\n")
             if p >= 0:
@@ -1447,8 +1447,10 @@ class _Editor:
                 return f"{name}: [{', '.join(lits)}]"
             if not lines:
                 return f"{name} {{ }}"
-            if indent is None or len(lines) == 1:
+            commented = any("#" in line for line in lines)  # a comment must end its line
+            if (indent is None or len(lines) == 1) and not commented:
                 return f"{name} {{ {' '.join(line.strip() for line in lines)} }}"
+            indent = indent or ""
             inner = "".join(nl + (indent + doc._indent_unit() + line if line.strip() else "")
                             for line in lines)
             return f"{name} {{{inner}{nl}{indent}}}"

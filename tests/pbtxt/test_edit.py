@@ -607,3 +607,12 @@ def test_condition_sees_list_elements_rewritten_in_place() -> None:
 def test_byte_order_mark_stays_first_and_out_of_new_lines() -> None:
     out = edit({"b": 2}, "\ufeffa: 1", allow_new_fields=True)
     assert out == "\ufeffa: 1\nb: 2"
+
+
+def test_snippet_with_a_comment_never_comments_out_the_closing_brace() -> None:
+    # An inline message given a snippet with a comment must still end with its own '}'.
+    out = edit({"m": "{ a: 1  # why\n}", "n.x": "{ b: 2  # because\n}"}, "m { }\nn { }\n",
+               allow_new_fields=True)
+    doc = Document.parse(out)
+    assert doc.get("m.a") == [1] and doc.get("n.x.b") == [2]
+    assert "# why" in out and "# because" in out

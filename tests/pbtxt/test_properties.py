@@ -405,12 +405,15 @@ def test_edit_sequences_on_one_document_match_fresh_documents(
                 continue
             edits = {path: data.draw(st.lists(_like(old[0]), max_size=4))}
         elif op == "snippet" and messages_:
-            edits = {data.draw(st.sampled_from(messages_)): f"{{ s{step}: {step}\n t: 'x' }}"}
+            snippet = data.draw(st.sampled_from([f"{{ s{step}: {step}\n t: 'x' }}",
+                                                 f"{{ s{step}: {step}  # c\n}}"]))
+            edits = {data.draw(st.sampled_from(messages_)): snippet}
         else:
             parent = data.draw(st.sampled_from([""] + [m + "." for m in messages_]))
             value = data.draw(st.one_of(
                 st.integers(), TEXT, st.lists(st.integers(), max_size=3),
                 st.just(f"{{ inner{step}: {step} }}"), st.just("{\n a: 1\n b { c: 'd' }\n}"),
+                st.just("{ a: 1  # a comment ends its line }\n}"),
             ))
             edits = {f"{parent}new{step}": value}
         before = doc.to_text()
