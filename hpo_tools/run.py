@@ -2,7 +2,9 @@
 
 Runs one trial: parameters from NNI when running under NNI (``NNI_PLATFORM`` set), else the
 empty parameter set with results printed (use ``hpo-tools run --params`` to choose them). Exit
-codes: 0 succeeded, 1 failed, 2 bad trial file (nothing launched), 128+N stopped by signal N.
+codes: 0 succeeded, 1 failed, 2 bad trial file (nothing launched). A trial stopped by SIGINT or
+SIGTERM cancels its jobs and then dies by that same signal (a shell shows 130 or 143): NNI records
+a trial that dies by a signal as USER_CANCELED, but one that exits 130 as FAILED.
 
 A finetune trial (docs/finetune.md) runs day by day when ``--start_time``/``--end_time`` are
 given or the file has days of its own.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +28,7 @@ from hpo_tools.errors import HpoError
 if TYPE_CHECKING:
     from hpo_tools.trial.reporter import Reporter
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "exit_like"]
 
 _logger = logging.getLogger(__name__)
 
@@ -134,5 +137,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return outcome.exit_code
 
 
+def exit_like(code: int) -> None:
+    """End the process with ``code``; ``128 + SIGINT|SIGTERM`` dies by that signal instead.
+
+    NNI 3.0 records a trial that exits non-zero as FAILED and one killed by a signal as
+    USER_CANCELED (API-NOTES §0.2), which is what a trial stopped by the assessor or the user is.
+    The jobs are already cancelled when this runs.
+    """
+    signum = code - 128
+    if signum in (signal.SIGINT, signal.SIGTERM):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_like(main())

@@ -161,9 +161,6 @@ def test_at_least_one_bad_trial_is_stopped_by_the_assessor(experiment: dict) -> 
         assert experiment["trials"][trial_id] in ("USER_CANCELED", "FAILED")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the runner exits 130 after SIGINT instead of dying by the signal, so NNI records FAILED "
-    "(API-NOTES 0.2); remove this marker once the runner re-raises SIGINT"))
 def test_stopped_trials_show_user_canceled_in_nni(experiment: dict) -> None:
     stopped = {d["trial_id"] for d in experiment["decisions"]}
     assert stopped
