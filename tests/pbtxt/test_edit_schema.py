@@ -3,11 +3,14 @@ agreement with schema-less mode and with google.protobuf.text_format."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.protobuf import message_factory, text_format
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hpo_tools.errors import ConfigPathError
 from hpo_tools.pbtxt import Document, apply_edits
@@ -232,3 +235,54 @@ def test_schema_unknown_field_is_not_created_even_with_allow_new_fields(schema: 
 def test_schema_accepts_a_message_class_too(schema: Any) -> None:
     cls = message_factory.GetMessageClass(schema)
     assert edit({LR: 0.5}, cls) == edit({LR: 0.5}, schema)
+
+
+# -- property: protobuf sees exactly the one value we changed -----------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "pipeline.config"
+
+
+def _scalar_elements(msg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(path, value, literal) of every scalar element of a document view."""
+    out = []
+    for name in msg.field_names():
+        values = msg.get(name)
+        texts = msg.get_text(name)
+        for i, (value, text) in enumerate(zip(values, texts)):
+            path = f"{prefix}{name}[{i}]" if len(values) > 1 else f"{prefix}{name}"
+            if hasattr(value, "field_names"):
+                out += _scalar_elements(value, path + ".")
+            else:
+                out.append((path, value, text))
+    return out
+
+
+def _new_value(value: Any, literal: str) -> st.SearchStrategy[Any]:
+    if isinstance(value, bool):
+        return st.just(not value)
+    if isinstance(value, int):
+        return st.integers(0, 100000).filter(lambda v: v != value)
+    if isinstance(value, float):
+        return st.floats(0.0, 10.0).filter(lambda v: v != value)
+    if literal[:1] in "\"'":
+        return st.text(max_size=10).filter(lambda v: v != value)
+    return st.nothing()  # enum names are covered by the tests above
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="samples/pipeline.config not there yet")
+@settings(max_examples=int(os.environ.get("HPO_PBTXT_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_schema_edit_changes_exactly_one_value_as_protobuf_sees_it(data: Any) -> None:
+    schema = load_schema(proto_path=PROTOS, message="easyrec_like.EasyRecConfig")
+    text = SAMPLE.read_text(encoding="utf-8")
+    candidates = [c for c in _scalar_elements(Document.parse(text))
+                  if not isinstance(c[1], str) or c[2][:1] in "\"'"]
+    path, value, literal = data.draw(st.sampled_from(candidates))
+    new = data.draw(_new_value(value, literal))
+    out = apply_edits(text, {path: new}, schema=schema)
+    before = text_format.MessageToString(parsed(schema, text), as_utf8=True).split("\n")
+    after = text_format.MessageToString(parsed(schema, out), as_utf8=True).split("\n")
+    # protobuf's own printing of the two configs differs in exactly one line: the edited value.
+    assert len(before) == len(after)
+    assert sum(a != b for a, b in zip(before, after)) == 1, path
