@@ -20,7 +20,7 @@ The same arguments always give byte-identical files.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to ``parser``."""
-    from hpo_tools.trainer.data import DEFAULT_END_DATE
+    from hpo_tools.trainer import DEFAULT_END_DATE
 
     parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write into")
     parser.add_argument("--days", type=int, default=8, help="number of days (default: 8)")

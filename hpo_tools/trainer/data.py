@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hpo_tools.errors import ConfigError, StorageError
+from hpo_tools.trainer import DEFAULT_END_DATE
 
 __all__ = [
     "COLUMNS",
@@ -52,9 +53,6 @@ COLUMNS: tuple[str, ...] = (
 
 #: Dimension of the latent user/item taste vectors: embeddings much smaller than this underfit.
 LATENT_DIM = 8
-
-#: The last day written when ``end_date`` is not given (fixed, so output is reproducible).
-DEFAULT_END_DATE = "20220617"
 
 
 @dataclass(frozen=True)
