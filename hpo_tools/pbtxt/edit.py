@@ -291,6 +291,7 @@ class Document(Message):
         first = steps[0]
         if first.name == "feature_configs" and "feature_configs" not in index:
             if "feature_config" in index:
+                _logger.debug("%s: feature_configs read as feature_config.features", path.text)
                 new = (
                     Step("feature_config", (), "feature_config"),
                     Step("features", first.selectors, first.text.replace(
@@ -305,6 +306,7 @@ class Document(Message):
             and "feature_config" not in index
             and "feature_configs" in index
         ):
+            _logger.debug("%s: feature_config.features read as feature_configs", path.text)
             new_first = Step("feature_configs", steps[1].selectors,
                              steps[1].text.replace("features", "feature_configs", 1))
             return Path(path.text, (new_first,) + steps[2:])
