@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import textwrap
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union
@@ -1212,6 +1213,10 @@ class _Editor:
         # "any": a new field or a ${placeholder} with no type known.
         if isinstance(value, (bool, int, float)):
             return _plain(value)
+        if isinstance(value, numbers.Integral):  # numpy integers from a tuner
+            return str(int(value))
+        if isinstance(value, numbers.Real):
+            return _format_float(float(value))
         text = str(value)
         if text.startswith("enum:"):
             return self.to_enum(path, part, text, None)

@@ -616,3 +616,10 @@ def test_snippet_with_a_comment_never_comments_out_the_closing_brace() -> None:
     doc = Document.parse(out)
     assert doc.get("m.a") == [1] and doc.get("n.x.b") == [2]
     assert "# why" in out and "# because" in out
+
+
+def test_numpy_numbers_are_written_bare_in_new_fields() -> None:
+    np = pytest.importorskip("numpy")
+    out = edit({"train_config.a": np.int64(3), "train_config.b": np.float32(0.5)},
+               allow_new_fields=True)
+    assert "  a: 3\n  b: 0.5\n}" in out
