@@ -81,22 +81,6 @@ def _previous_configs(path: Path) -> list[str]:
     return [str(c) for c in configs] if isinstance(configs, list) else []
 
 
-def _open_registry(context: TrialContext, platform: str) -> tuple[Any, Any, RegistryAdapter]:
-    from hpo_tools.jobs import JobRegistry
-
-    registry = JobRegistry(context.paths.experiment_dir)
-    record = registry.load(context.trial_id)
-    if record is None:
-        record = registry.new(
-            context.trial_id,
-            experiment_id=context.exp_id,
-            trial_dir=context.paths.trial_dir,
-            platform=platform,
-        )
-        registry.save(record)
-    return registry, record, RegistryAdapter(registry, record)
-
-
 def _failed_command(message: str, settings: Any) -> str:
     name = message.split(" ", 1)[0] if message else ""
     for command in settings.commands:
@@ -146,7 +130,8 @@ def run_finetune(
     first = plan.day_settings(plan.days[0], chain_first_day=chain_first_day)
     if resume is None:
         resume = plan.resume or first.resume
-    registry, record, adapter = _open_registry(context, first.platform)
+    adapter = RegistryAdapter.open(context, platform=first.platform)
+    registry, record = adapter.registry, adapter.record
     again = {day.bizdate for day in retrain}
     if again & set(record.finished_stages):
         record.finished_stages[:] = [d for d in record.finished_stages if d not in again]

@@ -777,6 +777,16 @@ class RegistryAdapter:
             registry.save(record)
         return cls(registry, record)
 
+    @property
+    def registry(self) -> Any:
+        """The :class:`~hpo_tools.jobs.JobRegistry` the record lives in."""
+        return self._registry
+
+    @property
+    def record(self) -> Any:
+        """The trial's :class:`~hpo_tools.jobs.TrialRecord` (finetune keeps its days there)."""
+        return self._record
+
     def succeeded_commands(self) -> set[int]:
         """1-based positions of the commands whose latest job succeeded."""
         return set(self._registry.succeeded_commands(self._record.trial_id))
