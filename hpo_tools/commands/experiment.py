@@ -17,7 +17,9 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       NNI's Python API, prints a progress line whenever something changes, waits for the end,
       prints a summary table, writes the best trial's parameters and its edited training config
       to <experiment dir>/best/ (best_params.json, best_trial.json, pipeline.config) and stops
-      the experiment, also on Ctrl-C. Exit 0 when at least one trial succeeded, 1 otherwise.
+      the experiment, also on Ctrl-C. Exit 0 when at least one trial succeeded, 1 otherwise
+      (also when NNI's tuner/assessor process died), 2 on bad input (nothing started), 130
+      after Ctrl-C or SIGTERM.
 
   hpo-tools experiment best ID [--experiment-dir DIR] [--mode maximize|minimize]
       Re-export the best trial of a finished or running experiment from its directory.
