@@ -70,6 +70,8 @@ __all__ = [
     "path_with_interpreter_first",
     "free_port",
     "dispatcher_failure",
+    "classic_edited_config",
+    "stored_trial_file",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -432,19 +434,69 @@ def _read_config(source: str) -> str:
         raise StorageError(f"{source}: cannot read the trial's edited config: {err}") from err
 
 
+def classic_edited_config(
+    trial_file: Path, best: TrialRun, experiment_id: str, code_dir: Path | None = None
+) -> tuple[str, str] | None:
+    """Rebuild the config EasyRec trained for a classic (``config_begin.ini``) trial.
+
+    A classic trial sends its edits to PAI as ``-Dedit_config_json``; EasyRec applies them on
+    the cluster and no edited config exists locally. The trial file is rendered again with the
+    trial's own identity and parameters, and its edits (the file's ``-Dedit_config_json``
+    merged with the parameters, as the runner sent them) are applied to ``-Dconfig``.
+
+    Args:
+        trial_file: the experiment's trial file.
+        best: the trial's own record.
+        experiment_id: NNI's experiment id.
+        code_dir: where relative paths resolve (``trialCodeDirectory``); default: the trial
+            file's directory.
+
+    Returns:
+        ``(source config path, edited text)``, or None when the trial file is not classic.
+
+    Raises:
+        HpoError: the trial file does not render or the base config cannot be read or edited.
+    """
+    from hpo_tools import storage
+    from hpo_tools.pbtxt import apply_edits
+    from hpo_tools.trial.settings import TrialVariables, parse_trial_text
+
+    text = trial_file.read_text(encoding="utf-8")
+    variables = TrialVariables(experiment_id, best.trial_id, str(best.trial_dir),
+                               dict(best.params or {}))
+    settings = parse_trial_text(text, source=str(trial_file), variables=variables)
+    if settings.format != "classic" or not settings.config_path:
+        return None
+    source = settings.config_path
+    if not storage.is_remote(source) and not Path(source).is_absolute():
+        source = str((code_dir or trial_file.parent) / source)
+    edited = apply_edits(storage.read_text(source), dict(settings.edit_config_json or {}),
+                         source=source)
+    return source, edited
+
+
 def export_best(
-    files: ExperimentFiles, best: TrialRun, optimize_mode: str = "maximize"
+    files: ExperimentFiles,
+    best: TrialRun,
+    optimize_mode: str = "maximize",
+    *,
+    trial_file: Path | None = None,
+    code_dir: Path | None = None,
 ) -> BestExport:
     """Write the best trial's parameters and its fully edited training config(s) to ``E/best/``.
 
     Everything comes from the trial's own record: ``params.json`` gives the parameters and the
     paths of the configs the runner edited for exactly those parameters; the first config is
-    copied to ``pipeline.config``, any further ones to ``config_<n>_<name>``.
+    copied to ``pipeline.config``, any further ones to ``config_<n>_<name>``. A classic trial
+    (no edited config of its own) gets ``pipeline.config`` rebuilt from its trial file (see
+    :func:`classic_edited_config`) when ``trial_file`` is given and its base config readable.
 
     Args:
         files: the experiment directory.
         best: the trial to export (usually :func:`select_best`'s choice).
         optimize_mode: recorded in ``best_trial.json``.
+        trial_file: the experiment's trial file, for classic trials.
+        code_dir: ``trialCodeDirectory``, where the trial file's relative paths resolve.
 
     Returns:
         The paths written.
@@ -468,6 +520,18 @@ def export_best(
             target = best_dir / f"config_{index + 1}_{name}"
             extra.append(target)
         _write_text_atomic(target, text)
+    sources = list(best.configs)
+    if config_path is None and trial_file is not None:
+        try:
+            rebuilt = classic_edited_config(trial_file, best, files.experiment_id, code_dir)
+        except (HpoError, OSError) as err:
+            _logger.warning("cannot rebuild the edited config of trial %s: %s",
+                            best.trial_id, err)
+            rebuilt = None
+        if rebuilt is not None:
+            config_path = best_dir / "pipeline.config"
+            _write_text_atomic(config_path, rebuilt[1])
+            sources.append(rebuilt[0])
     if config_path is None:
         _logger.warning(
             "trial %s wrote no edited config (no [params_config] in its trial file); "
@@ -483,7 +547,7 @@ def export_best(
         "score": best.score,
         "final": best.final,
         "trial_dir": str(best.trial_dir),
-        "configs": list(best.configs),
+        "configs": sources,
         "exported": [str(p) for p in ([config_path] if config_path else []) + extra],
     })
     return BestExport(
@@ -786,6 +850,17 @@ def optimize_mode_of(config: Any) -> str:
 
 def stored_optimize_mode(files: ExperimentFiles) -> str | None:
     """The tuner's ``optimize_mode`` from the experiment profile in NNI's database, if any."""
+    profile = _stored_profile(files) or {}
+    for key in ("tuner", "assessor"):
+        algo = profile.get(key) or {}
+        mode = (algo.get("classArgs") or {}).get("optimize_mode")
+        if mode:
+            return _check_mode(mode)
+    return None
+
+
+def _stored_profile(files: ExperimentFiles) -> dict[str, Any] | None:
+    """The latest experiment profile in NNI's database, or None."""
     db = files.root / "db" / "nni.sqlite"
     if not db.is_file():
         return None
@@ -800,12 +875,21 @@ def stored_optimize_mode(files: ExperimentFiles) -> str | None:
             params = json.loads(params_text)
         except (TypeError, ValueError):
             continue
-        for key in ("tuner", "assessor"):
-            algo = params.get(key) or {}
-            mode = (algo.get("classArgs") or {}).get("optimize_mode")
-            if mode:
-                return _check_mode(mode)
+        if isinstance(params, dict):
+            return params
     return None
+
+
+def stored_trial_file(files: ExperimentFiles) -> tuple[Path, Path] | None:
+    """(trial file, code directory) from the stored profile's ``trialCommand``, if any."""
+    profile = _stored_profile(files) or {}
+    command, code_dir = profile.get("trialCommand"), profile.get("trialCodeDirectory")
+    if not command or not code_dir:
+        return None
+    try:
+        return trial_file_from_command(command, code_dir), Path(code_dir)
+    except ConfigError:
+        return None
 
 
 def _working_directory_of(experiment_id: str) -> Path | None:
@@ -860,7 +944,10 @@ def export_best_of_experiment(
     mode = optimize_mode or stored_optimize_mode(files) or "maximize"
     snapshot = build_snapshot(files, optimize_mode=mode)
     best = snapshot.best
-    export = export_best(files, best.run, mode) if best is not None else None
+    if best is None:
+        return snapshot, None
+    trial_file, code_dir = stored_trial_file(files) or (None, None)
+    export = export_best(files, best.run, mode, trial_file=trial_file, code_dir=code_dir)
     return snapshot, export
 
 
@@ -1176,7 +1263,10 @@ def run_experiment(
         max_trials=canonical.max_trial_number)
     snapshot = _stopped_live_as_cancelled(snapshot)
     best = snapshot.best
-    export = export_best(files, best.run, mode) if best is not None else None
+    export = None
+    if best is not None:
+        export = export_best(files, best.run, mode, trial_file=trial_file,
+                             code_dir=Path(canonical.trial_code_directory))
     return RunResult(
         experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
         timed_out=timed_out, interrupted=interrupted, errors=errors)

@@ -511,3 +511,43 @@ def test_maxcompute_example_checks_against_its_base_config_on_oss(monkeypatch):
     # With the keys in the environment, every ${VAR} resolves and every searched key fits
     # samples/pipeline.config as uploaded to OSS (README step 3).
     assert check_trial_file("config_begin.ini", "search_space.json") == []
+
+
+def _fake_oss(monkeypatch, objects: dict[str, bytes]):
+    from hpo_tools import storage
+    from hpo_tools.testing.oss import FakeBucket
+
+    bucket = FakeBucket("my-bucket", objects)
+    monkeypatch.setattr(storage, "_default",
+                        lambda: storage.Storage(bucket_factory=lambda name: bucket))
+    for name, value in MC_ENV.items():
+        monkeypatch.setenv(name, value)
+    return bucket
+
+
+def test_classic_best_gets_the_config_easyrec_trained_rebuilt(exp_root, monkeypatch):
+    from hpo_tools.pbtxt import apply_edits
+
+    base = (Path(__file__).resolve().parents[1] / "samples" / "pipeline.config").read_text()
+    _fake_oss(monkeypatch, {"hpo_tools_example/dbmtl/pipeline.config": base.encode()})
+    params = {"feature_configs[:].embedding_dim": 4,
+              "feature_configs[input_names[0]=user_id].embedding_dim": 32}
+    write_trial(exp_root, "T1", params, [0.7])  # classic: the runner wrote no config
+    files = ex.ExperimentFiles(exp_root)
+    trial_file = EXAMPLES / "maxcompute_easyrec" / "begin" / "config_begin.ini"
+    export = ex.export_best(files, files.trial_runs()[0], trial_file=trial_file)
+    # The same edits the runner sent as -Dedit_config_json, applied to -Dconfig from OSS.
+    assert export.config_path.read_text() == apply_edits(base, params)
+    assert json.loads(export.trial_path.read_text())["configs"] == [
+        "oss://my-bucket/hpo_tools_example/dbmtl/pipeline.config"]
+
+
+def test_classic_best_without_a_readable_base_config_still_exports_params(exp_root, monkeypatch):
+    _fake_oss(monkeypatch, {})  # the base config is not on OSS
+    write_trial(exp_root, "T1", {"model_config.dbmtl.l2_regularization": 1e-5}, [0.7])
+    files = ex.ExperimentFiles(exp_root)
+    trial_file = EXAMPLES / "maxcompute_easyrec" / "begin" / "config_begin.ini"
+    export = ex.export_best(files, files.trial_runs()[0], trial_file=trial_file)
+    assert export.config_path is None  # warned, not failed: the parameters are what matter
+    assert json.loads(export.params_path.read_text()) == {
+        "model_config.dbmtl.l2_regularization": 1e-5}
