@@ -1217,7 +1217,12 @@ def run_experiment(
         with _sigterm_raises():
             try:
                 with _interpreter_first_on_path():
-                    exp.start(port, run_mode=RunMode.Detach)
+                    try:
+                        exp.start(port, run_mode=RunMode.Detach)
+                    except RuntimeError as err:
+                        if "not idle" in str(err):
+                            raise ConfigError(f"--port {port}: {_one_line(err)}") from err
+                        raise
                 started = time.monotonic()
                 if on_start is not None:
                     on_start(exp.id, files.root, port)
@@ -1251,7 +1256,11 @@ def run_experiment(
     finally:
         with _signals_ignored():
             _logger.info("stopping experiment %s", exp.id)
-            exp.stop()
+            try:
+                exp.stop()
+            except Exception:  # never mask the error that brought us here
+                _logger.exception("could not stop experiment %s cleanly; check with "
+                                  "`nnictl experiment list` and `nnictl stop %s`", exp.id, exp.id)
     elapsed = time.monotonic() - started
     # After the stop every trial process is gone; trials NNI still listed as live were stopped
     # with the experiment, so their own records (cancelled) now tell what became of them.

@@ -551,3 +551,16 @@ def test_classic_best_without_a_readable_base_config_still_exports_params(exp_ro
     assert export.config_path is None  # warned, not failed: the parameters are what matter
     assert json.loads(export.params_path.read_text()) == {
         "model_config.dbmtl.l2_regularization": 1e-5}
+
+
+def test_cli_run_on_a_busy_port_is_a_user_error(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["experiment", "run", str(_write_yaml(tmp_path / "c.yml")), "--no-check",
+                     "--port", str(port), "--working-dir", str(tmp_path / "w")])
+    assert code == 2
+    assert f"error: --port {port}: " in capsys.readouterr().err
