@@ -9,36 +9,36 @@ and a new, deleted or replaced field is parsed on its own and spliced in. See do
 from __future__ import annotations
 
 import logging
-import math
-import numbers
-import textwrap
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union
 
 from hpo_tools.errors import ConfigError, ConfigPathError, did_you_mean
 from hpo_tools.pbtxt.paths import Condition, Index, Path, Slice, Step, parse_path
 from hpo_tools.pbtxt.syntax import (
-    FALSE_WORDS,
-    FLOAT_RE,
-    IDENT_RE,
-    INT_RE,
     LIST,
     MESSAGE,
     QUOTES,
     SCALAR,
-    SPECIAL_FLOAT_RE,
     TOKEN_RE,
-    TRUE_WORDS,
     Body,
     Field,
     decode_scalar,
     escape_string,
     literal_kind,
-    parse_float_word,
-    parse_int_word,
     parse_pieces,
-    quote_string,
     scalar_end,
+)
+from hpo_tools.pbtxt.values import (
+    BOOL_TEXT,
+    EXPECTED,
+    RawText,
+    coerce,
+    list_values,
+    plain_text,
+    scalar_kind,
+    schema_kind,
+    snippet,
+    value_error,
 )
 
 __all__ = ["Document", "Message", "apply_edits", "RawText", "MISSING"]
@@ -59,14 +59,6 @@ MISSING: Any = _Missing()
 _Item = tuple[Field, int]
 # A trail names where a context came from, for messages: (parent trail, step name, position).
 _Trail = Optional[tuple[Any, str, int]]
-
-
-class RawText(str):
-    """Text whose type is unknown (a value split from a ``"a;b": "1;2"`` entry).
-
-    Where the field's type is known it is converted like any string; where it is not (a new field,
-    a ``${placeholder}``) numbers and booleans in it are written bare, like real numbers.
-    """
 
 
 def _trail_text(trail: _Trail) -> str:
@@ -477,7 +469,7 @@ class Document(Message):
         values = entry[0]
         number = cond.number
         text = cond.value
-        bool_value = _BOOL_TEXT.get(text) if not cond.quoted else None
+        bool_value = BOOL_TEXT.get(text) if not cond.quoted else None
         if cond.op in ("=", "!="):
             if entry[1] is None:
                 eq: dict[tuple[str, object], list[int]] = {}
@@ -799,9 +791,6 @@ def _line_end(trivia: str) -> int:
     return p
 
 
-_BOOL_TEXT = {w: True for w in TRUE_WORDS}
-_BOOL_TEXT.update({w: False for w in FALSE_WORDS})
-
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">=": lambda a, b: a >= b,
     "<=": lambda a, b: a <= b,
@@ -845,80 +834,6 @@ def apply_edits(
 
 
 # -- editing ------------------------------------------------------------------------------------
-
-_INT_RANGES: dict[str, tuple[int, int]] = {
-    "int32": (-(2**31), 2**31 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "uint32": (0, 2**32 - 1),
-    "uint64": (0, 2**64 - 1),
-}
-_EXPECTED = {
-    "int": "an integer",
-    "int32": "an integer (int32)",
-    "int64": "an integer (int64)",
-    "uint32": "a non-negative integer (uint32)",
-    "uint64": "a non-negative integer (uint64)",
-    "float": "a number",
-    "bool": "true or false",
-    "string": "a string",
-    "enum": "an enum name",
-}
-
-
-def _schema_kind(fd: Any) -> str:
-    """The value kind of a field: int32/int64/uint32/uint64/float/bool/string/enum/message."""
-    from google.protobuf.descriptor import FieldDescriptor as FD
-
-    t = fd.type
-    if t in (FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32):
-        return "int32"
-    if t in (FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64):
-        return "int64"
-    if t in (FD.TYPE_UINT32, FD.TYPE_FIXED32):
-        return "uint32"
-    if t in (FD.TYPE_UINT64, FD.TYPE_FIXED64):
-        return "uint64"
-    if t in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
-        return "float"
-    if t == FD.TYPE_BOOL:
-        return "bool"
-    if t in (FD.TYPE_STRING, FD.TYPE_BYTES):
-        return "string"
-    if t == FD.TYPE_ENUM:
-        return "enum"
-    return "message"
-
-
-def _format_float(x: float) -> str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return repr(x)
-
-
-def _plain(value: object) -> str:
-    """A value as bare text (for ${placeholders})."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _format_float(value)
-    return str(value)
-
-
-def _snippet_lines(inner: str) -> list[str]:
-    """The lines of a text-format snippet, dedented, without blank first/last lines."""
-    lines = inner.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        return []
-    first = lines[0].strip()
-    rest = textwrap.dedent("\n".join(lines[1:])).split("\n") if len(lines) > 1 else []
-    return [first] + [line.rstrip() for line in rest]
-
 
 class _Target:
     """The last step of a path in one parent message: what an edit writes to.
@@ -1013,7 +928,7 @@ class _Editor:
         text = doc.to_text()
         if key not in text:
             raise ConfigPathError(f"{key}: the placeholder does not occur in {doc.source}")
-        raw = _plain(value)
+        raw = plain_text(value)
         out = []
         for trivia, token in TOKEN_RE.findall(text):
             out.append(trivia.replace(key, raw))
@@ -1110,7 +1025,7 @@ class _Editor:
             )
         if s < len(path.steps) - 1 and fd.message_type is None:
             raise ConfigPathError(
-                f"{path.text}: '{step.text}' is a {_schema_kind(fd)} field, not a message, so "
+                f"{path.text}: '{step.text}' is a {schema_kind(fd)} field, not a message, so "
                 f"'{path.steps[s + 1].text}' cannot be set in it"
             )
         return fd
@@ -1147,7 +1062,7 @@ class _Editor:
                 )
             if i < len(names) - 1 and f.message_type is None:
                 raise ConfigPathError(
-                    f"{path.text}: '{name}' is a {_schema_kind(f)} field, not a message, so "
+                    f"{path.text}: '{name}' is a {schema_kind(f)} field, not a message, so "
                     f"'{names[i + 1]}' cannot be set in it"
                 )
             fds.append(f)
@@ -1163,174 +1078,13 @@ class _Editor:
                     )
         return _Creation(body, trail, names, fds)
 
-    # -- values ---------------------------------------------------------------------------------
-    def value_error(self, path: Path, part: str, value: object, expected: str) -> ConfigPathError:
-        return ConfigPathError(
-            f"{path.text}: value {value!r} does not fit '{part}': expected {expected}"
-        )
-
-    def coerce(self, path: Path, part: str, value: object, kind: str, token: str,
-               fd: Any) -> str:
-        """The literal that writes `value` into a field of `kind`; `token` is the old literal."""
-        if isinstance(value, (list, tuple)):
-            raise self.value_error(path, part, value, f"{_EXPECTED.get(kind, 'a value')}, "
-                                   f"not a list (a list replaces a whole repeated field: "
-                                   f"give the path without [...])")
-        if kind in ("int", "int32", "int64", "uint32", "uint64"):
-            number = self.to_int(path, part, value, kind)
-            bounds = _INT_RANGES.get(kind)
-            if bounds is not None and not bounds[0] <= number <= bounds[1]:
-                raise self.value_error(path, part, value,
-                                       f"{_EXPECTED[kind]} in [{bounds[0]}, {bounds[1]}]")
-            return str(number)
-        if kind == "float":
-            if isinstance(value, bool):
-                raise self.value_error(path, part, value, "a number")
-            if isinstance(value, (int, float)):
-                return _format_float(float(value))
-            text = str(value).strip()
-            if INT_RE.match(text):
-                return _format_float(float(parse_int_word(text)))
-            if FLOAT_RE.match(text) or SPECIAL_FLOAT_RE.match(text):
-                return _format_float(parse_float_word(text))
-            raise self.value_error(path, part, value, "a number")
-        if kind == "bool":
-            if isinstance(value, bool):
-                flag = value
-            elif isinstance(value, str) and value.strip() in _BOOL_TEXT:
-                flag = _BOOL_TEXT[value.strip()]
-            else:
-                raise self.value_error(path, part, value, "true or false")
-            if token in ("True", "False"):
-                return "True" if flag else "False"
-            return "true" if flag else "false"
-        if kind == "string":
-            quote = token[0] if token[:1] in QUOTES else '"'
-            text = _plain(value) if not isinstance(value, str) else value
-            return quote_string(str(text), quote)
-        if kind == "enum":
-            return self.to_enum(path, part, value, fd)
-        # "any": a new field or a ${placeholder} with no type known.
-        if isinstance(value, (bool, int, float)):
-            return _plain(value)
-        if isinstance(value, numbers.Integral):  # numpy integers from a tuner
-            return str(int(value))
-        if isinstance(value, numbers.Real):
-            return _format_float(float(value))
-        text = str(value)
-        if text.startswith("enum:"):
-            return self.to_enum(path, part, text, None)
-        if isinstance(value, RawText):
-            stripped = text.strip()
-            if (INT_RE.match(stripped) or FLOAT_RE.match(stripped)
-                    or SPECIAL_FLOAT_RE.match(stripped) or stripped in _BOOL_TEXT):
-                return stripped
-        return quote_string(text)
-
-    def to_int(self, path: Path, part: str, value: object, kind: str) -> int:
-        expected = _EXPECTED[kind]
-        if isinstance(value, bool):
-            raise self.value_error(path, part, value, expected)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float):
-            if math.isfinite(value) and value.is_integer():
-                return int(value)
-            raise self.value_error(path, part, value, f"{expected}, not a fraction")
-        text = str(value).strip()
-        if INT_RE.match(text):
-            return parse_int_word(text)
-        if FLOAT_RE.match(text) and not text.endswith(("f", "F")):
-            number = float(text)
-            if number.is_integer():
-                return int(number)
-            raise self.value_error(path, part, value, f"{expected}, not a fraction")
-        raise self.value_error(path, part, value, expected)
-
-    def to_enum(self, path: Path, part: str, value: object, fd: Any) -> str:
-        enum = fd.enum_type if fd is not None else None
-        if isinstance(value, int) and not isinstance(value, bool) and enum is not None:
-            found = enum.values_by_number.get(value)
-            if found is not None:
-                return found.name
-        if not isinstance(value, str):
-            raise self.value_error(path, part, value, "an enum name")
-        name = value.strip()
-        if name.startswith("enum:"):
-            name = name[5:].strip()
-        if enum is not None:
-            if name not in enum.values_by_name:
-                names = list(enum.values_by_name)
-                raise ConfigPathError(
-                    f"{path.text}: value {value!r} does not fit '{part}': expected one of "
-                    f"{enum.full_name} ({', '.join(names)}){did_you_mean(name, names)}"
-                )
-            return name
-        if not IDENT_RE.match(name):
-            raise self.value_error(path, part, value, "an enum name (letters, digits, '_')")
-        return name
-
-    def scalar_kind(self, fd: Any, token: str) -> str:
-        if fd is not None:
-            return _schema_kind(fd)
-        kind = literal_kind(token)
-        return "any" if kind == "placeholder" else kind
-
-    def snippet(self, path: Path, part: str, value: object, fd: Any) -> list[str]:
-        """Check a '{ ... }' message value; return its dedented lines."""
-        if not isinstance(value, str):
-            raise self.value_error(path, part, value, "a '{ ... }' text-format message")
-        inner = value.strip()
-        if inner.startswith("{") and inner.endswith("}"):
-            inner = inner[1:-1]
-        try:
-            parse_pieces(inner, f"value of {path.text}")
-        except ConfigError as exc:
-            raise ConfigPathError(
-                f"{path.text}: value of '{part}' is not a text-format message: {exc}"
-            ) from None
-        if fd is not None and fd.message_type is not None:
-            from google.protobuf import message_factory, text_format
-
-            try:
-                text_format.Parse(inner, message_factory.GetMessageClass(fd.message_type)())
-            except text_format.ParseError as exc:
-                detail = str(exc).splitlines()[0] if str(exc) else "does not parse"
-                raise ConfigPathError(
-                    f"{path.text}: value of '{part}' does not fit {fd.message_type.full_name}: "
-                    f"{detail}"
-                ) from None
-        return _snippet_lines(inner)
-
-    def list_values(self, value: object) -> Optional[list[object]]:
-        """A list value, or a '[a, b]' string parsed as one; None for anything else."""
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("[") and text.endswith("]"):
-                try:
-                    pieces, root = parse_pieces(f"x: {text}")
-                except ConfigError:
-                    return None
-                field = root.fields[0]
-                if field.kind != LIST or any(isinstance(i, Body) for i in field.value.items):
-                    return None
-                out: list[object] = []
-                for i in field.value.items:
-                    token = pieces[i]
-                    out.append(decode_scalar(pieces, i) if token[:1] in QUOTES
-                               else RawText(token))
-                return out
-        return None
-
     # -- plans: checked now, written later ------------------------------------------------------
     def literal(self, path: Path, part: Any, value: object, fd: Any, token: str) -> str:
         """coerce(), cached per kind and literal style for the current edit."""
         if fd is not None:
             kind = self.kinds.get(fd)
             if kind is None:
-                kind = self.kinds[fd] = _schema_kind(fd)
+                kind = self.kinds[fd] = schema_kind(fd)
         else:
             kind = self.kinds.get(token)
             if kind is None:
@@ -1345,7 +1099,7 @@ class _Editor:
         key = (kind, style)
         lit = self.literals.get(key)
         if lit is None:
-            lit = self.literals[key] = self.coerce(path, str(part), value, kind, token, fd)
+            lit = self.literals[key] = coerce(path, str(part), value, kind, token, fd)
         return lit
 
     def plan_target(self, path: Path, target: _Target, value: object,
@@ -1385,63 +1139,61 @@ class _Editor:
                 elif isinstance(value, str) and (
                     repeated or (fd is None and literal_kind(first_token or '""') != "string")
                 ):
-                    values = self.list_values(value)
+                    values = list_values(value)
                 if values is None and repeated:
                     values = [value]
                 if values is not None:
                     if fd is not None and not fd.is_repeated:
-                        raise self.value_error(path, str(part), value,
-                                               f"{_EXPECTED.get(_schema_kind(fd))}: "
-                                               f"'{step.name}' is not a repeated field")
+                        raise value_error(path, str(part), value,
+                                          f"{EXPECTED.get(schema_kind(fd))}: "
+                                          f"'{step.name}' is not a repeated field")
                     if any(isinstance(n, Body) for n in selected):
-                        raise self.value_error(path, str(part), value, "'{ ... }' messages")
-                    kind = self.scalar_kind(fd, first_token) if (fd or first_token) else "any"
-                    lits = [self.coerce(path, str(part), v, kind, first_token, fd)
-                            for v in values]
+                        raise value_error(path, str(part), value, "'{ ... }' messages")
+                    kind = scalar_kind(fd, first_token) if (fd or first_token) else "any"
+                    lits = [coerce(path, str(part), v, kind, first_token, fd) for v in values]
                     body = target.body
                     plans.append(lambda: self.replace_all(body, step.name, fields, lits))
                     return
         else:
             if isinstance(value, (list, tuple)):
-                raise self.value_error(path, str(part), value,
-                                       "one value: a list replaces a whole repeated field, so "
-                                       f"give the path without '{step.text[len(step.name):]}'")
+                raise value_error(path, str(part), value,
+                                  "one value: a list replaces a whole repeated field, so "
+                                  f"give the path without '{step.text[len(step.name):]}'")
             selected = [_node(target.items[p]) for p in target.positions]
         for node in selected:
             if isinstance(node, Body):
-                lines = self.snippet(path, str(part), value, fd)
+                lines = snippet(path, str(part), value, fd)
                 plans.append(lambda node=node, lines=lines: self.replace_contents(node, lines))
             else:
                 if fd is not None and fd.message_type is not None:
-                    raise self.value_error(path, str(part), value,
-                                           "a message (the file has a value)")
+                    raise value_error(path, str(part), value, "a message (the file has a value)")
                 writes.append((node, self.literal(path, part, value, fd, pieces[node])))
 
     def plan_creation(self, path: Path, made: _Creation, value: object) -> Callable[[], None]:
         names = made.names
         fd = made.fds[-1]
         part = ".".join([_trail_text(made.trail)] + names) if made.trail else ".".join(names)
-        values = self.list_values(value) if (
+        values = list_values(value) if (
             isinstance(value, (list, tuple)) or (fd is not None and fd.is_repeated)
         ) else None
         if fd is not None and fd.message_type is not None or (
             fd is None and isinstance(value, str) and value.strip().startswith("{")
             and value.strip().endswith("}")
         ):
-            lines = self.snippet(path, part, value, fd)
+            lines = snippet(path, part, value, fd)
             leaf_kind = "message"
             lits: list[str] = []
         elif values is not None:
             if fd is not None and not fd.is_repeated:
-                raise self.value_error(path, part, value, f"one value: '{names[-1]}' is not "
-                                       f"a repeated field")
-            kind = _schema_kind(fd) if fd is not None else "any"
-            lits = [self.coerce(path, part, v, kind, "", fd) for v in values]
+                raise value_error(path, part, value, f"one value: '{names[-1]}' is not "
+                                  f"a repeated field")
+            kind = schema_kind(fd) if fd is not None else "any"
+            lits = [coerce(path, part, v, kind, "", fd) for v in values]
             leaf_kind = "list"
             lines = []
         else:
-            kind = _schema_kind(fd) if fd is not None else "any"
-            lits = [self.coerce(path, part, value, kind, "", fd)]
+            kind = schema_kind(fd) if fd is not None else "any"
+            lits = [coerce(path, part, value, kind, "", fd)]
             leaf_kind = "scalar"
             lines = []
         doc = self.doc
