@@ -156,15 +156,10 @@ def test_at_least_one_bad_trial_is_stopped_by_the_assessor(experiment: dict) -> 
     stopped = {d["trial_id"] for d in experiment["decisions"]}
     assert stopped, "the assessor stopped nothing"
     for trial_id in stopped:
-        # Only bad trials are judged Bad, and NNI did not let them finish as a success.
+        # Only bad trials are judged Bad; the runner dies by NNI's SIGINT, so NNI's local mode
+        # shows USER_CANCELED (it never shows EARLY_STOPPED, API-NOTES 0.2).
         assert experiment["params"][trial_id]["quality"] == 0.2
-        assert experiment["trials"][trial_id] in ("USER_CANCELED", "FAILED")
-
-
-def test_stopped_trials_show_user_canceled_in_nni(experiment: dict) -> None:
-    stopped = {d["trial_id"] for d in experiment["decisions"]}
-    assert stopped
-    assert {experiment["trials"][t] for t in stopped} == {"USER_CANCELED"}
+        assert experiment["trials"][trial_id] == "USER_CANCELED"
 
 
 def test_decision_records_the_median_rule_and_its_numbers(experiment: dict) -> None:
