@@ -1,9 +1,10 @@
 """NNI 3.0's parameter mix-up between concurrent trials, forced, through real NNI.
 
-The first trial of each pair waits before asking for its parameters, so the second one gets the
-first one's parameters (NNI hands them out first come, first served) and NNI's dispatcher is later
-told the wrong parameter id when a trial ends. Plain TPE then dies with KeyError; SafeTpeTuner
-goes on, and `experiment run` notices a dead dispatcher instead of waiting forever.
+The first trial of each pair waits until the second has asked for its parameters, so the second
+one gets the first one's parameters (NNI hands them out first come, first served) and NNI's
+dispatcher is later told the wrong parameter id when a trial ends. Plain TPE then dies with
+KeyError; SafeTpeTuner goes on, and `experiment run` notices a dead dispatcher instead of
+waiting forever.
 """
 
 from __future__ import annotations
@@ -20,24 +21,32 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 REPO = Path(__file__).resolve().parents[2]
 
-# A stand-in for the trial runner: asks NNI for parameters (late when its sequence id is even),
+# A stand-in for the trial runner: asks NNI for parameters (after the next trial when its sequence
+# id is even, and then reports its final result late),
 # writes params.json / result.json as the runner does, reports two results.
 TRIAL = """\
-import json, os, sys, time
+import glob, json, os, sys, time
 from hpo_tools.trial.reporter import NniReporter
 
-if int(os.environ["NNI_TRIAL_SEQ_ID"]) % 2 == 0:
-    time.sleep(4)
+seq = int(os.environ["NNI_TRIAL_SEQ_ID"])
+out = os.environ["NNI_OUTPUT_DIR"]
+if seq % 2 == 0:  # wait until the next trial has taken its parameters (at most 20 s)
+    deadline = time.time() + 20
+    while time.time() < deadline and not any(
+            json.load(open(p)).get("seq") == seq + 1
+            for p in glob.glob(os.path.join(out, "..", "*", "params.json"))):
+        time.sleep(0.2)
 reporter = NniReporter()
 params = reporter.get_parameters()
-out = os.environ["NNI_OUTPUT_DIR"]
-json.dump({"trial_id": reporter.trial_id, "experiment_id": reporter.experiment_id,
-           "parameter_id": reporter.parameter_id, "params": params, "configs": []},
-          open(os.path.join(out, "params.json"), "w"))
+with open(os.path.join(out, ".params.tmp"), "w") as f:
+    json.dump({"trial_id": reporter.trial_id, "experiment_id": reporter.experiment_id,
+               "parameter_id": reporter.parameter_id, "params": params, "configs": [],
+               "seq": seq}, f)
+os.replace(os.path.join(out, ".params.tmp"), os.path.join(out, "params.json"))
 report = {"step": 1, "score": params["x"], "values": {"auc": params["x"]}, "source": 0}
 reporter.report_intermediate({"default": params["x"]})
-if int(os.environ["NNI_TRIAL_SEQ_ID"]) % 2 == 1:
-    time.sleep(1)
+if seq % 2 == 0:  # the other trial ends first: NNI then calls trial_end with our id
+    time.sleep(4)
 reporter.report_final({"default": params["x"]})
 json.dump({"intermediate": [report], "final": report, "status": "succeeded"},
           open(os.path.join(out, "result.json"), "w"))
