@@ -203,3 +203,53 @@ def test_no_process_of_the_experiment_survives(experiment: dict) -> None:
         except OSError:
             continue
     assert survivors == []
+
+
+PLAIN_TRIAL = """\
+import nni
+nni.get_next_parameter()
+for step in range(3):
+    nni.report_intermediate_result({"default": 0.5 + 0.1 * step, "auc": 0.5})
+nni.report_final_result(0.7)
+"""
+
+
+def test_registered_name_loads_in_a_real_experiment(
+    tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`assessor: {name: PAIAssessor}` after `hpo-tools register` (the other config form)."""
+    from nni.experiment import AlgorithmConfig, Experiment
+
+    from hpo_tools.cli import main
+
+    # NNI's dispatcher inherits this environment, so it reads the same registrations.
+    monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path / "nni-config"))
+    assert main(["register"]) == 0
+    (tmp_path / "plain_trial.py").write_text(PLAIN_TRIAL)
+    exp = Experiment("local")
+    exp.config.trial_command = f"{sys.executable} plain_trial.py"
+    exp.config.trial_code_directory = str(tmp_path)
+    exp.config.experiment_working_directory = str(tmp_path / "nni")
+    exp.config.search_space = {"x": {"_type": "choice", "_value": [1, 2]}}
+    exp.config.tuner.name = "GridSearch"
+    exp.config.assessor = AlgorithmConfig(
+        name="PAIAssessor", class_args={"optimize_mode": "minimize", "start_step": 2})
+    exp.config.max_trial_number = 2
+    exp.config.trial_concurrency = 2
+    try:
+        exp.start(free_port)
+        deadline = time.monotonic() + 90
+        while True:
+            status = exp.get_status()
+            trials = exp.list_trial_jobs()
+            if status in ("DONE", "ERROR") or (
+                    len(trials) == 2 and all(t.status == "SUCCEEDED" for t in trials)):
+                break
+            assert time.monotonic() < deadline, f"experiment still {status} after 90 s"
+            time.sleep(1)
+        log = (tmp_path / "nni" / exp.id / "log" / "dispatcher.log").read_text()
+    finally:
+        exp.stop()
+    assert status != "ERROR"
+    # The dispatcher built our class from the registered name, with the config's classArgs.
+    assert "PAIAssessor: optimize_mode=minimize start_step=2" in log
