@@ -440,3 +440,15 @@ def test_code_directory_shim_builds_pai_assessor_the_way_the_dispatcher_does(
     assert type(assessor) is PAIAssessor  # the very class, re-exported, not a copy
     assert (assessor.direction, assessor.start_step) == (Direction.MINIMIZE, 2)
     monkeypatch.delitem(sys.modules, "pai_assessor")
+
+
+def test_proportion_and_patience_decisions_record_their_own_numbers(tmp_path: Path) -> None:
+    assessor = with_peers("maximize", experiment_dir=tmp_path, proportion=0.5, patience=2)
+    feed(assessor, "close", [0.70, 0.72, 0.755])  # above median 0.75, below threshold 0.76
+    feed(assessor, "flat", [0.70, 0.80, 0.80, 0.80])  # best 0.80 at report 2, then 2 stale
+    lines = (tmp_path / DECISIONS_FILE).read_text().splitlines()
+    close, flat = (json.loads(line) for line in lines)
+    assert close["rule"] == "proportion"
+    assert close["threshold"] == pytest.approx(0.76)  # the bar it missed...
+    assert close["best_peer"] == pytest.approx(0.77)  # ...and where it came from
+    assert flat["rule"] == "patience" and flat["reports_without_improvement"] == 2
