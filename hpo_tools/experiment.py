@@ -72,6 +72,7 @@ __all__ = [
     "dispatcher_failure",
     "classic_edited_config",
     "stored_trial_file",
+    "experiment_files",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -270,8 +271,8 @@ class ExperimentFiles:
 
     Attributes:
         root: ``E`` = ``<experimentWorkingDirectory>/<experiment id>``.
-        hpo_dir: where the runner's job registry and the assessor's decisions live: ``E`` unless
-            the trial command passes ``--exp_dir DIR`` (then ``DIR/<experiment id>``).
+        hpo_dir: the directory holding ``hpo-tools/assessor-decisions.jsonl``: ``E`` unless
+            PAIAssessor's ``experiment_dir`` class argument says otherwise.
     """
 
     root: Path
@@ -880,6 +881,14 @@ def _stored_profile(files: ExperimentFiles) -> dict[str, Any] | None:
     return None
 
 
+def experiment_files(root: Path) -> ExperimentFiles:
+    """The files of the experiment in ``root``, with the decisions directory from its profile."""
+    files = ExperimentFiles(Path(root))
+    profile = _stored_profile(files) or {}
+    exp_dir = ((profile.get("assessor") or {}).get("classArgs") or {}).get("experiment_dir")
+    return ExperimentFiles(files.root, Path(exp_dir).expanduser() if exp_dir else None)
+
+
 def stored_trial_file(files: ExperimentFiles) -> tuple[Path, Path] | None:
     """(trial file, code directory) from the stored profile's ``trialCommand``, if any."""
     profile = _stored_profile(files) or {}
@@ -1083,18 +1092,12 @@ def _interpreter_first_on_path() -> Iterator[None]:
             os.environ["PATH"] = previous
 
 
-def _hpo_dir_of(config: Any, experiment_id: str) -> Path | None:
-    try:
-        argv = shlex.split(config.trial_command)
-    except ValueError:
-        return None
-    exp_dir = _option_value(argv, "--exp_dir")
-    if not exp_dir:
-        return None
-    base = Path(exp_dir)
-    if not base.is_absolute():
-        base = Path(config.trial_code_directory) / base
-    return base / experiment_id
+def _decisions_dir_of(config: Any) -> Path | None:
+    """Where PAIAssessor writes its decisions: its ``experiment_dir`` class argument, if set
+    (else NNI's experiment directory)."""
+    args = getattr(getattr(config, "assessor", None), "class_args", None) or {}
+    exp_dir = args.get("experiment_dir")
+    return Path(exp_dir).expanduser() if exp_dir else None
 
 
 _DISPATCHER_EXIT = "Dispatcher exiting"
@@ -1205,7 +1208,7 @@ def run_experiment(
     exp = Experiment(config)
     files = ExperimentFiles(
         Path(canonical.experiment_working_directory).expanduser() / exp.id,
-        _hpo_dir_of(canonical, exp.id))
+        _decisions_dir_of(canonical))
     status = "INITIALIZED"
     listed: list[tuple[str, str, int | None]] = []
     errors: list[str] = []

@@ -405,6 +405,21 @@ def test_stored_optimize_mode_comes_from_nni_database(exp_root):
     assert ex.stored_optimize_mode(ex.ExperimentFiles(exp_root)) == "minimize"
 
 
+def test_decisions_are_read_where_the_profile_sends_the_assessor(exp_root, tmp_path):
+    elsewhere = tmp_path / "assessor_dir"
+    write_decisions(elsewhere, '{"trial_id": "ccccc", "step": 1, "rule": "median"}')
+    (exp_root / "db").mkdir()
+    with sqlite3.connect(exp_root / "db" / "nni.sqlite") as conn:
+        conn.execute("CREATE TABLE ExperimentProfile (params text, id text, execDuration int)")
+        profile = {"assessor": {"classArgs": {"experiment_dir": str(elsewhere)}}}
+        conn.execute("INSERT INTO ExperimentProfile VALUES (?, ?, ?)",
+                     (json.dumps(profile), exp_root.name, 0))
+    write_trial(exp_root, "ccccc", {"lr": 0.5}, [0.51], status="cancelled")
+    snap = ex.build_snapshot(ex.experiment_files(exp_root))
+    # PAIAssessor's experiment_dir class argument moves its decisions file; follow it.
+    assert snap.trials[0].outcome is ex.Outcome.ASSESSOR_STOPPED
+
+
 def test_find_experiment_dir_suggests_a_close_id(exp_root):
     with pytest.raises(ConfigError, match=r"did you mean 'abcd1234'"):
         ex.find_experiment_dir("abcd1235", str(exp_root.parent))

@@ -108,7 +108,7 @@ def _best(args: argparse.Namespace) -> int:
     from hpo_tools import experiment
 
     root = experiment.find_experiment_dir(args.experiment_id, args.experiment_dir)
-    files = experiment.ExperimentFiles(root)
+    files = experiment.experiment_files(root)
     snapshot, export = experiment.export_best_of_experiment(files, args.mode)
     _print(experiment.format_summary(snapshot, export))
     return 0 if export is not None else 1
