@@ -4,6 +4,16 @@
 ``get``/``get_one``/``get_text``/``has`` read values through config paths
 (:mod:`hpo_tools.pbtxt.paths`), and ``apply`` edits them: a changed value rewrites only its token,
 and a new, deleted or replaced field is parsed on its own and spliced in. See docs/config-editor.md.
+
+This module holds the public API and the orchestration of ``apply`` (multi-key and ``${name}``
+edits, all or nothing); the parts live beside it, one job each:
+
+- :mod:`hpo_tools.pbtxt.resolve`: selecting nodes by path (``Document`` mixin ``PathResolver``);
+- :mod:`hpo_tools.pbtxt.splice`: inserting, deleting and replacing fields in the text
+  (``Document`` mixin ``Splicer``);
+- :mod:`hpo_tools.pbtxt.targets`: what an edit writes to, checked against the schema;
+- :mod:`hpo_tools.pbtxt.plan`: checking values and queueing writes and splices;
+- :mod:`hpo_tools.pbtxt.values`: value conversion and typing (``RawText``, enums, lists, snippets).
 """
 
 from __future__ import annotations
@@ -12,34 +22,22 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union
 
-from hpo_tools.errors import ConfigError, ConfigPathError, did_you_mean
-from hpo_tools.pbtxt.paths import Path, Step, parse_path
-from hpo_tools.pbtxt.resolve import Item, PathResolver, Trail, item_node, trail_text
+from hpo_tools.errors import ConfigError, ConfigPathError
+from hpo_tools.pbtxt.paths import parse_path
+from hpo_tools.pbtxt.plan import EditPlanner
+from hpo_tools.pbtxt.resolve import Item, PathResolver
 from hpo_tools.pbtxt.splice import Splicer
 from hpo_tools.pbtxt.syntax import (
-    LIST,
     QUOTES,
-    SCALAR,
     TOKEN_RE,
     Body,
-    Field,
     decode_scalar,
     escape_string,
-    literal_kind,
     parse_pieces,
     scalar_end,
 )
-from hpo_tools.pbtxt.values import (
-    EXPECTED,
-    RawText,
-    coerce,
-    list_values,
-    plain_text,
-    scalar_kind,
-    schema_kind,
-    snippet,
-    value_error,
-)
+from hpo_tools.pbtxt.targets import TargetResolver
+from hpo_tools.pbtxt.values import RawText, plain_text
 
 __all__ = ["Document", "Message", "apply_edits", "RawText", "MISSING"]
 
@@ -211,6 +209,7 @@ class Document(Message, PathResolver, Splicer):
 
     # -- rendering ------------------------------------------------------------------------------
     def _render(self, k: int) -> str:
+        """Text of piece k with its expansion, if any."""
         parts = self._expand.get(k)
         if parts is None:
             return self._pieces[k]
@@ -225,6 +224,7 @@ class Document(Message, PathResolver, Splicer):
         return "".join(self._render(i) if i in expand else pieces[i] for i in range(lo, hi))
 
     def _node_text(self, node: Union[int, Body]) -> str:
+        """A node (a scalar's piece index or a message body) printed as the file writes it."""
         if isinstance(node, int):
             return self._render_range(node, scalar_end(self._pieces, node) + 1)
         if node.open_i < 0:
@@ -232,6 +232,7 @@ class Document(Message, PathResolver, Splicer):
         return self._render_range(node.open_i, node.close_i + 1)
 
     def _value(self, node: Union[int, Body]) -> object:
+        """A node as a Python value: a decoded scalar or a Message view."""
         if isinstance(node, int):
             return decode_scalar(self._pieces, node)
         return Message(self, node)
@@ -249,15 +250,18 @@ class Document(Message, PathResolver, Splicer):
         self._forget()
 
     def _snapshot(self) -> tuple[Any, ...]:
+        """The state that `_restore` brings back when an ``apply`` fails."""
         return (list(self._pieces), {k: list(v) for k, v in self._expand.items()}, self._root,
                 self._n0, dict(self._line_start))
 
     def _restore(self, snapshot: tuple[Any, ...]) -> None:
+        """Undo the field-list changes recorded since the snapshot and bring it back."""
         for undo in reversed(self._undo or []):
             undo()
         self._pieces, self._expand, self._root, self._n0, self._line_start = snapshot
         self._body = self._root
         self._forget()
+
 
 def apply_edits(
     text: str,
@@ -278,54 +282,10 @@ def apply_edits(
     return doc.to_text()
 
 
-
-# -- editing ------------------------------------------------------------------------------------
-
-class _Target:
-    """The last step of a path in one parent message: what an edit writes to.
-
-    Without selectors, `items` is the list of fields of that name and `positions` is None.
-    """
-
-    __slots__ = ("body", "desc", "trail", "fd", "items", "positions", "step")
-
-    def __init__(self, body: Body, desc: Any, trail: Trail, fd: Any, items: list[Any],
-                 positions: Optional[list[int]], step: Step) -> None:
-        self.body = body
-        self.desc = desc
-        self.trail = trail
-        self.fd = fd
-        self.items = items
-        self.positions = positions
-        self.step = step
+# -- applying edits -----------------------------------------------------------------------------
 
 
-class _Part:
-    """The name of a target for messages, rendered only when a message needs it."""
-
-    __slots__ = ("trail", "name")
-
-    def __init__(self, trail: Trail, name: str) -> None:
-        self.trail = trail
-        self.name = name
-
-    def __str__(self) -> str:
-        return trail_text((self.trail, self.name, -1))
-
-
-class _Creation:
-    """A field absent from a message that an edit creates (with absent parents up the path)."""
-
-    __slots__ = ("body", "trail", "names", "fds")
-
-    def __init__(self, body: Body, trail: Trail, names: list[str], fds: list[Any]) -> None:
-        self.body = body
-        self.trail = trail
-        self.names = names
-        self.fds = fds
-
-
-class _Editor:
+class _Editor(TargetResolver, EditPlanner):
     """Applies one `apply()` call's edits to a document (the document rolls back on failure)."""
 
     def __init__(self, doc: Document, schema: Any, allow_new: bool) -> None:
@@ -341,6 +301,7 @@ class _Editor:
 
     # -- entry points ---------------------------------------------------------------------------
     def run(self, edits: Mapping[str, object]) -> None:
+        """Apply every edit in order: ``${name}`` keys, ``"a;b"`` multi-keys, or one path."""
         for key, value in edits.items():
             if not isinstance(key, str):
                 raise ConfigPathError(f"edit key {key!r}: expected a path string")
@@ -368,6 +329,7 @@ class _Editor:
                 self.edit(text, value)
 
     def replace_placeholder(self, key: str, value: object) -> None:
+        """Replace every ``${name}`` in the text (trivia and tokens) and parse the result."""
         if value is None or isinstance(value, (list, tuple, dict)):
             raise ConfigPathError(f"{key}: expected a number, string or bool, got {value!r}")
         doc = self.doc
@@ -390,6 +352,7 @@ class _Editor:
             raise ConfigPathError(f"{key}: {raw!r} in its place does not parse: {exc}") from None
 
     def edit(self, path_text: str, value: object) -> None:
+        """Set every value one path selects (creating absent fields where allowed)."""
         if value is None or isinstance(value, Mapping):
             raise ConfigPathError(
                 f"{path_text}: expected a number, string, bool, list or '{{ ... }}' message, "
@@ -412,309 +375,9 @@ class _Editor:
         for plan in plans:
             plan()
 
-    # -- resolution -----------------------------------------------------------------------------
-    def resolve(self, path: Path) -> tuple[list[_Target], list[_Creation]]:
-        doc = self.doc
-        contexts: list[tuple[Body, Any, Trail]] = [(doc._root, self.schema, None)]
-        targets: list[_Target] = []
-        creations: list[_Creation] = []
-        steps = path.steps
-        last = len(steps) - 1
-        for s, step in enumerate(steps):
-            next_contexts: list[tuple[Body, Any, Trail]] = []
-            for body, desc, trail in contexts:
-                fd = self.field_descriptor(path, step, s, desc, body, trail) if desc else None
-                if s == last and not step.selectors:
-                    fields = body.by_name().get(step.name)
-                    if fields is None:
-                        creations.append(self.creation(path, s, body, desc, trail, fd))
-                    else:
-                        targets.append(_Target(body, desc, trail, fd, fields, None, step))
-                    continue
-                items = doc._items(body, step.name)
-                if items is None:
-                    creations.append(self.creation(path, s, body, desc, trail, fd))
-                    continue
-                positions = doc._apply_selectors(path, step, items, body, trail, True)
-                if s == last:
-                    targets.append(_Target(body, desc, trail, fd, items, positions, step))
-                    continue
-                show = bool(step.selectors) or len(items) > 1
-                child_desc = fd.message_type if fd is not None else None
-                for pos in positions:
-                    node = item_node(items[pos])
-                    if not isinstance(node, Body):
-                        raise ConfigPathError(
-                            f"{path.text}: '{step.text}' is a value, not a message, so "
-                            f"'{steps[s + 1].text}' cannot be set in it"
-                        )
-                    child_trail = (trail, step.name, pos if show else -1)
-                    next_contexts.append((node, child_desc, child_trail))
-            contexts = next_contexts
-        return targets, creations
-
-    def field_descriptor(
-        self, path: Path, step: Step, s: int, desc: Any, body: Body, trail: Trail
-    ) -> Any:
-        if desc is None or step.name.startswith("["):
-            return None
-        fd = desc.fields_by_name.get(step.name)
-        if fd is None:
-            raise ConfigPathError(
-                f"{path.text}: no field '{step.name}' in {trail_text(trail)} "
-                f"({desc.full_name}){did_you_mean(step.name, desc.fields_by_name)}"
-            )
-        if step.selectors and not fd.is_repeated:
-            raise ConfigPathError(
-                f"{path.text}: '{step.text}' selects elements, but {desc.full_name}.{step.name} "
-                f"is not repeated"
-            )
-        if s < len(path.steps) - 1 and fd.message_type is None:
-            raise ConfigPathError(
-                f"{path.text}: '{step.text}' is a {schema_kind(fd)} field, not a message, so "
-                f"'{path.steps[s + 1].text}' cannot be set in it"
-            )
-        return fd
-
-    def creation(
-        self, path: Path, s: int, body: Body, desc: Any, trail: Trail, fd: Any
-    ) -> _Creation:
-        step = path.steps[s]
-        if fd is None and not (self.allow_new and (desc is None or step.name.startswith("["))):
-            schema_names = list(desc.fields_by_name) if desc is not None else None
-            raise self.doc._unknown_field(path, step, body, trail, schema_names)
-        names: list[str] = []
-        for later in path.steps[s:]:
-            if later.selectors:
-                raise ConfigPathError(
-                    f"{path.text}: '{step.name}' is absent from {trail_text(trail)}, so "
-                    f"'{later.text}' has no elements to select"
-                )
-            names.append(later.name)
-        # Walk the schema down the created part of the path.
-        fds: list[Any] = []
-        d = desc
-        for i, name in enumerate(names):
-            if d is None or name.startswith("["):
-                fds.append(None)
-                d = None
-                continue
-            f = d.fields_by_name.get(name)
-            if f is None:
-                where = ".".join([trail_text(trail)] + names[:i])
-                raise ConfigPathError(
-                    f"{path.text}: no field '{name}' in {where} ({d.full_name})"
-                    f"{did_you_mean(name, d.fields_by_name)}"
-                )
-            if i < len(names) - 1 and f.message_type is None:
-                raise ConfigPathError(
-                    f"{path.text}: '{name}' is a {schema_kind(f)} field, not a message, so "
-                    f"'{names[i + 1]}' cannot be set in it"
-                )
-            fds.append(f)
-            d = f.message_type
-        first = fds[0]
-        if first is not None and first.containing_oneof is not None:
-            present = body.by_name()
-            for other in first.containing_oneof.fields:
-                if other.name != first.name and other.name in present:
-                    raise ConfigPathError(
-                        f"{path.text}: cannot create '{first.name}' in {trail_text(trail)}: "
-                        f"oneof '{first.containing_oneof.name}' already has '{other.name}'"
-                    )
-        return _Creation(body, trail, names, fds)
-
-    # -- plans: checked now, written later ------------------------------------------------------
-    def literal(self, path: Path, part: Any, value: object, fd: Any, token: str) -> str:
-        """coerce(), cached per kind and literal style for the current edit."""
-        if fd is not None:
-            kind = self.kinds.get(fd)
-            if kind is None:
-                kind = self.kinds[fd] = schema_kind(fd)
-        else:
-            kind = self.kinds.get(token)
-            if kind is None:
-                kind = literal_kind(token)
-                kind = self.kinds[token] = "any" if kind == "placeholder" else kind
-        if kind == "string":
-            style: object = token[:1]
-        elif kind == "bool":
-            style = token in ("True", "False")
-        else:
-            style = None
-        key = (kind, style)
-        lit = self.literals.get(key)
-        if lit is None:
-            lit = self.literals[key] = coerce(path, str(part), value, kind, token, fd)
-        return lit
-
-    def plan_target(self, path: Path, target: _Target, value: object,
-                    writes: list[tuple[int, str]], plans: list[Callable[[], None]]) -> None:
-        """Check the value for one target; queue scalar writes and structural changes."""
-        doc = self.doc
-        pieces = doc._pieces
-        step = target.step
-        fd = target.fd
-        part = _Part(target.trail, step.name)
-        if target.positions is None:
-            fields: list[Field] = target.items
-            listy = isinstance(value, (list, tuple)) or (
-                isinstance(value, str) and value.lstrip()[:1] == "[")
-            if not listy and (fd is None or (not fd.is_repeated and fd.message_type is None)) \
-                    and all(f.kind == SCALAR for f in fields):
-                # The common case: one value (or a singular field written more than once).
-                for f in fields:
-                    writes.append((f.value, self.literal(path, part, value, fd, pieces[f.value])))
-                return
-            items: list[Item] = []
-            for f in fields:
-                if f.kind == LIST:
-                    items.extend((f, j) for j in range(len(f.value.items)))
-                else:
-                    items.append((f, -1))
-            selected = [item_node(item) for item in items]
-            is_message = (fd.message_type is not None if fd is not None
-                          else bool(items) and all(isinstance(n, Body) for n in selected))
-            if not is_message:
-                first_token = next((pieces[n] for n in selected if isinstance(n, int)), "")
-                repeated = (fd.is_repeated if fd is not None
-                            else any(f.kind == LIST for f in fields))
-                values = None
-                if isinstance(value, (list, tuple)):
-                    values = list(value)
-                elif isinstance(value, str) and (
-                    repeated or (fd is None and literal_kind(first_token or '""') != "string")
-                ):
-                    values = list_values(value)
-                if values is None and repeated:
-                    values = [value]
-                if values is not None:
-                    if fd is not None and not fd.is_repeated:
-                        raise value_error(path, str(part), value,
-                                          f"{EXPECTED.get(schema_kind(fd))}: "
-                                          f"'{step.name}' is not a repeated field")
-                    if any(isinstance(n, Body) for n in selected):
-                        raise value_error(path, str(part), value, "'{ ... }' messages")
-                    kind = scalar_kind(fd, first_token) if (fd or first_token) else "any"
-                    lits = [coerce(path, str(part), v, kind, first_token, fd) for v in values]
-                    body = target.body
-                    plans.append(lambda: self.replace_all(body, step.name, fields, lits))
-                    return
-        else:
-            if isinstance(value, (list, tuple)):
-                raise value_error(path, str(part), value,
-                                  "one value: a list replaces a whole repeated field, so "
-                                  f"give the path without '{step.text[len(step.name):]}'")
-            selected = [item_node(target.items[p]) for p in target.positions]
-        for node in selected:
-            if isinstance(node, Body):
-                lines = snippet(path, str(part), value, fd)
-                plans.append(lambda node=node, lines=lines: self.replace_contents(node, lines))
-            else:
-                if fd is not None and fd.message_type is not None:
-                    raise value_error(path, str(part), value, "a message (the file has a value)")
-                writes.append((node, self.literal(path, part, value, fd, pieces[node])))
-
-    def plan_creation(self, path: Path, made: _Creation, value: object) -> Callable[[], None]:
-        names = made.names
-        fd = made.fds[-1]
-        part = ".".join([trail_text(made.trail)] + names) if made.trail else ".".join(names)
-        values = list_values(value) if (
-            isinstance(value, (list, tuple)) or (fd is not None and fd.is_repeated)
-        ) else None
-        if fd is not None and fd.message_type is not None or (
-            fd is None and isinstance(value, str) and value.strip().startswith("{")
-            and value.strip().endswith("}")
-        ):
-            lines = snippet(path, part, value, fd)
-            leaf_kind = "message"
-            lits: list[str] = []
-        elif values is not None:
-            if fd is not None and not fd.is_repeated:
-                raise value_error(path, part, value, f"one value: '{names[-1]}' is not "
-                                  f"a repeated field")
-            kind = schema_kind(fd) if fd is not None else "any"
-            lits = [coerce(path, part, v, kind, "", fd) for v in values]
-            leaf_kind = "list"
-            lines = []
-        else:
-            kind = schema_kind(fd) if fd is not None else "any"
-            lits = [coerce(path, part, value, kind, "", fd)]
-            leaf_kind = "scalar"
-            lines = []
-        doc = self.doc
-        nl = doc._nl
-
-        def leaf(name: str, indent: Optional[str]) -> str:
-            if leaf_kind == "scalar":
-                return f"{name}: {lits[0]}"
-            if leaf_kind == "list":
-                return f"{name}: [{', '.join(lits)}]"
-            if not lines:
-                return f"{name} {{ }}"
-            commented = any("#" in line for line in lines)  # a comment must end its line
-            if (indent is None or len(lines) == 1) and not commented:
-                return f"{name} {{ {' '.join(line.strip() for line in lines)} }}"
-            indent = indent or ""
-            inner = "".join(nl + (indent + doc._indent_unit() + line if line.strip() else "")
-                            for line in lines)
-            return f"{name} {{{inner}{nl}{indent}}}"
-
-        def build(i: int, indent: Optional[str]) -> str:
-            if i == len(names) - 1:
-                return leaf(names[i], indent)
-            if indent is None:
-                return f"{names[i]} {{ {build(i + 1, None)} }}"
-            deeper = indent + doc._indent_unit()
-            return f"{names[i]} {{{nl}{deeper}{build(i + 1, deeper)}{nl}{indent}}}"
-
-        return lambda: doc._insert(made.body, None, lambda indent: [build(0, indent)])
-
-    # -- writes ---------------------------------------------------------------------------------
-    def write_scalar(self, t: int, literal: str) -> None:
-        doc = self.doc
-        pieces = doc._pieces
-        end = scalar_end(pieces, t)
-        pieces[t] = literal
-        for i in range(t + 1, end + 1):
-            pieces[i] = ""
-
-    def replace_all(self, body: Body, name: str, fields: list[Field], lits: list[str]) -> None:
-        """Make the repeated scalar field `name` hold exactly `lits`."""
-        doc = self.doc
-        lists = [f for f in fields if f.kind == LIST]
-        if lists:
-            first = lists[0]
-            value = first.value
-            prefix = doc._render_range(first.ni, value.open_i)
-            sep = doc._render_range(value.close_i + 1, first.ei + 1)
-            doc._replace_field(body, first, f"{prefix}[{', '.join(lits)}]{sep}")
-            for f in fields:
-                if f is not first:
-                    doc._delete_field(body, f)
-            return
-        if not lits:
-            # Keep the field present (as "name: []") so that later edits can still find it.
-            first = fields[0]
-            doc._replace_field(body, first, f"{doc._render(first.ni)}: []")
-            for f in fields[1:]:
-                doc._delete_field(body, f)
-            return
-        shared = min(len(fields), len(lits))
-        for f, lit in zip(fields[:shared], lits[:shared]):
-            self.write_scalar(f.value, lit)
-        doc._invalidate({f.value for f in fields[:shared]})
-        for f in fields[shared:]:
-            doc._delete_field(body, f)
-        if len(lits) > len(fields):
-            extra = [f"{name}: {lit}" for lit in lits[len(fields):]]
-            doc._insert(body, fields[-1], lambda indent: extra)
-
-    def replace_contents(self, body: Body, lines: list[str]) -> None:
-        self.doc._replace_contents(body, lines)
-
 
 def _apply(doc: Document, edits: Mapping[str, object], schema: Any, allow_new: bool) -> None:
+    """Run one ``apply`` call's edits; restore the document's snapshot when any of them fails."""
     if not isinstance(edits, Mapping):
         raise ConfigPathError(f"edits: expected a mapping of path -> value, got {edits!r}")
     editor = _Editor(doc, schema, allow_new)

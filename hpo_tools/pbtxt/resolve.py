@@ -106,6 +106,7 @@ class PathResolver:
         return path
 
     def _select(self, body: Body, path_text: str, strict: bool) -> list[Union[int, Body]]:
+        """Every node the path selects from body, in text order (raising when strict)."""
         path = self._alias(body, parse_path(path_text))
         contexts: list[tuple[Body, Trail]] = [(body, None)]
         last = len(path.steps) - 1
@@ -138,6 +139,7 @@ class PathResolver:
     def _unknown_field(
         self, path: Path, step: Step, body: Body, trail: Trail, schema_names: Any
     ) -> ConfigPathError:
+        """The error for an absent field, with a did-you-mean from the names around."""
         names = list(body.by_name())
         if schema_names:
             names += list(schema_names)
@@ -155,6 +157,7 @@ class PathResolver:
         trail: Trail,
         strict: bool,
     ) -> list[int]:
+        """Positions in items that the step's selectors keep, in order."""
         positions = list(range(len(items)))
         for sel in step.selectors:
             n = len(positions)
@@ -265,6 +268,7 @@ class PathResolver:
         trail: Trail,
         strict: bool,
     ) -> list[int]:
+        """Positions whose key compares true with the condition's value."""
         entry = self._condition_entries(body, step.name, items, cond.key)
         values = entry[0]
         number = cond.number
@@ -329,6 +333,7 @@ class PathResolver:
                 del cache[key]
 
     def _forget(self) -> None:
+        """Drop every cached selection (after a structural change or a reload)."""
         self._items_cache.clear()
         self._cond_cache.clear()
 

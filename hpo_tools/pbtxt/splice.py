@@ -76,6 +76,7 @@ class Splicer:
         return None if start is None else start + lead
 
     def _child_indent(self, body: Body) -> str:
+        """Indentation for a new field of body: its fields', else the owner's plus a unit."""
         for field in body.fields:
             indent = self._line_indent(field.ni)
             if indent is not None:
@@ -191,6 +192,7 @@ class Splicer:
         return part if isinstance(part, str) else None
 
     def _set_edge_text(self, i: int, text: str, last: bool) -> None:
+        """Set the plain text at the end (last) or start of trivia piece i."""
         parts = self._expand.get(i)
         if parts is None:
             self._pieces[i] = text
