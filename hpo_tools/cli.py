@@ -27,19 +27,19 @@ __all__ = ["main", "entrypoint", "COMMAND_MODULES"]
 
 # Modules under hpo_tools.commands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "make_data",
+    "check",
+    "run",
+    "experiment",
+    "metrics",
     "edit",
     "get",
     "set_lr",
-    "make_data",
-    "experiment",
-    "metrics",
-    "run",
-    "check",
-    "register",
-    "unregister",
+    "finetune_daily",
     "kill",
     "retry",
-    "finetune_daily",
+    "register",
+    "unregister",
 )
 
 EXIT_USER_ERROR = 2
