@@ -89,7 +89,6 @@ _LIVE_TRIAL = frozenset({"RUNNING", "WAITING"})
 _CANCELLED_TRIAL = frozenset({"USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"})
 
 DEFAULT_WORKING_DIRECTORY = "~/nni-experiments"
-_MANIFEST = ".experiment"
 
 
 # --------------------------------------------------------------------------- decisions
@@ -903,11 +902,13 @@ def stored_trial_file(files: ExperimentFiles) -> tuple[Path, Path] | None:
 
 def _working_directory_of(experiment_id: str) -> Path | None:
     """Where NNI's manifest (``~/nni-experiments/.experiment``) says the experiment lives."""
-    manifest = Path(DEFAULT_WORKING_DIRECTORY).expanduser() / _MANIFEST
-    doc = _read_json(manifest)
-    entry = doc.get(experiment_id) if isinstance(doc, dict) else None
-    log_dir = entry.get("logDir") if isinstance(entry, dict) else None
-    return Path(log_dir).expanduser() if log_dir else None
+    from hpo_tools.nni_rest import find_experiment
+
+    try:
+        root = find_experiment(experiment_id).experiment_dir
+    except ConfigError:
+        return None
+    return root.parent.expanduser() if root is not None else None
 
 
 def find_experiment_dir(experiment_id: str, working_dir: str | None = None) -> Path:
