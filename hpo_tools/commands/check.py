@@ -11,7 +11,8 @@ Render the trial file and the edited training config for every corner of the sea
 (every choice value, the bounds of every range; randint's upper bound is exclusive) without
 launching anything, and report every problem at once: ${...} left undefined, config keys that do
 not resolve, values that do not fit their field, unreadable files, bad metric settings.
-Exit 0 only when all is well, 1 when problems were found, 2 on unusable input.
+Exit 0 only when all is well, 1 when problems were found (an unreadable trial file or search
+space is one), 2 when the schema options are unusable.
 
 Run it from the directory the trials run in (NNI's trialCodeDirectory): relative paths in the
 trial file are resolved from there. With a schema (--proto-path DIR --message PKG.MSG, or

@@ -21,8 +21,8 @@ of --params (e.g. the best_params.json `hpo-tools experiment run` exported) and/
 
 The day starts from the model this job trained the day before (its {model_dir} of {predate});
 on the very first run, when this job has no finished day yet, from the begin model of the file
-([finetune_config] fine_tune_checkpoint). A gap (yesterday not finished) is an error: run the
-missing day first, or pass --from-begin.
+([finetune_config] fine_tune_checkpoint). A gap (yesterday not finished) is refused with exit
+code 1: run the missing day first, or pass --from-begin.
 
 Each finished day is recorded in the job registry (<exp_dir>/daily/hpo-tools/jobs/<job>.json):
 running the same day again does not train again, it prints the recorded score (and checks it
@@ -30,7 +30,7 @@ against --min-score). --retrain trains the day again (the trainer resumes from a
 already in the day's model directory: delete that directory first for a fresh finetune).
 
 Files: <exp_dir>/daily/trials/<job>/ (trial.log, result.json; days/<YYYYMMDD>/ per day).
-Exit codes: 0 done (or already done) and not under the floor; 1 the day failed;
+Exit codes: 0 done (or already done) and not under the floor; 1 the day failed, or a gap;
 2 bad input; 3 the day's score is worse than --min-score; 128+N stopped by signal N.
 
 crontab (every day at 06:30, for yesterday):

@@ -28,8 +28,10 @@ results stay available; `nnictl stop ID` ends the manager afterwards):
 It never signals NNI's process group (the manager, the dispatcher and all trials share it).
 The port comes from ~/nni-experiments/.experiment unless --port is given; the experiment
 directory E is <experimentWorkingDirectory>/<ID> unless --experiment-dir is given.
-Exit 0 when everything was cancelled, 1 when something may still run. When NNI does not answer
-(stopped or crashed), only the registry's live jobs are cancelled, and the exit code is 1.
+Exit 0 when everything was cancelled, 1 when something may still run, 2 on bad input (an
+experiment id the manifest does not know and no --port, another experiment on --port). When NNI
+does not answer (stopped or crashed), only the registry's live jobs are cancelled, and the exit
+code is 1; that needs E (--experiment-dir, or the manifest), else the exit code is 2.
 
 example:
   hpo-tools kill --experiment k2x8a1bq

@@ -15,6 +15,10 @@ Write a synthetic Taobao-like click/buy data set from a known generating process
   OUT_DIR/eval.csv             the last day
 
 The same arguments always give byte-identical files.
+Exit codes: 0 written; 2 bad arguments (nothing written).
+
+example:
+  hpo-tools make-data demo-data --days 8 --rows-per-day 20000
 """
 
 
@@ -23,9 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hpo_tools.trainer import DEFAULT_END_DATE
 
     parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write into")
-    parser.add_argument("--days", type=int, default=8, help="number of days (default: 8)")
     parser.add_argument(
-        "--rows-per-day", type=int, default=20000, help="impressions per day (default: 20000)"
+        "--days", type=int, default=8, help="number of days, at least 2 (default: 8)"
+    )
+    parser.add_argument(
+        "--rows-per-day",
+        type=int,
+        default=20000,
+        help="impressions per day, at least 10 (default: 20000)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(

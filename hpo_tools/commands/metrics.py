@@ -23,6 +23,8 @@ DESCRIPTION = """\
 Read metrics from SOURCE the way a trial does and print one line per scored step, then the
 final score. A step counts when it holds every metric with a non-zero weight; its score is the
 weighted sum. Several SOURCEs are combined with --source-mode (default: --mode).
+Exit codes: 0 a final score was printed; 2 bad options, or no step held every weighted metric
+(the message names the metrics required and the ones seen).
 
 examples:
   hpo-tools metrics model_dir/eval_val --metric auc=1 --metric loss=-0.5 --mode best

@@ -25,6 +25,7 @@ The registration lives in NNI's config directory: $NNI_CONFIG_DIR when set, else
 inside a virtual environment, else ~/.config/nni. NNI's dispatcher imports
 hpo_tools.assessor.PAIAssessor, so run the experiment with the Python hpo-tools is installed in.
 Registering again updates the entry; `hpo-tools unregister` removes it.
+Exit codes: 0 registered; 2 nnictl failed or did not register it (its last output line shown).
 """
 
 BUILTIN_NAME = "PAIAssessor"

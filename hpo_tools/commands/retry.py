@@ -20,6 +20,9 @@ trial with another trial's parameters when trialConcurrency > 1. maxTrialNumber 
 number of trials re-submitted (NNI refuses customized trials once it is reached). A failed trial
 without params.json (it failed before the runner got its parameters) is skipped and reported.
 The experiment must still be running (`nnictl resume ID` first if it was stopped).
+Exit codes: 0 every chosen trial re-submitted (or none had failed); 1 some were skipped (no
+params.json); 2 bad input (unknown experiment or --trial, a --trial not FAILED, NNI not
+answering).
 
 example:
   hpo-tools retry --experiment k2x8a1bq

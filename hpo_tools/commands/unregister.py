@@ -12,7 +12,7 @@ HELP = "remove PAIAssessor from NNI's registered algorithms"
 DESCRIPTION = """\
 Remove the PAIAssessor entry that `hpo-tools register` added to NNI's registered algorithms
 ($NNI_CONFIG_DIR, else <venv>/nni, else ~/.config/nni). Nothing to do, and exit 0, when it is
-not registered.
+not registered. Exit codes: 0 removed or not registered; 2 nnictl failed or left it registered.
 """
 
 
