@@ -381,7 +381,12 @@ def _read_dbmtl(r: _Reader, model: Any, labels: Sequence[str]) -> dict[str, Any]
         name = r.one(tower, "tower_name", path, kind=str)
         if not name:
             raise r.fail(f"{path}.tower_name", "required")
-        label = r.one(tower, "label_name", path, default=labels[0] if labels else "", kind=str)
+        # EasyRec: "label for the task, default is label_fields by order".
+        by_order = labels[k] if k < len(labels) else None
+        label = r.one(tower, "label_name", path, default=by_order, kind=str)
+        if label is None:
+            raise r.fail(f"{path}.label_name",
+                         f"required: no label_fields[{k}] to match this tower by order")
         if label not in labels:
             raise r.fail(f"{path}.label_name",
                          f"{label!r} is not in data_config.label_fields"

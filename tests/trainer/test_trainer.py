@@ -286,3 +286,21 @@ def test_feature_config_features_is_read_like_feature_configs(tiny_data):
     assert converted != text
     flat, wrapped = _settings(text), _settings(converted)
     assert wrapped.features == flat.features
+
+
+def test_task_towers_without_label_name_take_label_fields_in_order(tiny_data):
+    text = make_config(tiny_data).replace(' label_name: "clk"', "", 1).replace(
+        ' label_name: "buy"', "", 1)
+    assert "label_name" not in text  # both towers really lost their label_name
+    towers = _settings(text).model.towers
+    # EasyRec (tower.proto): "label for the task, default is label_fields by order".
+    assert [t.label for t in towers] == ["clk", "buy"]
+
+
+def test_a_tower_without_label_name_beyond_the_label_fields_is_a_config_error(tiny_data):
+    third = ('task_towers { tower_name: "extra" dnn { hidden_units: [8] } }\n'
+             '    l2_regularization: 1e-6')
+    text = make_config(tiny_data).replace("l2_regularization: 1e-6", third, 1)
+    with pytest.raises(ConfigError, match=r"task_towers\[2\]\.label_name: required"):
+        # Two label fields, three towers: nothing to match the third by order.
+        _settings(text)
