@@ -335,7 +335,10 @@ class StdoutSource(_LineSource):
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer beyond float range is not a usable metric or step
+        return None
 
 
 def _flatten(obj: Mapping[str, object], prefix: str, out: dict[str, float]) -> None:

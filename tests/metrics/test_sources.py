@@ -145,6 +145,19 @@ def test_json_garbage_line_is_skipped(tmp_path, caplog):
     assert "not JSON" in caplog.text
 
 
+def test_json_integer_too_large_for_a_float_is_not_a_metric_and_not_a_crash(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    huge = "1" + "0" * 400  # valid JSON, but float() of it raises OverflowError
+    path.write_text(
+        f'{{"step": 1, "auc": {huge}, "loss": 0.5}}\n{{"step": {huge}, "auc": 0.2}}\n'
+        '{"step": 3, "auc": 0.3}\n'
+    )
+    source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
+    # The huge value is dropped (its step keeps the other metrics), the huge step falls back to
+    # the position, and the lines after it are still read.
+    assert _steps(source.poll()) == [(1, {"loss": 0.5}), (2, {"auc": 0.2}), (3, {"auc": 0.3})]
+
+
 def test_unknown_source_type_suggests_the_close_one():
     with pytest.raises(ConfigError, match=r"unknown source type 'sumary'.*did you mean 'summary'"):
         build_source("sumary", "x", spec=MetricSpec.from_config({"a": 1}))
