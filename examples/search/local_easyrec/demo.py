@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if run.returncode != 0:
         print(f"demo: the experiment ended with exit {run.returncode}", file=sys.stderr)
         return 1
-    best_files = sorted((work / "nni").glob("*/best/best_trial.json"))
+    # NNI also links the latest experiment as `_latest`; take the real directory.
+    best_files = [p for p in sorted((work / "nni").glob("*/best/best_trial.json"))
+                  if not p.parents[1].is_symlink()]
     if not best_files:
         print("demo: no best trial was exported", file=sys.stderr)
         return 1
