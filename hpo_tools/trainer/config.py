@@ -33,6 +33,8 @@ _logger = logging.getLogger(__name__)
 _INT_TYPES = ("INT32", "INT64")
 _FLOAT_TYPES = ("FLOAT", "DOUBLE")
 _INPUT_TYPES = _INT_TYPES + _FLOAT_TYPES + ("STRING",)
+#: EasyRec's default of ``dbmtl.l2_regularization`` and ``deepfm.l2_regularization`` (protos).
+_EASYREC_L2_DEFAULT = 1e-4
 
 #: Fields accepted and deliberately without effect on the local trainer (documented).
 IGNORED_FIELDS: dict[str, frozenset[str]] = {
@@ -414,7 +416,7 @@ def _read_dbmtl(r: _Reader, model: Any, labels: Sequence[str]) -> dict[str, Any]
         "towers": tuple(towers),
         "bottom_dnn": r.units(dbmtl, "bottom_dnn", "model_config.dbmtl"),
         "l2_regularization": r.one(dbmtl, "l2_regularization", "model_config.dbmtl",
-                                   default=0.0, kind=float),
+                                   default=_EASYREC_L2_DEFAULT, kind=float),
     }
 
 
@@ -428,7 +430,8 @@ def _read_deepfm(r: _Reader, model: Any, labels: Sequence[str]) -> dict[str, Any
     return {
         "towers": (TowerSpec("", labels[0]),),
         "deep_dnn": r.units(deepfm, "dnn", path),
-        "l2_regularization": r.one(deepfm, "l2_regularization", path, default=0.0, kind=float),
+        "l2_regularization": r.one(deepfm, "l2_regularization", path,
+                                   default=_EASYREC_L2_DEFAULT, kind=float),
     }
 
 

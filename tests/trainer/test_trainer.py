@@ -304,3 +304,11 @@ def test_a_tower_without_label_name_beyond_the_label_fields_is_a_config_error(ti
     with pytest.raises(ConfigError, match=r"task_towers\[2\]\.label_name: required"):
         # Two label fields, three towers: nothing to match the third by order.
         _settings(text)
+
+
+@pytest.mark.parametrize("model", [DBMTL, DEEPFM], ids=["dbmtl", "deepfm"])
+def test_l2_regularization_left_out_takes_easyrec_default(tiny_data, model):
+    text = make_config(tiny_data, model=model).replace("l2_regularization: 1e-6", "", 1)
+    assert "l2_regularization" not in text
+    # EasyRec's dbmtl.proto and deepfm.proto: l2_regularization [default = 1e-4], not 0.
+    assert _settings(text).model.l2_regularization == pytest.approx(1e-4)
