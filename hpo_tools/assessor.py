@@ -407,8 +407,11 @@ class PAIAssessor(Assessor):
             try:
                 from hpo_tools.jobs import JobRegistry
 
-                outcome["cancelled"] = JobRegistry(exp_dir).cancel_live(
-                    trial_id, timeout=TRIAL_END_TIMEOUT)
+                registry = JobRegistry(exp_dir)
+                outcome["cancelled"] = registry.cancel_live(trial_id, timeout=TRIAL_END_TIMEOUT)
+                # A cancel that timed out or failed leaves its job live in the record.
+                record = registry.load(trial_id)
+                outcome["left"] = [] if record is None else [e.job_id for e in record.live_jobs()]
             except Exception as err:  # noqa: BLE001 - reported below, never raised
                 outcome["error"] = err
 
@@ -423,8 +426,14 @@ class PAIAssessor(Assessor):
             err = outcome["error"]
             _logger.error("trial %s: cancelling its jobs failed: %s: %s", trial_id,
                           type(err).__name__, err)
-        elif outcome.get("cancelled"):
-            _logger.info("trial %s ended unsuccessfully; cancelled live job(s) %s", trial_id,
-                         ", ".join(outcome["cancelled"]))
         else:
-            _logger.info("trial %s ended unsuccessfully; no live job left", trial_id)
+            if outcome.get("cancelled"):
+                _logger.info("trial %s ended unsuccessfully; cancelled live job(s) %s", trial_id,
+                             ", ".join(outcome["cancelled"]))
+            if outcome.get("left"):
+                _logger.error("trial %s: job(s) %s still live: their cancel failed or did not "
+                              "finish in %.0f s (see hpo_tools.jobs warnings); `hpo-tools kill` "
+                              "retries", trial_id, ", ".join(outcome["left"]),
+                              TRIAL_END_TIMEOUT)
+            elif not outcome.get("cancelled"):
+                _logger.info("trial %s ended unsuccessfully; no live job left", trial_id)

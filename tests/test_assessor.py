@@ -452,3 +452,39 @@ def test_proportion_and_patience_decisions_record_their_own_numbers(tmp_path: Pa
     assert close["threshold"] == pytest.approx(0.76)  # the bar it missed...
     assert close["best_peer"] == pytest.approx(0.77)  # ...and where it came from
     assert flat["rule"] == "patience" and flat["reports_without_improvement"] == 2
+
+
+def test_trial_end_with_a_hanging_odps_client_returns_and_says_the_job_is_still_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    import hpo_tools.platforms.maxcompute as maxcompute
+    from hpo_tools.testing.odps import FakeODPS
+
+    monkeypatch.setenv("ODPS_ACCESS_ID", "id")
+    monkeypatch.setenv("ODPS_ACCESS_KEY", "key")
+    platform = create_platform("maxcompute", project="p", endpoint="http://odps.invalid",
+                               odps_factory=FakeODPS(polls=1000).connect)
+    registry = JobRegistry(tmp_path)
+    record = registry.new("T5", platform=platform)
+    job = platform.submit("PAI -name easy_rec_ext -project algo_public -Dcmd=train",
+                          log_path=tmp_path / "job.log")
+    registry.mark_job(record, 1, job, JobState.RUNNING)
+    # In the dispatcher the client is rebuilt from the record: pyodps' ODPS() can hang on the
+    # network (DNS, proxy). Here it never returns until the test ends.
+    release = threading.Event()
+    monkeypatch.setattr(maxcompute, "_default_odps_factory", lambda **kw: release.wait(30))
+    monkeypatch.setattr(assessor_module, "TRIAL_END_TIMEOUT", 0.3)
+    try:
+        started = time.monotonic()
+        with caplog.at_level(logging.INFO, logger="hpo_tools.assessor"):
+            PAIAssessor(experiment_dir=tmp_path).trial_end("T5", False)
+        # The real registry path is capped too, not only a stubbed cancel_live.
+        assert time.monotonic() - started < 3.0
+        messages = [r.getMessage() for r in caplog.records if r.name == "hpo_tools.assessor"]
+        # The operator must learn that a paid job may still run, not "no live job left".
+        assert not any("no live job left" in m for m in messages), messages
+        assert any(job.job_id in m and "still live" in m for m in messages), messages
+    finally:
+        release.set()
