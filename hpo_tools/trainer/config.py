@@ -468,6 +468,11 @@ def _read_model(r: _Reader, doc: Any, labels: Sequence[str],
         raise r.fail("model_config.feature_groups",
                      "DBMTL reads the group named 'all'" + did_you_mean("all", groups))
     if kind == "deepfm":
+        if "fm" in groups:
+            k = list(groups).index("fm")
+            raise r.fail(f"model_config.feature_groups[{k}]",
+                         "DeepFM's 'fm' group is not supported by the local trainer "
+                         "(its FM part uses the 'deep' group); remove the group")
         for needed in ("wide", "deep"):
             if groups and needed not in groups:
                 raise r.fail("model_config.feature_groups",

@@ -312,3 +312,13 @@ def test_l2_regularization_left_out_takes_easyrec_default(tiny_data, model):
     assert "l2_regularization" not in text
     # EasyRec's dbmtl.proto and deepfm.proto: l2_regularization [default = 1e-4], not 0.
     assert _settings(text).model.l2_regularization == pytest.approx(1e-4)
+
+
+def test_deepfm_fm_group_is_a_config_error_not_ignored(tiny_data):
+    fm_group = ('feature_groups { group_name: "fm" feature_names: ["user_id", "item_id"]\n'
+                '                   wide_deep: DEEP }\n  deepfm {')
+    text = make_config(tiny_data, model=DEEPFM).replace("deepfm {", fm_group, 1)
+    # In EasyRec an `fm` group replaces the deep group in the FM part; training without it
+    # would silently train another model.
+    with pytest.raises(ConfigError, match=r"model_config\.feature_groups\[2\].*'fm'"):
+        _settings(text)
