@@ -36,6 +36,7 @@ __all__ = [
     "read_text",
     "read_bytes",
     "write_text",
+    "write_bytes",
     "exists",
     "size",
     "list_dir",
@@ -433,6 +434,11 @@ def read_bytes(path: str | os.PathLike[str], offset: int = 0) -> bytes:
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """See :meth:`Storage.write_text`."""
     _default().write_text(path, text)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """See :meth:`Storage.write_bytes`."""
+    _default().write_bytes(path, data)
 
 
 def exists(path: str | os.PathLike[str]) -> bool:

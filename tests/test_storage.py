@@ -168,6 +168,14 @@ def test_module_functions_use_local_storage(tmp_path):
     assert storage.list_dir(tmp_path) == [str(path)]
 
 
+def test_module_write_bytes_writes_raw_bytes(tmp_path):
+    # storage.write_bytes is part of the module contract (docs/architecture.md), beside
+    # write_text: bytes go to the file unchanged, no encoding or newline translation.
+    path = tmp_path / "raw.bin"
+    storage.write_bytes(path, b"\x00\xff\r\n")
+    assert path.read_bytes() == b"\x00\xff\r\n"
+
+
 # ---------------------------------------------------------------- oss:// through FakeBucket
 
 
