@@ -370,6 +370,24 @@ def test_check_reports_a_search_key_that_does_not_resolve(
     assert len(problems) == 1 and "adam_optimizer.lr" in problems[0], problems
 
 
+def test_check_with_a_schema_catches_a_value_of_the_wrong_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpo_tools.finetune.check import check_finetune_file
+    from hpo_tools.pbtxt.schema import load_schema
+
+    repo = Path(__file__).resolve().parents[1]
+    schema = load_schema(proto_path=repo / "tests/protos", message="easyrec_like.EasyRecConfig")
+    monkeypatch.chdir(EXAMPLE)
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"train_config.num_steps": {"_type": "choice",
+                                                            "_value": [100, "many"]}}))
+    problems = check_finetune_file("trial.ini", space, environ={}, schema=schema)
+    # `hpo-tools check --proto-path ...` on a finetune file checks types as for any trial file:
+    # 100 fits the integer field, "many" does not, and the corner that has it is named.
+    assert len(problems) == 1 and "many" in problems[0] and "corner 2/2" in problems[0], problems
+
+
 def test_unparsable_finetune_section_names_the_file(tmp_path: Path) -> None:
     text = PLATFORM.replace("[finetune_config]\n", "[finetune_config]\nstart_time\n")
     with pytest.raises(ConfigError, match=r"trial.ini: \[finetune_config\]: cannot parse"):
