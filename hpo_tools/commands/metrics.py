@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -130,6 +131,26 @@ def _line(report: Report, as_json: bool, several: bool, final: bool = False) -> 
     return f"{head}{where}step {report.step}  score {report.score:.6g}  {values}".rstrip()
 
 
+def _stop_on_sigint(stop: threading.Event, interrupted: threading.Event) -> object | None:
+    """Make SIGINT set ``stop`` (and ``interrupted``); return the handler to restore, if any.
+
+    Nothing is installed off the main thread (Python only allows it there) or when SIGINT is
+    ignored (a background job), which stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN or previous is None:
+        return None
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        interrupted.set()
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return previous
+
+
 def run(args: argparse.Namespace) -> int:
     """Follow or read the sources and print the scored steps and the final score."""
     from hpo_tools.metrics import Follower, MetricSpec, build_source
@@ -160,14 +181,21 @@ def run(args: argparse.Namespace) -> int:
             timer = threading.Timer(max(args.timeout, 0.0), stop.set)
             timer.daemon = True
             timer.start()
+        # Ctrl-C sets `stop` instead of raising KeyboardInterrupt wherever it lands: a poll's
+        # steps are marked reported before they are printed, so an exception in the middle of
+        # printing them would lose the rest of the batch (or cut a line in half).
+        interrupted = threading.Event()
+        previous = _stop_on_sigint(stop, interrupted)
         try:
             for report in follower.follow(stop):
                 emit(report)
-        except KeyboardInterrupt:
-            print("stopped following", file=sys.stderr)
         finally:
             if timer is not None:
                 timer.cancel()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if interrupted.is_set():
+            print("stopped following", file=sys.stderr)
     else:
         for report in follower.poll():
             emit(report)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 from hpo_tools.cli import main
 from tests.metrics.eventlib import append_events, event_file, scalar_event
@@ -122,3 +127,45 @@ def test_unknown_type_names_the_option_and_suggests(tmp_path, capsys):
     assert code == 2
     assert "--type: unknown source type 'jsn'" in err
     assert "did you mean 'json'" in err
+
+
+def test_ctrl_c_during_follow_prints_every_step_whole_then_the_final(tmp_path):
+    steps = 3000  # ~200 KB of output: more than a pipe holds, so the CLI blocks mid-batch
+    path = event_file(tmp_path, 100)
+    append_events(path, *(scalar_event(s, auc=s / steps) for s in range(1, steps + 1)))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpo_tools", "metrics", str(tmp_path), "--metric", "auc=1"]
+        + ["--follow", "--interval", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Undo an inherited SIG_IGN (background jobs), so Python installs its Ctrl-C handling.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    killer = threading.Timer(60, process.kill)  # a hung CLI fails the test instead of blocking
+    killer.start()
+    try:
+        first = process.stdout.readline()  # it is printing the first poll's batch
+        time.sleep(0.5)  # the pipe is full now: the CLI is blocked in print()
+        process.send_signal(signal.SIGINT)
+        # Read through the same buffered pipe object as readline() did (communicate() would
+        # skip what that buffer already holds).
+        out = first + process.stdout.read()
+        err = process.stderr.read()
+        process.wait()
+    finally:
+        killer.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    lines = out.splitlines()
+    # Ctrl-C ends following cleanly: exit 0, no traceback, no step lost or cut in half (the
+    # steps of the batch being printed were already marked reported), and the final line last.
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "stopped following" in err
+    assert [line.split()[:2] for line in lines[:-1]] == [
+        ["step", str(s)] for s in range(1, steps + 1)
+    ]
+    assert lines[-1] == f"final  step {steps}  score 1  auc=1"
