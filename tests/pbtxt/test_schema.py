@@ -226,6 +226,36 @@ def test_sample_search_space_keys_all_resolve_in_the_sample():
             assert all(len(str(v).split(";")) == len(parts) for v in spec["_value"]), key
 
 
+def test_sample_search_space_has_keys_of_every_selector_kind():
+    import json
+
+    from hpo_tools.pbtxt.paths import Condition, Index, Slice, parse_path
+
+    space = json.loads((REPO / "samples" / "hpo" / "search_space.json").read_text())
+    kinds = set()
+    for key in space:
+        if ";" in key:
+            kinds.add("multi-key")
+        for part in key.split(";"):
+            for step in parse_path(part).steps:
+                for sel in step.selectors:
+                    if isinstance(sel, Index):
+                        kinds.add("index<0" if sel.index < 0 else "index")
+                    elif isinstance(sel, Slice):
+                        bounds = (sel.start is not None, sel.stop is not None)
+                        kinds.add({(False, False): "[:]", (True, True): "[a:b]"}.get(
+                            bounds, "[a:]/[:b]"))
+                    elif isinstance(sel, Condition):
+                        kinds.add(f"op{sel.op}")
+                        kinds.add("quoted" if sel.quoted else "unquoted")
+                        if "[" in sel.key.text:
+                            kinds.add("key with index")
+    # The sample is the users' template: it shows every selector the issue lists.
+    expected = {"multi-key", "index", "index<0", "[:]", "[a:b]", "[a:]/[:b]", "op=", "op!=",
+                "op>=", "op<=", "op>", "op<", "quoted", "unquoted", "key with index"}
+    assert expected <= kinds, sorted(expected - kinds)
+
+
 def test_sample_search_space_corner_applies_with_schema_and_parses(easyrec_schema):
     import json
 
