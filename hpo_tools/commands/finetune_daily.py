@@ -6,7 +6,6 @@ import argparse
 import datetime
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from hpo_tools.errors import ConfigError
@@ -46,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``hpo-tools finetune-daily``."""
     parser.add_argument("--config", required=True, metavar="FILE",
                         help="the finetune trial file (the one the search used)")
-    parser.add_argument("--params", metavar="FILE|JSON",
-                        help="the parameters: a JSON file (best_params.json) or a JSON object")
+    parser.add_argument("--params", metavar="FILE|@FILE|JSON",
+                        help="the parameters: a JSON file (best_params.json, or @FILE as for "
+                        "`hpo-tools run`) or a JSON object")
     parser.add_argument("--learning-rate", "--learning_rate", dest="learning_rate", type=float,
                         metavar="LR",
                         help="set every learning rate of the training config(s) to LR "
@@ -71,27 +71,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_params(text: str | None) -> dict[str, Any]:
-    """``--params``: a JSON object, or a file holding one (best_params.json).
+    """``--params``: a JSON object, or a file holding one (``best_params.json`` or, as
+    ``hpo-tools run`` takes it, ``@best_params.json``).
 
     Raises:
         ConfigError: unreadable file, invalid JSON, or not an object.
     """
+    from hpo_tools.commands.run import parse_params
+
     if text is None:
         return {}
-    where = "--params"
-    if not text.lstrip().startswith("{"):
-        where = f"--params {text}"
-        try:
-            text = Path(text).read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"{where}: cannot read: {err.strerror or err}") from err
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{where}: not valid JSON: {err.msg} at column {err.colno}") from err
-    if not isinstance(params, dict):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(params).__name__}")
-    return params
+    return parse_params(text if text.lstrip().startswith(("{", "@")) else "@" + text)
 
 
 def _learning_rate_params(plan: Any, learning_rate: float) -> dict[str, float]:

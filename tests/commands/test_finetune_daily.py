@@ -146,3 +146,9 @@ def test_learning_rate_option_sets_every_learning_rate(daily, tmp_path, capsys):
 def test_bad_bizdate_is_a_usage_error(daily, capsys):
     assert daily("--bizdate", "20220230") == 2
     assert "--bizdate: '20220230' is not a date" in capsys.readouterr().err
+
+
+def test_params_file_may_be_given_as_at_file_like_hpo_tools_run(daily, tmp_path, capsys):
+    # `hpo-tools run --params @best_params.json` is the other command's spelling: same parser.
+    assert daily("--bizdate", "20220616", "--params", "@best_params.json") == 0
+    assert "score 0.6 " in capsys.readouterr().out  # lr 0.01 from the file, as in the plain form
