@@ -226,8 +226,9 @@ def combine(reports: Sequence[Report], mode: FinalMode, optimize: OptimizeMode) 
     """Reduce reports to one: the last, the best under ``optimize``, or the average.
 
     ``final`` takes the last report of the sequence. ``best`` takes the first report with the best
-    score. ``avg`` averages the scores and, metric by metric, the values (over the reports that
-    hold the metric); its ``step`` and ``source`` are those of the last report.
+    score, ignoring NaN scores unless every score is NaN. ``avg`` averages the scores and, metric
+    by metric, the values (over the reports that hold the metric); its ``step`` and ``source``
+    are those of the last report.
 
     Raises:
         ValueError: ``reports`` is empty.
@@ -238,8 +239,11 @@ def combine(reports: Sequence[Report], mode: FinalMode, optimize: OptimizeMode) 
         return reports[-1]
     if mode is FinalMode.BEST:
         sign = optimize.sign
-        best = reports[0]
-        for report in reports[1:]:
+        # A NaN score (a diverged evaluation) compares false with everything: skip it, or a
+        # NaN first step would stay "best" for good. Only NaN scores: the first of them.
+        numbers = [report for report in reports if not math.isnan(report.score)]
+        best = (numbers or reports)[0]
+        for report in numbers[1:]:
             if sign * report.score > sign * best.score:
                 best = report
         return best

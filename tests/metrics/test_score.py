@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from hpo_tools.errors import ConfigError
@@ -143,3 +145,17 @@ def test_best_keeps_the_earliest_of_equal_scores():
     spec = MetricSpec.from_config({"m": 1}, final_mode="best")
     # Ties do not move the best step to a later one.
     assert spec.final(_reports(0.5, 0.5)).step == 10
+
+
+@pytest.mark.parametrize(("optimize", "expected_step"), [("maximize", 30), ("minimize", 20)])
+def test_best_never_picks_a_nan_step_even_when_it_comes_first(optimize, expected_step):
+    spec = MetricSpec.from_config({"m": 1}, final_mode="best", optimize_mode=optimize)
+    # An evaluation that diverged (NaN loss) must not become the trial's best result just
+    # because every comparison with NaN is false.
+    assert spec.final(_reports(float("nan"), 0.25, 0.5)).step == expected_step
+
+
+def test_best_of_only_nan_steps_is_nan():
+    spec = MetricSpec.from_config({"m": 1}, final_mode="best")
+    # Nothing better to pick: the result says so rather than inventing a number.
+    assert math.isnan(spec.final(_reports(float("nan"), float("nan"))).score)
