@@ -34,9 +34,9 @@ Keys are EasyRec edit_config paths:
 Values:
   --set values are JSON when they parse as JSON (32, 1e-4, true, [64, 32], "quoted"), otherwise
   plain strings (--set model_dir=oss://b/m keeps the text as is). --params FILE.json holds an
-  object {KEY: VALUE, ...}: an NNI parameter dict (NNI's parameter.cfg with "parameters" works
-  too) or an EasyRec edit_config_json dict. --set is applied after --params and wins on the
-  same key.
+  object {KEY: VALUE, ...}: an NNI parameter dict (NNI's parameter.cfg record, with
+  "parameter_id" and "parameters", works too) or an EasyRec edit_config_json dict. --set is
+  applied after --params and wins on the same key.
   The type comes from the schema when one is given, else from the literal already in the file:
   a quoted field stays quoted, a float field prints as a float, an enum stays a bare name. A list
   replaces all elements of a repeated scalar field; a "{ ... }" text-format snippet replaces the

@@ -24,8 +24,8 @@ Set the learning rate of every train_config.optimizer_config, whatever its optim
   exponential_decay_learning_rate   initial_learning_rate (raised to min_learning_rate, with a
                                     warning, when below it)
   manual_step_learning_rate         initial_learning_rate
-  cosine/poly/transformer schedules learning_rate_base (raised to end_learning_rate, with a
-                                    warning, when below it)
+  cosine/poly/transformer schedules learning_rate_base (poly: raised to end_learning_rate,
+                                    with a warning, when below it)
 Everything else in the file (comments, layout) is kept. Prints each learning rate as read back
 from the saved file, one `PATH: VALUE` per line. Both paths may be local or oss://bucket/key;
 OSS credentials come from OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / OSS_ENDPOINT when set,
