@@ -19,7 +19,7 @@ from hpo_tools.pbtxt import Document
 pytest.importorskip("tensorflow")  # the `trainer` extra
 
 from hpo_tools.trainer.config import OptimizerSpec, settings_from_document  # noqa: E402
-from hpo_tools.trainer.train import EVAL_DIR, train_and_evaluate  # noqa: E402
+from hpo_tools.trainer.train import train_and_evaluate  # noqa: E402
 from tests.trainer.conftest import DBMTL, DEEPFM, FEATURES, RAW_PLAIN, make_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,8 @@ def _events(model_dir: Path) -> dict[int, dict[str, float]]:
     from hpo_tools.metrics.events import EventDirectoryReader
 
     out: dict[int, dict[str, float]] = {}
-    for tag, value, step, _wall_time in EventDirectoryReader(str(model_dir / EVAL_DIR)).poll():
+    # The literal name, not train.EVAL_DIR: EasyRec's EvalSpec(name='val') -> model_dir/eval_val.
+    for tag, value, step, _wall_time in EventDirectoryReader(str(model_dir / "eval_val")).poll():
         out.setdefault(step, {})[tag] = value
     return out
 
