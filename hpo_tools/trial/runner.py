@@ -275,17 +275,25 @@ class _SignalGuard:
     The handler only sets an attribute: raising from a signal handler can land between a lock's
     acquire and its ``with`` block (leaving it held) or inside someone's ``except Exception``.
     The run loop wakes every :data:`_TICK` seconds and calls :meth:`check`.
+
+    Args:
+        on_signal: called once, in the handler, at the first signal: a platform's
+            ``interrupt()``, which makes a long metric read (a ``table`` query) give up so the
+            run loop gets to cancel. It must be signal-safe: set a flag, take no lock, not raise.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_signal: Callable[[], None] | None = None) -> None:
         self.signum: int | None = None
         self.extra_signals = 0
         self._delivered = False
         self._previous: dict[int, Any] = {}
+        self._on_signal = on_signal
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
+            if self._on_signal is not None:
+                self._on_signal()
         else:
             self.extra_signals += 1
 
@@ -580,7 +588,7 @@ def run_trial(
         interval=interval,
         stderr=stderr or sys.stderr,
     )
-    guard = _SignalGuard() if handle_signals else None
+    guard = _SignalGuard(getattr(platform, "interrupt", None)) if handle_signals else None
     if guard is not None:
         run.check_cancelled = guard.check
     started = time.monotonic()

@@ -406,6 +406,21 @@ def test_failed_table_query_is_a_metric_read_error(platform, fake):
         source.poll()
 
 
+def test_interrupt_stops_a_running_table_query_at_once(fake):
+    platform = MaxComputePlatform(project="p", endpoint="e", access_id="a", access_key="b",
+                                  poll_interval=1.0, query_timeout=5, odps_factory=fake.connect)
+    fake.plan_next(polls=10**6)  # a query that would run for ever
+    threading.Timer(0.3, platform.interrupt).start()
+    started = time.monotonic()
+    with pytest.raises(MetricReadError, match="interrupted"):
+        platform.run_query("SELECT * FROM eval_result")
+    # The runner's signal handler calls interrupt(): the query must not hold up the
+    # cancellation (NNI SIGKILLs the runner 5 s after its SIGINT).
+    assert time.monotonic() - started < 1.0
+    # ...and the query instance is not left running.
+    assert fake.instances[fake.submitted[-1]["instance_id"]].stopped
+
+
 def test_table_source_without_a_maxcompute_platform_is_a_config_error(monkeypatch):
     monkeypatch.setitem(metric_sources._FACTORIES, "table",
                         maxcompute._table_source_without_platform)

@@ -88,3 +88,51 @@ def test_signal_cancels_job_and_exits_non_zero_within_3_seconds(tmp_path, write_
         (tmp_path / "exp/standalone/trials/standalone/result.json").read_text()
     )
     assert result["status"] == "cancelled" and result["final"] is None
+
+
+def test_sigint_during_a_long_table_metric_query_cancels_within_3_seconds(tmp_path, monkeypatch):
+    """A metric read that blocks (a `table` query) must not keep the runner from cancelling."""
+    import io
+    import threading
+
+    from hpo_tools.platforms.maxcompute import MaxComputePlatform
+    from hpo_tools.testing.odps import FakeODPS
+    from hpo_tools.trial.reporter import ConsoleReporter
+    from hpo_tools.trial.runner import prepare_trial, run_trial
+
+    monkeypatch.setenv("ODPS_ACCESS_ID", "fakeAccessId01")
+    monkeypatch.setenv("ODPS_ACCESS_KEY", "fakeAccessKey01")
+    trial = tmp_path / "trial.ini"
+    trial.write_text(
+        "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext -Dcmd=train\n"
+        "[metric_config]\nmetric_type=table\nmetric_source=SELECT step, auc FROM t\n"
+        'metric_dict={"auc": 1}\n'
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://odps\n"
+    )
+    reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
+    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    fake = FakeODPS(polls=10**6)  # neither the PAI job nor the metric query ever ends
+    platform = MaxComputePlatform(**settings.platform_options(), odps_factory=fake.connect,
+                                  poll_interval=0.05)
+
+    def end_everything() -> None:  # a safety net, so that a regression fails instead of hanging
+        for instance in list(fake.instances.values()):
+            instance.stop()
+
+    safety = threading.Timer(10, end_everything)
+    sigint = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT))
+    safety.start()
+    sigint.start()
+    try:
+        started = time.monotonic()
+        outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+        elapsed = time.monotonic() - started - 0.5
+    finally:
+        safety.cancel()
+        sigint.cancel()
+    assert outcome.status == "cancelled", outcome.message
+    # Within NNI's grace (5 s) with room to spare, the query in flight notwithstanding.
+    assert elapsed < 3.0
+    # The PAI job and the metric query are both stopped: nothing left running.
+    assert all(instance.stopped for instance in fake.instances.values())
+    assert [s["kind"] for s in fake.submitted] == ["xflow", "sql"]
