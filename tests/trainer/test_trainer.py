@@ -323,3 +323,13 @@ def test_deepfm_fm_group_is_a_config_error_not_ignored(tiny_data):
     # would silently train another model.
     with pytest.raises(ConfigError, match=r"model_config\.feature_groups\[2\].*'fm'"):
         _settings(text)
+
+
+def test_exponential_decay_reaches_the_optimizer_step_by_step(tmp_path, tiny_data, caplog):
+    optimizer = ("sgd_optimizer { learning_rate { exponential_decay_learning_rate {"
+                 " initial_learning_rate: 0.1 decay_steps: 1 decay_factor: 0.5 } } }")
+    caplog.set_level("INFO", logger="hpo_tools.trainer")
+    _train(tmp_path, make_config(tiny_data, optimizer=optimizer, num_steps=4, save_steps=4))
+    rates = [line.split("lr=")[1].split()[0] for line in caplog.messages if "lr=" in line]
+    # The update of global step s uses rate_at(s): steps 2 and 4 log the rates of steps 1 and 3.
+    assert rates == ["0.05", "0.0125"]
