@@ -341,15 +341,29 @@ def _number(value: object) -> float | None:
         return None
 
 
+def _loads(text: str) -> object:
+    """``json.loads``; nesting too deep for the parser is a ValueError like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _flatten(obj: Mapping[str, object], prefix: str, out: dict[str, float]) -> None:
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            _flatten(value, name + ".", out)
-            continue
-        number = _number(value)
-        if number is not None:
-            out[name] = number
+    # Depth first in document order, without recursion: deep nesting must not hit the limit.
+    stack = [(prefix, iter(obj.items()))]
+    while stack:
+        head, items = stack[-1]
+        for key, value in items:
+            name = f"{head}{key}"
+            if isinstance(value, Mapping):
+                stack.append((name + ".", iter(value.items())))
+                break
+            number = _number(value)
+            if number is not None:
+                out[name] = number
+        else:
+            stack.pop()
 
 
 _STEP_KEYS = ("step", "global_step")
@@ -403,7 +417,7 @@ class JsonSource(_LineSource):
             if not text:
                 continue
             try:
-                parsed = json.loads(text)
+                parsed = _loads(text)
             except ValueError:
                 if self._count == 0 and not points and self._bad_lines == 0:
                     # Not JSON lines: a document spread over several lines.
@@ -418,7 +432,7 @@ class JsonSource(_LineSource):
         if tail:
             # A last object written without a newline is complete once it parses.
             try:
-                parsed = json.loads(tail.decode("utf-8", "replace"))
+                parsed = _loads(tail.decode("utf-8", "replace"))
             except ValueError:
                 parsed = None
             if isinstance(parsed, (dict, list)) or (final and parsed is not None):
@@ -440,7 +454,7 @@ class JsonSource(_LineSource):
         if data == self._last_document:
             return []
         try:
-            parsed = json.loads(data.decode("utf-8", "replace"))
+            parsed = _loads(data.decode("utf-8", "replace"))
         except ValueError:
             if final and data.strip():
                 _logger.warning("%s: not a JSON document; ignored", self.location)

@@ -158,6 +158,19 @@ def test_json_integer_too_large_for_a_float_is_not_a_metric_and_not_a_crash(tmp_
     assert _steps(source.poll()) == [(1, {"loss": 0.5}), (2, {"auc": 0.2}), (3, {"auc": 0.3})]
 
 
+def test_json_nested_too_deeply_is_a_bad_line_not_a_crash(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    deep_list = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError on this
+    deep_object = '{"a":' * 900 + "1" + "}" * 900  # parses; flattening must not recurse 900 deep
+    path.write_text(f'{{"auc": 0.5}}\n{deep_list}\n{deep_object}\n{{"auc": 0.6}}\n')
+    source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
+    points = source.poll()
+    # The deep list is skipped like any bad line; the deep object is one (auc-less) step; the
+    # lines around them are read.
+    assert [(p.step, p.values.get("auc")) for p in points] == [(1, 0.5), (2, None), (3, 0.6)]
+    assert list(points[1].values) == ["a." * 899 + "a"]
+
+
 def test_unknown_source_type_suggests_the_close_one():
     with pytest.raises(ConfigError, match=r"unknown source type 'sumary'.*did you mean 'summary'"):
         build_source("sumary", "x", spec=MetricSpec.from_config({"a": 1}))
