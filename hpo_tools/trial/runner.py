@@ -409,7 +409,8 @@ class _Run:
                 "trial_id": self.context.trial_id,
                 "experiment_id": self.context.exp_id,
                 "parameter_id": self.context.parameter_id,
-                "params": dict(self.context.params),
+                # A parameter value can be a secret too (a tuned key, a typo'd --params).
+                "params": _masked(dict(self.context.params), self.masker),
                 "configs": list(configs),
             },
         )
@@ -535,6 +536,17 @@ class _Run:
         self.outcome.status = "succeeded"
         self.outcome.exit_code = 0
         self.registry.trial_finished("succeeded")
+
+
+def _masked(value: Any, masker: SecretMasker) -> Any:
+    """``value`` (JSON data) with every secret in its strings replaced by ``***``."""
+    if isinstance(value, str):
+        return masker.mask(value)
+    if isinstance(value, Mapping):
+        return {masker.mask(str(k)): _masked(v, masker) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v, masker) for v in value]
+    return value
 
 
 def run_trial(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,13 +16,14 @@ ID_VALUE = "LTAIexampleKeyId4242"
 SECRET_VALUE = "s3cr3tValueThatMustNotLeak"
 
 
-def _run_cli(tmp_path: Path, trial: Path, *extra: str) -> subprocess.CompletedProcess:
+def _run_cli(tmp_path: Path, trial: Path, *extra: str,
+             params: str = '{"lr": 0.01}') -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
     env.update(HPO_TEST_VALUE_A=ID_VALUE, HPO_TEST_VALUE_B=SECRET_VALUE)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return subprocess.run(
         [sys.executable, "-m", "hpo_tools", "-vv", "run", "--config", str(trial),
-         "--params", '{"lr": 0.01}', "--exp_dir", str(tmp_path / "exp"), "--interval", "0.05",
+         "--params", params, "--exp_dir", str(tmp_path / "exp"), "--interval", "0.05",
          *extra],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )
@@ -69,3 +71,13 @@ def test_failed_command_tail_on_stderr_is_masked(tmp_path, write_trial):
     assert "key=***" in done.stderr  # the tail is shown...
     assert SECRET_VALUE not in done.stderr  # ...masked
     assert _files_containing(tmp_path / "exp", ID_VALUE, SECRET_VALUE) == []
+
+
+def test_a_parameter_whose_value_is_a_secret_is_masked_in_params_json(tmp_path, write_trial):
+    trial = _trial(write_trial, "true")
+    done = _run_cli(tmp_path, trial, params=f'{{"lr": 0.01, "key": "{SECRET_VALUE}"}}')
+    assert done.returncode == 0, done.stderr
+    # params.json is a file we write: the secret must not be in it, even as a parameter.
+    assert _files_containing(tmp_path / "exp", ID_VALUE, SECRET_VALUE) == []
+    params = json.loads((tmp_path / "exp/standalone/trials/standalone/params.json").read_text())
+    assert params["params"] == {"lr": 0.01, "key": "***"}  # the rest of the record is kept
