@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from hpo_tools.errors import ConfigError, ConfigPathError
+from hpo_tools.pbtxt.values import FloatValue
 
 __all__ = ["LearningRateField", "find_learning_rates", "plan_learning_rate", "set_learning_rate"]
 
@@ -168,7 +169,8 @@ def plan_learning_rate(
                 f"{rate.floor:g}; using {rate.floor:g}"
             )
             value = rate.floor
-        edits[rate.path] = value
+        # A float even where the file writes the rate as an integer (`learning_rate: 1`).
+        edits[rate.path] = FloatValue(value)
     return edits, warnings
 
 

@@ -36,6 +36,7 @@ from hpo_tools.pbtxt.syntax import (
 
 __all__ = [
     "RawText",
+    "FloatValue",
     "BOOL_TEXT",
     "EXPECTED",
     "schema_kind",
@@ -57,6 +58,15 @@ class RawText(str):
 
     Where the field's type is known it is converted like any string; where it is not (a new field,
     a ``${placeholder}``) numbers and booleans in it are written bare, like real numbers.
+    """
+
+
+class FloatValue(float):
+    """A number the caller knows belongs in a float field (a learning rate, say).
+
+    Without a schema a field's type comes from its literal, so ``learning_rate: 1`` looks like an
+    int field and refuses a fraction. A ``FloatValue`` is written as a float there instead. With a
+    schema the schema decides, as for any value.
     """
 
 
@@ -155,6 +165,8 @@ def coerce(path: Path, part: str, value: object, kind: str, token: str, fd: Any)
         raise value_error(path, part, value, f"{EXPECTED.get(kind, 'a value')}, "
                           f"not a list (a list replaces a whole repeated field: "
                           f"give the path without [...])")
+    if kind == "int" and isinstance(value, FloatValue):  # an int literal in a float field
+        return format_float(float(value))
     if kind in ("int", "int32", "int64", "uint32", "uint64"):
         number = to_int(path, part, value, kind)
         bounds = _INT_RANGES.get(kind)

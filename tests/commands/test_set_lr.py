@@ -157,6 +157,21 @@ def test_every_optimizer_and_schedule_is_set(tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 4
 
 
+def test_rate_written_as_an_integer_takes_a_fraction(tmp_path):
+    # Learning rates are float fields whatever the file spells them: `learning_rate: 1` looks
+    # like an int literal, yet set-lr must write 1e-06 there, not refuse a fraction.
+    src, out = tmp_path / "int.config", tmp_path / "out.config"
+    src.write_text(
+        "train_config {\n"
+        "  optimizer_config {\n"
+        "    sgd_optimizer { learning_rate { constant_learning_rate { learning_rate: 1 } } }\n"
+        "  }\n"
+        "}\n"
+    )
+    assert _run("--pipeline_config_path", str(src), "--save_path", str(out)) == 0
+    assert "learning_rate: 1e-06 }" in out.read_text()
+
+
 def test_poly_rate_below_end_learning_rate_is_raised(tmp_path, caplog):
     src, out = tmp_path / "multi.config", tmp_path / "out.config"
     src.write_text(MULTI)

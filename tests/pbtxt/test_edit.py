@@ -623,3 +623,13 @@ def test_numpy_numbers_are_written_bare_in_new_fields() -> None:
     out = edit({"train_config.a": np.int64(3), "train_config.b": np.float32(0.5)},
                allow_new_fields=True)
     assert "  a: 3\n  b: 0.5\n}" in out
+
+
+def test_float_value_goes_into_an_integer_literal_as_a_float() -> None:
+    from hpo_tools.pbtxt.values import FloatValue
+
+    # A caller that knows the field is a float (set-lr) writes a fraction over `1`; a plain
+    # float there is still refused, since the literal says integer.
+    assert apply_edits("lr: 1\n", {"lr": FloatValue(1e-6)}) == "lr: 1e-06\n"
+    with pytest.raises(ConfigPathError, match="not a fraction"):
+        apply_edits("lr: 1\n", {"lr": 1e-6})
