@@ -170,3 +170,38 @@ def test_tf2_scalars_written_by_tensorflow_read_the_same_through_both_paths(tmp_
     assert bulk == expected
     assert loop == expected
     assert tail.bad_records == 0
+
+
+def test_tf1_file_writer_simple_values_read_like_tensorflows_own_iterator(tmp_path, monkeypatch):
+    tf = pytest.importorskip("tensorflow")
+    # What Estimator (and so EasyRec) writes: tf.compat.v1.summary.FileWriter, simple_value,
+    # one event per evaluation; here one tag per event so the template and bulk paths apply.
+    with tf.Graph().as_default():
+        writer = tf.compat.v1.summary.FileWriter(str(tmp_path))
+        for step in range(2500):
+            tag = ("auc", "loss_play_time")[step % 2]
+            value = tf.compat.v1.Summary.Value(tag=tag, simple_value=(step * 7919 % 1000) / 999)
+            writer.add_summary(tf.compat.v1.Summary(value=[value]), global_step=step * 1000)
+        writer.close()
+    (path,) = tmp_path.iterdir()
+    expected = [
+        (value.tag, value.simple_value, event.step, event.wall_time)
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    ]
+    runs = []
+    bulk_decode = events_module._bulk_decode
+
+    def counting(*args):
+        result = bulk_decode(*args)
+        runs.append(result is not None)
+        return result
+
+    monkeypatch.setattr(events_module, "_bulk_decode", counting)
+
+    events = EventFileTail(str(path)).poll()
+
+    # The bulk path really decoded part of the file, and the result (tag, value, step, wall
+    # time) is exactly TensorFlow's reading of the same file.
+    assert any(runs)
+    assert events == expected
