@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from hpo_tools.trial.settings import (
     TrialVariables,
     params_to_edits,
     parse_trial_text,
+    rendered_without,
     undefined_placeholders,
 )
 
@@ -32,6 +34,11 @@ __all__ = ["check_trial_file", "check_or_raise"]
 _logger = logging.getLogger(__name__)
 
 _UNDEFINED = "<undefined>"
+# At most this many bad keys are skipped over in one file before giving up on it.
+_MAX_SETTING_ERRORS = 50
+# "file: [section] key: ..." (a bad key or value) and "file: unknown section [name]...".
+_BAD_KEY = re.compile(r"\[(?P<section>[^\]]+)\] (?P<key>[^\s:]+): ")
+_BAD_SECTION = re.compile(r"unknown section \[(?P<section>[^\]]+)\]")
 
 
 class _Problems:
@@ -99,6 +106,45 @@ def _check_metrics(settings: TrialSettings, problems: _Problems) -> None:
         source.close()
 
 
+def _parse_reporting_all(
+    text: str,
+    source: str,
+    variables: TrialVariables,
+    environ: Mapping[str, str],
+    problems: _Problems,
+    corner: str,
+) -> TrialSettings | None:
+    """Parse the trial file; on a bad key or section, report it, drop it and parse again.
+
+    The parser stops at its first problem; dropping the culprit lets the next one show, so
+    every unknown key and bad value is reported at once. None when a problem cannot be skipped
+    (a missing required key) or after :data:`_MAX_SETTING_ERRORS`.
+    """
+    for _ in range(_MAX_SETTING_ERRORS):
+        try:
+            return parse_trial_text(text, source=source, variables=variables, environ=environ)
+        except ConfigError as err:
+            message = str(err)
+            problems.add(message, corner)
+            where = message[len(source) + 2 :] if message.startswith(f"{source}: ") else ""
+            bad_key = _BAD_KEY.match(where)
+            bad_section = _BAD_SECTION.match(where)
+            if bad_key:
+                section, key = bad_key.group("section"), bad_key.group("key")
+            elif bad_section:
+                section, key = bad_section.group("section"), None
+            else:
+                return None
+            try:
+                text = rendered_without(
+                    text, source=source, variables=variables, section=section, key=key,
+                    environ=environ,
+                )
+            except ConfigError:
+                return None
+    return None
+
+
 def check_trial_file(
     trial_file: str | os.PathLike[str],
     search_space_file: str | os.PathLike[str],
@@ -151,10 +197,8 @@ def check_trial_file(
             problems.add(message)
         # Stand-ins for the undefined names, so the other checks still run.
         stand_in = {**env, **{name: _UNDEFINED for name, _ in undefined}}
-        try:
-            settings = parse_trial_text(text, source=source, variables=variables, environ=stand_in)
-        except ConfigError as err:
-            problems.add(str(err), corner)
+        settings = _parse_reporting_all(text, source, variables, stand_in, problems, corner)
+        if settings is None:
             continue
         _check_metrics(settings, problems)
         edits = params_to_edits(point)

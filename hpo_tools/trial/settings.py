@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import io
 import json
 import os
 import re
@@ -40,6 +41,7 @@ __all__ = [
     "TrialVariables",
     "load_trial_file",
     "parse_trial_text",
+    "rendered_without",
     "params_to_edits",
     "undefined_placeholders",
     "PLATFORM_NAMES",
@@ -686,6 +688,37 @@ def undefined_placeholders(
                     f"variable and not set in the environment{hint}",
                 ))
     return found
+
+
+def rendered_without(
+    text: str,
+    *,
+    source: str,
+    variables: TrialVariables,
+    section: str,
+    key: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The trial file rendered (Jinja) and without ``[section] key`` (or the whole section).
+
+    ``hpo-tools check`` uses it to go on parsing past a bad key, so that it reports every
+    problem at once. Comments are not kept; ``${...}`` are left for :func:`parse_trial_text`.
+
+    Raises:
+        ConfigError: the file does not render (Jinja) or parse (INI).
+    """
+    env = dict(os.environ if environ is None else environ)
+    rendered = templating.render_jinja(
+        text, source=source, context={**variables.as_dict(), "env": env}
+    )
+    parser = _parse_ini(rendered, source)
+    if key is None:
+        parser.remove_section(section)
+    elif parser.has_section(section):
+        parser.remove_option(section, key)
+    out = io.StringIO()
+    parser.write(out, space_around_delimiters=False)
+    return out.getvalue()
 
 
 def load_trial_file(

@@ -149,3 +149,26 @@ def test_schema_catches_a_value_of_the_wrong_type(tmp_path, write_trial, space):
     problems = check_trial_file(trial, ss, schema=schema)
     # 100 fits the integer field; "many" does not, and the corner that has it is named.
     assert len(problems) == 1 and "many" in problems[0] and "corner 2/2" in problems[0]
+
+
+def test_every_bad_key_and_section_of_the_trial_file_is_reported_at_once(
+    tmp_path, write_trial, pipeline, space
+):
+    trial = write_trial(
+        "[platform_config]\nname=Local\ncmd1=true\nresum=1\n"
+        "[metric_config]\nmetric_source=${NNI_OUTPUT_DIR}/m\nmetric_dict={\"auc\": 1}\n"
+        "final_mod=best\noptimize_mode=maximise\n"
+        "[oss_confg]\nendpoint=http://oss\n"
+        f"[params_config]\nparams_src_dst_filepath1={pipeline},${{NNI_OUTPUT_DIR}}/p.config\n"
+    )
+    problems = check_trial_file(trial, space({"train_config.num_stepz": {
+        "_type": "choice", "_value": [1]}}))
+    text = "\n".join(problems)
+    # The parser stops at its first problem; check goes on past each one.
+    assert "resum: unknown key (did you mean 'resume'?)" in text
+    assert "final_mod: unknown key (did you mean 'final_mode'?)" in text
+    assert "optimize_mode: expected one of maximize, minimize, got 'maximise'" in text
+    assert "unknown section [oss_confg] (did you mean 'oss_config'?)" in text
+    # ...and still reaches the edited config.
+    assert "num_stepz" in text
+    assert len(problems) == 5, problems
