@@ -630,9 +630,12 @@ def parse_trial_text(
     parser = _parse_ini(rendered, source)
     is_classic = parser.has_section("easyrec_cmd_config")
     if not is_classic and not parser.has_section("platform_config"):
+        formats = ("platform_config", "easyrec_cmd_config")
+        hint = next((did_you_mean(n, formats) for n in parser.sections()
+                     if did_you_mean(n, formats)), "")
         raise ConfigError(
             f"{source}: not a trial file: expected a [platform_config] section (platform format) "
-            f"or an [easyrec_cmd_config] section (classic format)"
+            f"or an [easyrec_cmd_config] section (classic format){hint}"
         )
     _check_sections(parser, source, _CLASSIC_SECTIONS if is_classic else _PLATFORM_SECTIONS)
     secrets: list[str] = []

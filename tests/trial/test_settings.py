@@ -220,6 +220,8 @@ def test_classic_nested_choice_parameter_becomes_edits():
         ("[platform_config]\nname=MaxCompute\ncmd1=x\n" + _metric(),
          r"\[odps_config\] is required for the MaxCompute platform"),
         ("[other]\nx=1\n", r"not a trial file"),
+        ("[platform_confg]\nname=Local\ncmd1=x\n" + _metric(),
+         r"not a trial file: .* \(did you mean 'platform_config'\?\)"),
         ("name=Local\n", r"trial\.ini:1: expected a \[section\] header"),
         ("[platform_config]\nname=Local\nname=Other\n", r"trial\.ini:3: \[platform_config\] name "
          r"appears twice"),
