@@ -22,15 +22,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import logging
 import math
 import os
-import shlex
 import signal
 import socket
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -40,7 +37,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpo_tools.errors import ConfigError, HpoError, StorageError, did_you_mean
+from hpo_tools.errors import ConfigError, HpoError, StorageError
+from hpo_tools.experiment.config import (
+    _check_mode,
+    _one_line,
+    experiment_files,
+    find_experiment_dir,
+    load_experiment_config,
+    optimize_mode_of,
+    stored_optimize_mode,
+    stored_trial_file,
+    trial_file_from_command,
+)
+from hpo_tools.experiment.records import (
+    ExperimentFiles,
+    TrialRun,
+    read_assessor_decisions,
+    read_trial_run,
+)
+from hpo_tools.experiment.status import (
+    _LIVE_TRIAL,
+    Outcome,
+    classify_trial,
+    dispatcher_failure,
+    experiment_finished,
+)
 
 __all__ = [
     "POLL_INTERVAL",
@@ -77,284 +98,12 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
+
 POLL_INTERVAL = 2.0
 """Seconds between two status polls of a running experiment."""
 
 HEARTBEAT_INTERVAL = 30.0
 """Seconds after which an unchanged progress line is printed again."""
-
-_ENDED_EXPERIMENT = frozenset({"DONE", "STOPPED", "ERROR"})
-_NO_MORE_TRIAL = frozenset({"NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"})
-_LIVE_TRIAL = frozenset({"RUNNING", "WAITING"})
-_CANCELLED_TRIAL = frozenset({"USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"})
-
-DEFAULT_WORKING_DIRECTORY = "~/nni-experiments"
-
-
-# --------------------------------------------------------------------------- decisions
-
-
-def experiment_finished(status: str, trial_statuses: Iterable[str]) -> bool:
-    """Whether an experiment with this status and these trial statuses has ended.
-
-    ``DONE``, ``STOPPED`` and ``ERROR`` end it. ``NO_MORE_TRIAL`` / ``TUNER_NO_MORE_TRIAL`` end it
-    once no trial is RUNNING or WAITING: NNI never moves from ``TUNER_NO_MORE_TRIAL`` to ``DONE``
-    when the tuner runs out of points before ``maxTrialNumber`` (microsoft/nni#3859).
-
-    Args:
-        status: the experiment status from NNI's ``/check-status``.
-        trial_statuses: the status of every trial NNI knows.
-
-    Returns:
-        True when nothing more will happen.
-    """
-    if status in _ENDED_EXPERIMENT:
-        return True
-    if status in _NO_MORE_TRIAL:
-        return not any(s in _LIVE_TRIAL for s in trial_statuses)
-    return False
-
-
-class Outcome(enum.Enum):
-    """What became of a trial, as the progress line and the summary count it."""
-
-    SUCCEEDED = "succeeded"
-    RUNNING = "running"
-    ASSESSOR_STOPPED = "stopped by assessor"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-def classify_trial(
-    nni_status: str | None, runner_status: str | None, stopped_by_assessor: bool
-) -> Outcome:
-    """Classify one trial.
-
-    NNI's status wins when known. NNI records an assessor-stopped trial as ``USER_CANCELED`` or
-    ``FAILED`` (its ``EARLY_STOPPED`` never shows, API-NOTES §0.2), so the assessor's decision
-    log tells "stopped by the assessor" apart from other cancellations and failures. Without NNI
-    (``experiment best`` on a stopped experiment) the runner's own status is used.
-
-    Args:
-        nni_status: NNI's trial status, or None when NNI is not (or no longer) asked.
-        runner_status: ``status`` from the trial's ``result.json`` (succeeded | failed |
-            cancelled), or None when the runner has not finished.
-        stopped_by_assessor: the trial has a Bad decision in ``assessor-decisions.jsonl``.
-
-    Returns:
-        The trial's outcome.
-    """
-    if nni_status is not None:
-        if nni_status == "SUCCEEDED":
-            return Outcome.SUCCEEDED
-        if nni_status in _LIVE_TRIAL or nni_status == "UNKNOWN":
-            return Outcome.RUNNING
-        if stopped_by_assessor or nni_status == "EARLY_STOPPED":
-            return Outcome.ASSESSOR_STOPPED
-        if nni_status in _CANCELLED_TRIAL:
-            return Outcome.CANCELLED
-        return Outcome.FAILED
-    if runner_status == "succeeded":
-        return Outcome.SUCCEEDED
-    if runner_status is None:
-        return Outcome.RUNNING
-    if stopped_by_assessor:
-        return Outcome.ASSESSOR_STOPPED
-    if runner_status == "cancelled":
-        return Outcome.CANCELLED
-    return Outcome.FAILED
-
-
-# --------------------------------------------------------------------------- trial records
-
-
-def _report_score(report: Mapping[str, Any] | None) -> float | None:
-    """The score of one runner report (``{"step", "score", "values", ...}``), or None."""
-    if not isinstance(report, Mapping):
-        return None
-    score = report.get("score", report.get("default"))
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        return None
-    score = float(score)
-    return score if math.isfinite(score) else None
-
-
-@dataclass(frozen=True)
-class TrialRun:
-    """A trial's own record, as the trial runner wrote it in its trial directory.
-
-    Attributes:
-        trial_id: NNI's trial id (the trial directory's name).
-        trial_dir: the trial directory (``NNI_OUTPUT_DIR``).
-        params: the parameters the trial really ran with; None before ``params.json`` exists.
-        parameter_id: NNI's parameter id of those parameters.
-        configs: the edited training configs the runner wrote, in ``params_config`` order.
-        intermediate: every intermediate report, in order.
-        final: the final report, or None.
-        status: the runner's own end status (succeeded | failed | cancelled), None while running.
-    """
-
-    trial_id: str
-    trial_dir: Path
-    params: dict[str, Any] | None = None
-    parameter_id: Any = None
-    experiment_id: str | None = None
-    configs: tuple[str, ...] = ()
-    intermediate: tuple[dict[str, Any], ...] = ()
-    final: dict[str, Any] | None = None
-    status: str | None = None
-
-    @property
-    def score(self) -> float | None:
-        """The final score, or None when the trial reported none."""
-        return _report_score(self.final)
-
-    @property
-    def last_intermediate_score(self) -> float | None:
-        """The score of the latest intermediate report, or None."""
-        return _report_score(self.intermediate[-1]) if self.intermediate else None
-
-
-def _read_json(path: Path) -> Any:
-    """Parse a JSON file; None when it does not exist or is not JSON (logged)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        _logger.warning("cannot read %s: %s", path, err)
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as err:
-        _logger.warning("%s is not valid JSON (%s); ignoring it", path, err)
-        return None
-
-
-def read_trial_run(trial_dir: Path) -> TrialRun:
-    """Read a trial's ``params.json`` and ``result.json``; missing files leave fields empty.
-
-    Args:
-        trial_dir: the trial directory; its name is the trial id.
-
-    Returns:
-        The trial's own record.
-    """
-    trial_dir = Path(trial_dir)
-    params_doc = _read_json(trial_dir / "params.json")
-    result_doc = _read_json(trial_dir / "result.json")
-    kwargs: dict[str, Any] = {}
-    if isinstance(params_doc, dict):
-        params = params_doc.get("params")
-        kwargs["params"] = dict(params) if isinstance(params, dict) else None
-        kwargs["parameter_id"] = params_doc.get("parameter_id")
-        kwargs["experiment_id"] = params_doc.get("experiment_id")
-        configs = params_doc.get("configs") or []
-        kwargs["configs"] = tuple(str(c) for c in configs)
-    if isinstance(result_doc, dict):
-        intermediate = result_doc.get("intermediate") or []
-        kwargs["intermediate"] = tuple(r for r in intermediate if isinstance(r, dict))
-        final = result_doc.get("final")
-        kwargs["final"] = final if isinstance(final, dict) else None
-        status = result_doc.get("status")
-        kwargs["status"] = str(status) if status else None
-    trial_id = trial_dir.name
-    if isinstance(params_doc, dict) and params_doc.get("trial_id"):
-        trial_id = str(params_doc["trial_id"])
-    return TrialRun(trial_id=trial_id, trial_dir=trial_dir, **kwargs)
-
-
-@dataclass(frozen=True)
-class ExperimentFiles:
-    """The files of one experiment directory ``E`` (docs/architecture.md).
-
-    Attributes:
-        root: ``E`` = ``<experimentWorkingDirectory>/<experiment id>``.
-        hpo_dir: the directory holding ``hpo-tools/assessor-decisions.jsonl``: ``E`` unless
-            PAIAssessor's ``experiment_dir`` class argument says otherwise.
-    """
-
-    root: Path
-    hpo_dir: Path | None = None
-
-    @property
-    def experiment_id(self) -> str:
-        return self.root.name
-
-    @property
-    def best_dir(self) -> Path:
-        return self.root / "best"
-
-    @property
-    def decisions_path(self) -> Path:
-        return (self.hpo_dir or self.root) / "hpo-tools" / "assessor-decisions.jsonl"
-
-    def trial_dirs(self) -> dict[str, Path]:
-        """Every trial directory, by trial id, in creation order.
-
-        NNI's local training service puts trials in ``E/environments/<env>/trials/<id>``;
-        standalone runs use ``E/trials/<id>``.
-        """
-        found: list[Path] = []
-        for pattern in ("environments/*/trials/*", "trials/*"):
-            found.extend(p for p in self.root.glob(pattern) if p.is_dir())
-        found.sort(key=_creation_key)
-        return {p.name: p for p in found}
-
-    def trial_runs(self) -> list[TrialRun]:
-        """The own record of every trial directory (in creation order)."""
-        return [read_trial_run(path) for path in self.trial_dirs().values()]
-
-
-def _creation_key(path: Path) -> tuple[float, str]:
-    """Order trial directories by when the runner recorded their parameters."""
-    for candidate in (path / "params.json", path):
-        try:
-            return (candidate.stat().st_mtime, path.name)
-        except OSError:
-            continue
-    return (math.inf, path.name)
-
-
-def read_assessor_decisions(path: Path) -> dict[str, dict[str, Any]]:
-    """The first Bad decision of each trial from ``assessor-decisions.jsonl``.
-
-    A line that is not a JSON object with a ``trial_id`` (for example one being written right
-    now) is skipped.
-
-    Args:
-        path: the decisions file; a missing file means no decisions.
-
-    Returns:
-        ``{trial_id: decision}``.
-    """
-    decisions: dict[str, dict[str, Any]] = {}
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return decisions
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("trial_id"):
-            decisions.setdefault(str(record["trial_id"]), record)
-    return decisions
-
-
-# --------------------------------------------------------------------------- best trial
-
-
-def _check_mode(optimize_mode: str) -> str:
-    mode = str(optimize_mode).lower()
-    if mode not in ("maximize", "minimize"):
-        raise ConfigError(
-            f"optimize_mode: expected 'maximize' or 'minimize', got {optimize_mode!r}")
-    return mode
 
 
 def select_best(runs: Iterable[TrialRun], optimize_mode: str = "maximize") -> TrialRun | None:
@@ -557,9 +306,6 @@ def export_best(
     )
 
 
-# --------------------------------------------------------------------------- progress
-
-
 @dataclass(frozen=True)
 class TrialView:
     """One trial as progress and summary show it.
@@ -742,202 +488,6 @@ def format_summary(snapshot: Snapshot, export: BestExport | None = None) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- experiment config
-
-
-def load_experiment_config(path: str | os.PathLike[str], working_dir: str | None = None) -> Any:
-    """Load and validate an NNI v2 experiment YAML (``nni.experiment.ExperimentConfig``).
-
-    Relative paths in the file resolve against its directory (NNI's rule).
-
-    Args:
-        path: the experiment YAML.
-        working_dir: overrides ``experimentWorkingDirectory``.
-
-    Returns:
-        The loaded ``ExperimentConfig``.
-
-    Raises:
-        ConfigError: the file is missing, not YAML, has unknown keys or does not validate.
-    """
-    from nni.experiment import ExperimentConfig
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment config not found")
-    from nni.experiment.config import utils as nni_config_utils
-
-    try:
-        config = ExperimentConfig.load(str(path))
-    except Exception as err:  # NNI raises AttributeError/ValueError/yaml errors alike
-        raise ConfigError(f"{path}: not a valid NNI experiment config: {_one_line(err)}") from err
-    finally:
-        # NNI leaves its relative-path base set when loading fails, and every later load in
-        # this process then fails with a bare AssertionError.
-        nni_config_utils.unset_base_path()
-    if working_dir is not None:
-        config.experiment_working_directory = str(Path(working_dir).expanduser().resolve())
-    try:
-        config.validate()
-    except Exception as err:
-        raise ConfigError(f"{path}: {_one_line(err)}") from err
-    return config
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[-1] if text else type(err).__name__
-
-
-def _option_value(argv: Sequence[str], option: str) -> str | None:
-    for index, arg in enumerate(argv):
-        if arg == option and index + 1 < len(argv):
-            return argv[index + 1]
-        if arg.startswith(option + "="):
-            return arg[len(option) + 1:]
-    return None
-
-
-def trial_file_from_command(
-    trial_command: str, code_directory: str | os.PathLike[str], source: str = "config.yml"
-) -> Path:
-    """The trial file named by ``--config`` in ``trialCommand``, relative to the code directory.
-
-    Args:
-        trial_command: e.g. ``python3 -m hpo_tools.run --config trial.ini``.
-        code_directory: ``trialCodeDirectory`` (the trial's working directory).
-        source: the experiment YAML, for messages.
-
-    Returns:
-        The trial file's path.
-
-    Raises:
-        ConfigError: the command has no ``--config FILE`` or is not one plain command.
-    """
-    try:
-        argv = shlex.split(trial_command)
-    except ValueError as err:
-        raise ConfigError(f"{source}: trialCommand: cannot parse {trial_command!r}: {err}") from err
-    for token in argv:
-        if token in ("&&", "||", ";", "|") or token.endswith(";"):
-            raise ConfigError(
-                f"{source}: trialCommand: use one plain command (no {token!r}): NNI's SIGINT "
-                "reaches only the trial's direct process, so a chained runner is never stopped")
-    value = _option_value(argv, "--config")
-    if not value:
-        raise ConfigError(
-            f"{source}: trialCommand: expected 'python3 -m hpo_tools.run --config FILE', "
-            f"got {trial_command!r}")
-    trial_file = Path(value)
-    if not trial_file.is_absolute():
-        trial_file = Path(code_directory) / trial_file
-    return trial_file
-
-
-def optimize_mode_of(config: Any) -> str:
-    """The experiment's optimize mode: the tuner's ``optimize_mode`` class argument.
-
-    Falls back to the assessor's, then to ``maximize`` (logged, since NNI's TPE defaults to
-    ``minimize``).
-    """
-    for algo in (getattr(config, "tuner", None), getattr(config, "assessor", None)):
-        args = getattr(algo, "class_args", None) or {}
-        if args.get("optimize_mode"):
-            return _check_mode(args["optimize_mode"])
-    _logger.warning("no optimize_mode in the tuner's classArgs; ranking trials by maximize")
-    return "maximize"
-
-
-def stored_optimize_mode(files: ExperimentFiles) -> str | None:
-    """The tuner's ``optimize_mode`` from the experiment profile in NNI's database, if any."""
-    profile = _stored_profile(files) or {}
-    for key in ("tuner", "assessor"):
-        algo = profile.get(key) or {}
-        mode = (algo.get("classArgs") or {}).get("optimize_mode")
-        if mode:
-            return _check_mode(mode)
-    return None
-
-
-def _stored_profile(files: ExperimentFiles) -> dict[str, Any] | None:
-    """The latest experiment profile in NNI's database, or None."""
-    db = files.root / "db" / "nni.sqlite"
-    if not db.is_file():
-        return None
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-            rows = conn.execute("SELECT params FROM ExperimentProfile").fetchall()
-    except sqlite3.Error as err:
-        _logger.warning("cannot read %s: %s", db, err)
-        return None
-    for (params_text,) in reversed(rows):
-        try:
-            params = json.loads(params_text)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(params, dict):
-            return params
-    return None
-
-
-def experiment_files(root: Path) -> ExperimentFiles:
-    """The files of the experiment in ``root``, with the decisions directory from its profile."""
-    files = ExperimentFiles(Path(root))
-    profile = _stored_profile(files) or {}
-    exp_dir = ((profile.get("assessor") or {}).get("classArgs") or {}).get("experiment_dir")
-    return ExperimentFiles(files.root, Path(exp_dir).expanduser() if exp_dir else None)
-
-
-def stored_trial_file(files: ExperimentFiles) -> tuple[Path, Path] | None:
-    """(trial file, code directory) from the stored profile's ``trialCommand``, if any."""
-    profile = _stored_profile(files) or {}
-    command, code_dir = profile.get("trialCommand"), profile.get("trialCodeDirectory")
-    if not command or not code_dir:
-        return None
-    try:
-        return trial_file_from_command(command, code_dir), Path(code_dir)
-    except ConfigError:
-        return None
-
-
-def _working_directory_of(experiment_id: str) -> Path | None:
-    """Where NNI's manifest (``~/nni-experiments/.experiment``) says the experiment lives."""
-    from hpo_tools.nni_rest import find_experiment
-
-    try:
-        root = find_experiment(experiment_id).experiment_dir
-    except ConfigError:
-        return None
-    return root.parent.expanduser() if root is not None else None
-
-
-def find_experiment_dir(experiment_id: str, working_dir: str | None = None) -> Path:
-    """The experiment directory ``E`` of an experiment id.
-
-    Args:
-        experiment_id: NNI's experiment id.
-        working_dir: the experiment working directory; default: the one NNI's manifest
-            records for this id, else ``~/nni-experiments``.
-
-    Returns:
-        ``<working dir>/<experiment id>``.
-
-    Raises:
-        ConfigError: no such directory.
-    """
-    if working_dir is not None:
-        base = Path(working_dir).expanduser()
-    else:
-        base = _working_directory_of(experiment_id) or Path(DEFAULT_WORKING_DIRECTORY).expanduser()
-    root = base / experiment_id
-    if not root.is_dir():
-        known = [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
-        raise ConfigError(
-            f"{root}: no experiment directory for id {experiment_id!r}"
-            f"{did_you_mean(experiment_id, known)} (pass --experiment-dir)")
-    return root
-
-
 def export_best_of_experiment(
     files: ExperimentFiles, optimize_mode: str | None = None
 ) -> tuple[Snapshot, BestExport | None]:
@@ -959,9 +509,6 @@ def export_best_of_experiment(
     trial_file, code_dir = stored_trial_file(files) or (None, None)
     export = export_best(files, best.run, mode, trial_file=trial_file, code_dir=code_dir)
     return snapshot, export
-
-
-# --------------------------------------------------------------------------- running
 
 
 @dataclass
@@ -1099,41 +646,6 @@ def _decisions_dir_of(config: Any) -> Path | None:
     args = getattr(getattr(config, "assessor", None), "class_args", None) or {}
     exp_dir = args.get("experiment_dir")
     return Path(exp_dir).expanduser() if exp_dir else None
-
-
-_DISPATCHER_EXIT = "Dispatcher exiting"
-_DISPATCHER_LOG_TAIL = 64 * 1024
-
-
-def dispatcher_failure(log_path: Path) -> str | None:
-    """Why NNI's dispatcher (the process running the tuner and the assessor) died, if it did.
-
-    When the tuner or assessor raises, the dispatcher logs the traceback and exits, but NNI's
-    manager keeps reporting the experiment as RUNNING and never submits another trial. Called
-    while the experiment has not ended, "Dispatcher exiting" in ``E/log/dispatcher.log`` means
-    exactly that.
-
-    Args:
-        log_path: ``E/log/dispatcher.log``.
-
-    Returns:
-        The last error line of the log (e.g. ``KeyError: 1``), or None when it did not exit.
-    """
-    try:
-        with open(log_path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - _DISPATCHER_LOG_TAIL))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    if _DISPATCHER_EXIT not in text:
-        return None
-    before_exit = text[:text.rfind(_DISPATCHER_EXIT)].rstrip().splitlines()
-    for line in reversed(before_exit):
-        stripped = line.strip()
-        if stripped and not stripped.startswith("[") and not line.startswith(" "):
-            return stripped  # the exception line closing the traceback
-    return "the dispatcher exited"
 
 
 def _poll(exp: Any) -> tuple[str, list[tuple[str, str, int | None]], list[str]]:
