@@ -306,9 +306,7 @@ class _Editor(TargetResolver, EditPlanner):
             if not isinstance(key, str):
                 raise ConfigPathError(f"edit key {key!r}: expected a path string")
             text = key.strip()
-            if text.startswith("${") and text.endswith("}"):
-                self.replace_placeholder(text, value)
-            elif ";" in text:
+            if ";" in text:
                 keys = [k.strip() for k in text.split(";")]
                 if isinstance(value, str):
                     values: list[object] = [RawText(v.strip()) for v in value.split(";")]
@@ -324,9 +322,16 @@ class _Editor(TargetResolver, EditPlanner):
                         f"{text}: {len(keys)} keys but {len(values)} values in {value!r}"
                     )
                 for k, v in zip(keys, values):
-                    self.edit(k, v)
+                    self.edit_key(k, v)
             else:
-                self.edit(text, value)
+                self.edit_key(text, value)
+
+    def edit_key(self, key: str, value: object) -> None:
+        """One key: a ``${name}`` placeholder or a path."""
+        if key.startswith("${") and key.endswith("}"):
+            self.replace_placeholder(key, value)
+        else:
+            self.edit(key, value)
 
     def replace_placeholder(self, key: str, value: object) -> None:
         """Replace every ``${name}`` in the text (trivia and tokens) and parse the result."""

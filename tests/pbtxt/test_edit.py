@@ -335,6 +335,13 @@ def test_placeholder_value_is_escaped_inside_strings() -> None:
     assert Document.parse(out).get("p") == ['a"b']
 
 
+def test_multi_key_entry_may_hold_placeholders() -> None:
+    # Each key of "a;b" is any edit key, so a placeholder can share an entry with a path.
+    out = edit({"${n};train_config.sync_replicas": "10;false"}, "num_steps: ${n}\n"
+               "train_config { sync_replicas: true }\n")
+    assert out == "num_steps: 10\ntrain_config { sync_replicas: false }\n"
+
+
 def test_missing_placeholder_is_an_error() -> None:
     with pytest.raises(ConfigPathError, match=r"^\$\{nope\}: the placeholder does not occur in "
                                               r"pipeline.config$"):
