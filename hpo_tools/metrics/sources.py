@@ -419,8 +419,14 @@ class JsonSource(_LineSource):
             try:
                 parsed = _loads(text)
             except ValueError:
-                if self._count == 0 and not points and self._bad_lines == 0:
-                    # Not JSON lines: a document spread over several lines.
+                if (
+                    self._count == 0
+                    and not points
+                    and self._bad_lines == 0
+                    and text.startswith(("{", "["))
+                ):
+                    # Not JSON lines: a document spread over several lines. (A first line that
+                    # cannot open a document, e.g. a log header, is a bad line like any other.)
                     self._document = True
                     self._partial = b""
                     return self._read_document(final)

@@ -171,6 +171,16 @@ def test_json_nested_too_deeply_is_a_bad_line_not_a_crash(tmp_path):
     assert list(points[1].values) == ["a." * 899 + "a"]
 
 
+def test_json_lines_after_a_first_line_that_is_not_json_are_read(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('starting evaluation\n{"auc": 0.5}\n{"auc": 0.6}\n')
+    source = JsonSource(str(path), MetricSpec.from_config({"auc": 1}))
+    # A header line that cannot start a JSON document is skipped like a bad line later in the
+    # file would be; it must not switch the source to "one multi-line document" and lose all.
+    assert _steps(source.poll()) == [(1, {"auc": 0.5}), (2, {"auc": 0.6})]
+    assert "not JSON" in caplog.text
+
+
 def test_unknown_source_type_suggests_the_close_one():
     with pytest.raises(ConfigError, match=r"unknown source type 'sumary'.*did you mean 'summary'"):
         build_source("sumary", "x", spec=MetricSpec.from_config({"a": 1}))
