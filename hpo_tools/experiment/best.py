@@ -1,0 +1,224 @@
+"""The best trial: chosen by its own final score, exported to ``E/best/``.
+
+Parameters and edited configs come from the trial's own record (``params.json``), never from
+NNI's ``export_data()``, which can pair a trial with another trial's parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpo_tools.errors import HpoError, StorageError
+from hpo_tools.experiment.config import _check_mode
+from hpo_tools.experiment.records import ExperimentFiles, TrialRun
+
+_logger = logging.getLogger(__name__)
+
+
+def select_best(runs: Iterable[TrialRun], optimize_mode: str = "maximize") -> TrialRun | None:
+    """The best trial by its own final score, among trials the runner recorded as succeeded.
+
+    Ties go to the trial listed first. Trials without parameters or a finite final score are
+    ignored.
+
+    Args:
+        runs: trials' own records.
+        optimize_mode: ``maximize`` or ``minimize``.
+
+    Returns:
+        The best trial, or None when no trial succeeded with a score.
+    """
+    sign = 1.0 if _check_mode(optimize_mode) == "maximize" else -1.0
+    best: TrialRun | None = None
+    best_score = -math.inf
+    for run in runs:
+        score = run.score
+        if run.status != "succeeded" or score is None or run.params is None:
+            continue
+        if sign * score > best_score:
+            best, best_score = run, sign * score
+    return best
+
+
+@dataclass(frozen=True)
+class BestExport:
+    """What ``export_best`` wrote.
+
+    Attributes:
+        trial_id: the best trial.
+        score: its final score.
+        params: the parameters it ran with (from its ``params.json``).
+        params_path: ``E/best/best_params.json`` (the parameters alone, as the tuner gave them).
+        trial_path: ``E/best/best_trial.json`` (trial id, score, final report, sources).
+        config_path: ``E/best/pipeline.config``; None when the trial wrote no edited config.
+        extra_config_paths: further edited configs of the trial (``config_<n>_<name>``).
+    """
+
+    trial_id: str
+    score: float
+    params: dict[str, Any]
+    params_path: Path
+    trial_path: Path
+    config_path: Path | None
+    extra_config_paths: tuple[Path, ...] = ()
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write a local file whole or not at all (temp file in the same directory + replace)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    _write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+
+
+def _read_config(source: str) -> str:
+    """An edited config the runner wrote: a local file, or ``oss://`` through storage."""
+    if "://" in source:
+        from hpo_tools import storage
+
+        return storage.read_text(source)
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as err:
+        raise StorageError(f"{source}: cannot read the trial's edited config: {err}") from err
+
+
+def classic_edited_config(
+    trial_file: Path, best: TrialRun, experiment_id: str, code_dir: Path | None = None
+) -> tuple[str, str] | None:
+    """Rebuild the config EasyRec trained for a classic (``config_begin.ini``) trial.
+
+    A classic trial sends its edits to PAI as ``-Dedit_config_json``; EasyRec applies them on
+    the cluster and no edited config exists locally. The trial file is rendered again with the
+    trial's own identity and parameters, and its edits (the file's ``-Dedit_config_json``
+    merged with the parameters, as the runner sent them) are applied to ``-Dconfig``.
+
+    Args:
+        trial_file: the experiment's trial file.
+        best: the trial's own record.
+        experiment_id: NNI's experiment id.
+        code_dir: where relative paths resolve (``trialCodeDirectory``); default: the trial
+            file's directory.
+
+    Returns:
+        ``(source config path, edited text)``, or None when the trial file is not classic.
+
+    Raises:
+        HpoError: the trial file does not render or the base config cannot be read or edited.
+    """
+    from hpo_tools import storage
+    from hpo_tools.pbtxt import apply_edits
+    from hpo_tools.trial.settings import TrialVariables, parse_trial_text
+
+    text = trial_file.read_text(encoding="utf-8")
+    variables = TrialVariables(experiment_id, best.trial_id, str(best.trial_dir),
+                               dict(best.params or {}))
+    settings = parse_trial_text(text, source=str(trial_file), variables=variables)
+    if settings.format != "classic" or not settings.config_path:
+        return None
+    source = settings.config_path
+    if not storage.is_remote(source) and not Path(source).is_absolute():
+        source = str((code_dir or trial_file.parent) / source)
+    edited = apply_edits(storage.read_text(source), dict(settings.edit_config_json or {}),
+                         source=source)
+    return source, edited
+
+
+def export_best(
+    files: ExperimentFiles,
+    best: TrialRun,
+    optimize_mode: str = "maximize",
+    *,
+    trial_file: Path | None = None,
+    code_dir: Path | None = None,
+) -> BestExport:
+    """Write the best trial's parameters and its fully edited training config(s) to ``E/best/``.
+
+    Everything comes from the trial's own record: ``params.json`` gives the parameters and the
+    paths of the configs the runner edited for exactly those parameters; the first config is
+    copied to ``pipeline.config``, any further ones to ``config_<n>_<name>``. A classic trial
+    (no edited config of its own) gets ``pipeline.config`` rebuilt from its trial file (see
+    :func:`classic_edited_config`) when ``trial_file`` is given and its base config readable.
+
+    Args:
+        files: the experiment directory.
+        best: the trial to export (usually :func:`select_best`'s choice).
+        optimize_mode: recorded in ``best_trial.json``.
+        trial_file: the experiment's trial file, for classic trials.
+        code_dir: ``trialCodeDirectory``, where the trial file's relative paths resolve.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        StorageError: an edited config cannot be read (e.g. an ``oss://`` path without keys).
+    """
+    if best.params is None or best.score is None:
+        raise HpoError(f"{best.trial_dir}: trial {best.trial_id} has no parameters or final score")
+    best_dir = files.best_dir
+    best_dir.mkdir(parents=True, exist_ok=True)
+    config_path: Path | None = None
+    extra: list[Path] = []
+    for index, source in enumerate(best.configs):
+        text = _read_config(source)
+        if index == 0:
+            target = best_dir / "pipeline.config"
+            config_path = target
+        else:
+            name = source.rstrip("/").rsplit("/", 1)[-1] or "config"
+            target = best_dir / f"config_{index + 1}_{name}"
+            extra.append(target)
+        _write_text_atomic(target, text)
+    sources = list(best.configs)
+    if config_path is None and trial_file is not None:
+        try:
+            rebuilt = classic_edited_config(trial_file, best, files.experiment_id, code_dir)
+        except (HpoError, OSError) as err:
+            _logger.warning("cannot rebuild the edited config of trial %s: %s",
+                            best.trial_id, err)
+            rebuilt = None
+        if rebuilt is not None:
+            config_path = best_dir / "pipeline.config"
+            _write_text_atomic(config_path, rebuilt[1])
+            sources.append(rebuilt[0])
+    if config_path is None:
+        _logger.warning(
+            "trial %s wrote no edited config (no [params_config] in its trial file); "
+            "only best_params.json is exported", best.trial_id)
+    params_path = best_dir / "best_params.json"
+    trial_path = best_dir / "best_trial.json"
+    _write_json(params_path, best.params)
+    _write_json(trial_path, {
+        "experiment_id": best.experiment_id or files.experiment_id,
+        "trial_id": best.trial_id,
+        "parameter_id": best.parameter_id,
+        "optimize_mode": optimize_mode,
+        "score": best.score,
+        "final": best.final,
+        "trial_dir": str(best.trial_dir),
+        "configs": sources,
+        "exported": [str(p) for p in ([config_path] if config_path else []) + extra],
+    })
+    return BestExport(
+        trial_id=best.trial_id, score=best.score, params=dict(best.params),
+        params_path=params_path, trial_path=trial_path, config_path=config_path,
+        extra_config_paths=tuple(extra),
+    )

@@ -1,0 +1,371 @@
+"""The two operations behind ``hpo-tools experiment``: run and best.
+
+``run_experiment`` drives an NNI experiment through NNI's Python API (imported lazily): check,
+start, poll to the end, always stop (also on Ctrl-C, SIGTERM and errors), export the best trial.
+``export_best_of_experiment`` re-exports the best trial of an experiment from its directory alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hpo_tools.errors import ConfigError
+from hpo_tools.experiment.best import BestExport, export_best
+from hpo_tools.experiment.config import (
+    _one_line,
+    load_experiment_config,
+    optimize_mode_of,
+    stored_optimize_mode,
+    stored_trial_file,
+    trial_file_from_command,
+)
+from hpo_tools.experiment.progress import Snapshot, TrialView, build_snapshot, format_progress
+from hpo_tools.experiment.records import ExperimentFiles
+from hpo_tools.experiment.status import (
+    _LIVE_TRIAL,
+    Outcome,
+    dispatcher_failure,
+    experiment_finished,
+)
+
+_logger = logging.getLogger(__name__)
+
+
+POLL_INTERVAL = 2.0
+"""Seconds between two status polls of a running experiment."""
+
+HEARTBEAT_INTERVAL = 30.0
+"""Seconds after which an unchanged progress line is printed again."""
+
+
+@dataclass
+class RunResult:
+    """How ``run_experiment`` ended.
+
+    Attributes:
+        experiment_id: NNI's experiment id.
+        files: the experiment directory.
+        status: NNI's last experiment status.
+        snapshot: the final state (own records re-read after the stop).
+        export: what ``E/best/`` holds, or None when no trial succeeded.
+        timed_out: ``--timeout`` stopped the experiment.
+        interrupted: Ctrl-C or SIGTERM stopped it.
+        errors: NNI's errors when the status is ERROR.
+    """
+
+    experiment_id: str
+    files: ExperimentFiles
+    status: str
+    snapshot: Snapshot
+    export: BestExport | None = None
+    timed_out: bool = False
+    interrupted: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> int:
+        """Trials that succeeded."""
+        return self.snapshot.count(Outcome.SUCCEEDED)
+
+
+Checker = Callable[[Path, Path], None]
+"""Runs ``hpo-tools check`` on (trial file, search space file); raises ConfigError on problems."""
+
+
+def default_checker(trial_file: Path, search_space_file: Path) -> None:
+    """``hpo-tools check`` of the trial file (``run_experiment`` calls it in the code directory)."""
+    from hpo_tools.trial.check import check_or_raise
+
+    check_or_raise(trial_file, search_space_file)
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    """Relative paths in a trial file resolve from the trial's directory (NNI's code dir)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def free_port() -> int:
+    """A TCP port on localhost nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while the experiment ran."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception so the experiment is stopped in ``finally``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while the experiment is stopping, so a second Ctrl-C does not leave
+    NNI's manager running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _search_space_file(config: Any, tmp_dir: Path) -> Path:
+    if getattr(config, "search_space_file", None):
+        return Path(config.search_space_file)
+    path = tmp_dir / "search_space.json"
+    path.write_text(json.dumps(config.search_space or {}), encoding="utf-8")
+    return path
+
+
+def path_with_interpreter_first(path: str, executable: str) -> str:
+    """``path`` (a PATH value) with the directory of ``executable`` moved to the front.
+
+    NNI's manager and every trial inherit the environment of the process that starts the
+    experiment, so with this PATH ``python3 -m hpo_tools.run`` in ``trialCommand`` runs the
+    interpreter that has hpo-tools (the venv's), even when the venv is not activated.
+    """
+    bin_dir = str(Path(executable).parent)
+    parts = [p for p in path.split(os.pathsep) if p and p != bin_dir]
+    return os.pathsep.join([bin_dir] + parts)
+
+
+@contextlib.contextmanager
+def _interpreter_first_on_path() -> Iterator[None]:
+    """Set PATH for NNI's manager (which passes its environment on to trials) while it starts."""
+    previous = os.environ.get("PATH")
+    os.environ["PATH"] = path_with_interpreter_first(previous or "", sys.executable)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = previous
+
+
+def _decisions_dir_of(config: Any) -> Path | None:
+    """Where PAIAssessor writes its decisions: its ``experiment_dir`` class argument, if set
+    (else NNI's experiment directory)."""
+    args = getattr(getattr(config, "assessor", None), "class_args", None) or {}
+    exp_dir = args.get("experiment_dir")
+    return Path(exp_dir).expanduser() if exp_dir else None
+
+
+def _poll(exp: Any) -> tuple[str, list[tuple[str, str, int | None]], list[str]]:
+    from nni.experiment import rest
+
+    check = rest.get(exp.port, "/check-status", exp.url_prefix)
+    trials = rest.get(exp.port, "/trial-jobs", exp.url_prefix)
+    listed = [
+        (str(t["trialJobId"]), str(t.get("status", "UNKNOWN")), t.get("sequenceId"))
+        for t in trials
+    ]
+    errors = [str(e) for e in (check.get("errors") or [])]
+    return str(check.get("status", "UNKNOWN")), listed, errors
+
+
+def run_experiment(
+    config_path: str | os.PathLike[str],
+    *,
+    port: int | None = None,
+    timeout: float | None = None,
+    working_dir: str | None = None,
+    poll_interval: float = POLL_INTERVAL,
+    checker: Checker | None = default_checker,
+    on_start: Callable[[str, Path, int], None] | None = None,
+    on_progress: Callable[[Snapshot], None] | None = None,
+) -> RunResult:
+    """Run an NNI experiment headless, to its end, and export its best trial.
+
+    Checks the trial file and search space first, starts the experiment through NNI's Python API,
+    polls every ``poll_interval`` seconds until :func:`experiment_finished` (or ``timeout``),
+    always stops it (also on Ctrl-C, SIGTERM and errors), then exports the best trial to
+    ``E/best/``.
+
+    Args:
+        config_path: the experiment YAML.
+        port: NNI's port; default: a free one.
+        timeout: seconds after which the experiment is stopped; None for no limit.
+        working_dir: overrides ``experimentWorkingDirectory``.
+        poll_interval: seconds between polls.
+        checker: runs ``hpo-tools check`` (None skips it).
+        on_start: called with (experiment id, experiment directory, port) once NNI is up.
+        on_progress: called with each snapshot whose progress line changed, and every 30 s.
+
+    Returns:
+        How it ended.
+
+    Raises:
+        ConfigError: the experiment config, trial file or search space is wrong (before start).
+    """
+    config_path = Path(config_path)
+    config = load_experiment_config(config_path, working_dir)
+    canonical = config.canonical_copy()
+    mode = optimize_mode_of(canonical)
+    trial_file = trial_file_from_command(
+        canonical.trial_command, canonical.trial_code_directory, str(config_path))
+    if checker is not None:
+        if not trial_file.is_file():
+            raise ConfigError(f"{config_path}: trialCommand: trial file {trial_file} not found")
+        with tempfile.TemporaryDirectory(prefix="hpo-tools-check-") as tmp:
+            space_file = _search_space_file(canonical, Path(tmp)).resolve()
+            # Relative paths in the trial file resolve from where the trials run.
+            with _working_directory(Path(canonical.trial_code_directory)):
+                checker(trial_file.resolve(), space_file)
+
+    import nni.runtime.log
+    from nni.experiment import Experiment, RunMode
+
+    nni.runtime.log.silence_stdout()
+    if not _logger.isEnabledFor(logging.INFO):
+        # NNI sets its logger to INFO and its records reach the CLI's stderr handler.
+        logging.getLogger("nni").setLevel(logging.WARNING)
+    port = port or free_port()
+    exp = Experiment(config)
+    files = ExperimentFiles(
+        Path(canonical.experiment_working_directory).expanduser() / exp.id,
+        _decisions_dir_of(canonical))
+    status = "INITIALIZED"
+    listed: list[tuple[str, str, int | None]] = []
+    errors: list[str] = []
+    timed_out = interrupted = False
+    started = time.monotonic()
+    last_line: str | None = None
+    last_print = 0.0
+    try:
+        with _sigterm_raises():
+            try:
+                with _interpreter_first_on_path():
+                    try:
+                        exp.start(port, run_mode=RunMode.Detach)
+                    except RuntimeError as err:
+                        if "not idle" in str(err):
+                            raise ConfigError(f"--port {port}: {_one_line(err)}") from err
+                        raise
+                started = time.monotonic()
+                if on_start is not None:
+                    on_start(exp.id, files.root, port)
+                while True:
+                    status, listed, errors = _poll(exp)
+                    elapsed = time.monotonic() - started
+                    if on_progress is not None:
+                        snapshot = build_snapshot(
+                            files, status=status, nni_trials=listed, elapsed=elapsed,
+                            optimize_mode=mode, max_trials=canonical.max_trial_number)
+                        line = format_progress(snapshot, with_elapsed=False)
+                        if line != last_line or elapsed - last_print >= HEARTBEAT_INTERVAL:
+                            on_progress(snapshot)
+                            last_line, last_print = line, elapsed
+                    if experiment_finished(status, (s for _, s, _ in listed)):
+                        break
+                    failure = dispatcher_failure(files.root / "log" / "dispatcher.log")
+                    if failure is not None:
+                        status = "ERROR"
+                        errors.append(
+                            f"NNI's tuner/assessor process exited ({failure}); NNI would wait "
+                            f"forever: see {files.root / 'log' / 'dispatcher.log'}")
+                        break
+                    if timeout is not None and elapsed >= timeout:
+                        timed_out = True
+                        _logger.warning("timeout of %s s reached; stopping the experiment", timeout)
+                        break
+                    time.sleep(poll_interval)
+            except (KeyboardInterrupt, _Terminated):
+                interrupted = True
+    finally:
+        with _signals_ignored():
+            _logger.info("stopping experiment %s", exp.id)
+            try:
+                exp.stop()
+            except Exception:  # never mask the error that brought us here
+                _logger.exception("could not stop experiment %s cleanly; check with "
+                                  "`nnictl experiment list` and `nnictl stop %s`", exp.id, exp.id)
+    elapsed = time.monotonic() - started
+    # After the stop every trial process is gone; trials NNI still listed as live were stopped
+    # with the experiment, so their own records (cancelled) now tell what became of them.
+    final_trials = [
+        (tid, None if s in _LIVE_TRIAL else s, seq) for tid, s, seq in listed
+    ]
+    snapshot = build_snapshot(
+        files, status=status, nni_trials=final_trials, elapsed=elapsed, optimize_mode=mode,
+        max_trials=canonical.max_trial_number)
+    snapshot = _stopped_live_as_cancelled(snapshot)
+    best = snapshot.best
+    export = None
+    if best is not None:
+        export = export_best(files, best.run, mode, trial_file=trial_file,
+                             code_dir=Path(canonical.trial_code_directory))
+    return RunResult(
+        experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
+        timed_out=timed_out, interrupted=interrupted, errors=errors)
+
+
+def _stopped_live_as_cancelled(snapshot: Snapshot) -> Snapshot:
+    """Trials still 'running' after the experiment stopped were cancelled by the stop."""
+    views = tuple(
+        TrialView(v.trial_id, v.sequence, v.nni_status, Outcome.CANCELLED, v.run, v.decision)
+        if v.outcome is Outcome.RUNNING else v
+        for v in snapshot.trials
+    )
+    return Snapshot(snapshot.experiment_id, snapshot.status, snapshot.elapsed, views,
+                    snapshot.optimize_mode, snapshot.max_trials)
+
+
+def export_best_of_experiment(
+    files: ExperimentFiles, optimize_mode: str | None = None
+) -> tuple[Snapshot, BestExport | None]:
+    """Re-export the best trial of a finished or running experiment from its directory alone.
+
+    Args:
+        files: the experiment directory.
+        optimize_mode: overrides the mode stored in NNI's database.
+
+    Returns:
+        The snapshot built from the trials' own records, and what was exported (None when no
+        trial has succeeded yet).
+    """
+    mode = optimize_mode or stored_optimize_mode(files) or "maximize"
+    snapshot = build_snapshot(files, optimize_mode=mode)
+    best = snapshot.best
+    if best is None:
+        return snapshot, None
+    trial_file, code_dir = stored_trial_file(files) or (None, None)
+    export = export_best(files, best.run, mode, trial_file=trial_file, code_dir=code_dir)
+    return snapshot, export
