@@ -443,6 +443,26 @@ def _check_auc_only(r: _Reader, msg: Any, path: str) -> None:
         r.check_fields(metric.get_one("auc"), f"{path}.metrics_set[{k}].auc", set())
 
 
+#: How the local models read each group: EasyRec embeds a WIDE group with wide_output_dim and a
+#: DEEP one with embedding_dim, so another ``wide_deep`` would mean another model.
+_GROUP_ROLES = {"dbmtl": {"all": "DEEP"}, "deepfm": {"wide": "WIDE", "deep": "DEEP"}}
+_WIDE_DEEP = ("DEEP", "WIDE", "WIDE_AND_DEEP")
+
+
+def _check_group_roles(r: _Reader, model: Any, kind: str) -> None:
+    for k, group in enumerate(model.get("feature_groups")):
+        path = f"model_config.feature_groups[{k}].wide_deep"
+        wide_deep = group.get_one("wide_deep", default="DEEP")  # EasyRec's default
+        if wide_deep not in _WIDE_DEEP:
+            raise r.fail(path, f"expected one of {', '.join(_WIDE_DEEP)}, got {wide_deep}"
+                         + did_you_mean(str(wide_deep), _WIDE_DEEP))
+        gname = str(group.get_one("group_name", default=""))
+        expected = _GROUP_ROLES[kind].get(gname)
+        if expected and wide_deep != expected:
+            raise r.fail(path, f"the local {kind} reads group {gname!r} as {expected}, "
+                               f"got {wide_deep}")
+
+
 def _read_model(r: _Reader, doc: Any, labels: Sequence[str],
                 features: Sequence[FeatureSpec]) -> ModelSpec:
     if not doc.has("model_config"):
@@ -464,6 +484,7 @@ def _read_model(r: _Reader, doc: Any, labels: Sequence[str],
         raise r.fail("model_config.model_class",
                      f"expected {expected!r} for a {kind} {{ }} block, got {model_class!r}")
     parts = _read_dbmtl(r, model, labels) if kind == "dbmtl" else _read_deepfm(r, model, labels)
+    _check_group_roles(r, model, kind)
     if kind == "dbmtl" and groups and "all" not in groups:
         raise r.fail("model_config.feature_groups",
                      "DBMTL reads the group named 'all'" + did_you_mean("all", groups))

@@ -7,6 +7,7 @@ one test runs the command line in a subprocess.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -333,3 +334,23 @@ def test_exponential_decay_reaches_the_optimizer_step_by_step(tmp_path, tiny_dat
     rates = [line.split("lr=")[1].split()[0] for line in caplog.messages if "lr=" in line]
     # The update of global step s uses rate_at(s): steps 2 and 4 log the rates of steps 1 and 3.
     assert rates == ["0.05", "0.0125"]
+
+
+@pytest.mark.parametrize(
+    ("model", "old", "new", "named"),
+    [
+        (DBMTL, "wide_deep: DEEP", "wide_deep: WIDE", "feature_groups[0].wide_deep"),
+        (DEEPFM, "wide_deep: WIDE", "wide_deep: DEEP", "feature_groups[0].wide_deep"),
+        (DEEPFM, "wide_deep: DEEP", "wide_deep: WIDE_AND_DEEP", "feature_groups[1].wide_deep"),
+        (DBMTL, "wide_deep: DEEP", "wide_deep: DEPE", "feature_groups[0].wide_deep"),
+    ],
+    ids=["dbmtl-all-wide", "deepfm-wide-deep", "deepfm-deep-both", "typo"],
+)
+def test_a_group_wide_deep_the_trainer_does_not_read_that_way_is_a_config_error(
+        tiny_data, model, old, new, named):
+    text = make_config(tiny_data, model=model)
+    assert old in text
+    # EasyRec embeds a WIDE group with wide_output_dim, a DEEP one with embedding_dim: a role
+    # the local model does not give the group would silently train another model.
+    with pytest.raises(ConfigError, match=re.escape(f"model_config.{named}:")):
+        _settings(text.replace(old, new, 1))
