@@ -317,6 +317,9 @@ class PathResolver:
             hint = did_you_mean(text, seen) if cond.op == "=" else ""
             if not seen:
                 detail = f"no element of {where} has '{cond.key.text}'"
+                names = {name for p in positions for name in _field_names(item_node(items[p]))}
+                first = cond.key.steps[0].name
+                hint = "" if first in names else did_you_mean(first, sorted(names))
             else:
                 detail = f"{len(positions)} element{'s' if len(positions) != 1 else ''} checked"
             raise ConfigPathError(
@@ -344,6 +347,11 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">": lambda a, b: a > b,
     "<": lambda a, b: a < b,
 }
+
+
+def _field_names(node: Union[int, Body]) -> list[str]:
+    """The field names of a message node ([] for a scalar)."""
+    return list(node.by_name()) if isinstance(node, Body) else []
 
 
 def _comparable(pieces: list[str], t: int) -> tuple[Optional[float], str, bool]:

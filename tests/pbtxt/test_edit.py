@@ -431,6 +431,15 @@ def test_condition_matching_nothing_names_path_and_suggests_a_value() -> None:
     assert message.endswith("(did you mean 'user_id'?)")
 
 
+def test_condition_key_no_element_has_suggests_a_field_name() -> None:
+    # A typo in the condition's key is an unknown field like any other: suggest the real name.
+    with pytest.raises(ConfigPathError) as info:
+        edit({"feature_configs[input_nmes[0]=user_id].embedding_dim": 8})
+    assert str(info.value).endswith(
+        "(no element of feature_configs has 'input_nmes[0]') (did you mean 'input_names'?)"
+    )
+
+
 def test_empty_slice_is_an_error() -> None:
     with pytest.raises(ConfigPathError, match=r"slice \[5:\] in 'feature_configs\[5:\]' selects "
                                               r"nothing \(feature_configs has 3 elements\)"):
