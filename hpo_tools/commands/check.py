@@ -9,8 +9,9 @@ HELP = "check a trial file against a search space before spending on an experime
 DESCRIPTION = """\
 Render the trial file and the edited training config for every corner of the search space
 (every choice value, the bounds of every range; randint's upper bound is exclusive) without
-launching anything, and report every problem at once: ${...} left undefined, config keys that do
-not resolve, values that do not fit their field, unreadable files, bad metric settings.
+launching anything, and report every problem at once: ${...} left undefined, unknown sections
+and keys and bad values of the trial file, config keys that do not resolve, values that do
+not fit their field, unreadable files, bad metric settings.
 Exit 0 only when all is well, 1 when problems were found (an unreadable trial file or search
 space is one), 2 when the schema options are unusable.
 
