@@ -135,11 +135,23 @@ def substitute_dates(
         if name in values:
             return values[name]
         raise ConfigError(
-            f"{where}: unknown date placeholder {{{name}}}{did_you_mean(name, values)}; "
+            f"{where}: unknown date placeholder {{{name}}}{did_you_mean(name, values)}"
+            f"{_line_of(text, match.start())}; "
             f"known: {', '.join('{' + v + '}' for v in values)}"
         )
 
     return _PLACEHOLDER.sub(replace, text)
+
+
+def _line_of(text: str, offset: int) -> str:
+    """`` in line '...'`` naming the line of ``offset`` in a text of several lines, else ``""``."""
+    if "\n" not in text.strip("\n"):
+        return ""
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    line = text[start:] if end < 0 else text[start:end]
+    line = line.strip()
+    return f" in line {line if len(line) <= 80 else line[:77] + '...'!r}"
 
 
 def placeholder_names(text: str) -> list[str]:

@@ -79,3 +79,10 @@ def test_mistyped_placeholder_is_an_error_with_a_suggestion() -> None:
     expected = r"trial.ini \[s\] cmd1: .*\{bizdat\}.*did you mean 'bizdate'"
     with pytest.raises(ConfigError, match=expected):
         substitute_dates("dt={bizdat}", parse_date("20220601"), where="trial.ini [s] cmd1")
+
+
+def test_mistyped_placeholder_in_a_whole_file_names_its_line() -> None:
+    text = "[platform_config]\nname=Local\ncmd1=train --table t_{bizdat}\n"
+    # A whole trial file is substituted at once: the message must say where in it (the key).
+    with pytest.raises(ConfigError, match=r"in line 'cmd1=train --table t_\{bizdat\}'"):
+        substitute_dates(text, parse_date("20220601"), where="trial.ini")
