@@ -89,9 +89,15 @@ def _read_csv(path: str, fields: Sequence[InputField], separator: str) -> list[A
     if not path:
         raise ConfigError("no input path: give train_input_path/eval_input_path in the config "
                           "or --train_input_path/--eval_input_path")
-    paths = sorted(tf.io.gfile.glob(path)) if any(c in path for c in "*?[") else [path]
-    if not paths or not all(tf.io.gfile.exists(p) for p in paths):
-        raise ConfigError(f"{path}: input file not found")
+    paths = []
+    for part in path.split(","):  # EasyRec's CSVInput: comma-separated paths, each a glob
+        found = sorted(tf.io.gfile.glob(part)) if any(c in part for c in "*?[") else [part]
+        if not found or not all(tf.io.gfile.exists(p) for p in found):
+            raise ConfigError(f"{part}: input file not found")
+        for one in found:
+            if tf.io.gfile.isdir(one):
+                raise ConfigError(f"{one}: is a directory, expected a CSV file or a glob")
+        paths.extend(found)
     defaults = []
     for f in fields:
         if f.input_type in ("INT32", "INT64"):

@@ -354,3 +354,18 @@ def test_a_group_wide_deep_the_trainer_does_not_read_that_way_is_a_config_error(
     # the local model does not give the group would silently train another model.
     with pytest.raises(ConfigError, match=re.escape(f"model_config.{named}:")):
         _settings(text.replace(old, new, 1))
+
+
+def test_comma_separated_input_paths_are_read_like_easyrec(tmp_path, tiny_data):
+    days = sorted(str(p) for p in (tiny_data / "daily").glob("*.csv"))
+    text = make_config(tiny_data, num_steps=1000, save_steps=1000, batch_size=400)
+    text = text.replace("num_epochs: 0", "num_epochs: 1")
+    # EasyRec's CSVInput splits input paths on ',' and globs each part: two days of 400 rows
+    # make one epoch of two batches of 400.
+    _, result = _train(tmp_path, text, train_input_path=",".join(days[:2]))
+    assert result.final_step == 2
+
+
+def test_an_input_path_that_is_a_directory_is_a_config_error(tmp_path, tiny_data):
+    with pytest.raises(ConfigError, match="daily: is a directory"):
+        _train(tmp_path, make_config(tiny_data), train_input_path=str(tiny_data / "daily"))
