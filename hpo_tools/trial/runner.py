@@ -620,11 +620,15 @@ def run_trial(
             _logger.warning("%s: cancelling every live job", run.outcome.message)
             run.cancel_live()
             run.registry.trial_finished("cancelled")
-        except BaseException:
+        except BaseException as err:
             if guard is not None:
                 guard.quiet()
             run.cancel_live()  # a bug or config error must not leave jobs running
             run.outcome.status = "failed"
+            # An SDK error can quote a credential (a service echoing the key it refused); the
+            # error goes on to stderr ("error: ...", a traceback) and result.json.
+            _mask_error(err, masker)
+            run.outcome.message = run.outcome.message or str(err)
             run.registry.trial_finished("failed")
             raise
         finally:
@@ -638,6 +642,18 @@ def run_trial(
         "trial %s %s in %.1f s", context.trial_id, run.outcome.status, time.monotonic() - started
     )
     return run.outcome
+
+
+def _mask_error(err: BaseException, masker: SecretMasker) -> None:
+    """Mask the string arguments of ``err`` and of the errors it was raised from, in place."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(
+            masker.mask(arg) if isinstance(arg, str) else arg for arg in current.args
+        )
+        current = current.__cause__ or current.__context__
 
 
 def _close(platform: Any) -> None:

@@ -81,3 +81,38 @@ def test_a_parameter_whose_value_is_a_secret_is_masked_in_params_json(tmp_path, 
     assert _files_containing(tmp_path / "exp", ID_VALUE, SECRET_VALUE) == []
     params = json.loads((tmp_path / "exp/standalone/trials/standalone/params.json").read_text())
     assert params["params"] == {"lr": 0.01, "key": "***"}  # the rest of the record is kept
+
+
+def test_an_sdk_error_quoting_the_access_key_is_masked_in_the_raised_error(
+    tmp_path, write_trial, monkeypatch
+):
+    """A service error that echoes a key (as MaxCompute's InvalidAccessKeyId does) reaches
+    stderr through the CLI's "error: ..." line and result.json: both masked."""
+    import pytest
+
+    from hpo_tools.errors import PlatformError
+    from hpo_tools.platforms import maxcompute
+    from hpo_tools.testing.odps import FakeODPS
+    from hpo_tools.trial.reporter import ConsoleReporter
+    from hpo_tools.trial.runner import run_trial_file
+
+    fake = FakeODPS()
+    fake.submit_error = RuntimeError(f"InvalidAccessKeyId: the key {SECRET_VALUE} is not found")
+    monkeypatch.setattr(maxcompute, "_default_odps_factory", fake.connect)
+    monkeypatch.setenv("HPO_TEST_VALUE_A", ID_VALUE)
+    monkeypatch.setenv("HPO_TEST_VALUE_B", SECRET_VALUE)
+    trial = write_trial(
+        "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext -Dcmd=train\n"
+        '[metric_config]\nmetric_source=/nowhere\nmetric_dict={"auc": 1}\n'
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://odps\n"
+        "access_id=${HPO_TEST_VALUE_A}\naccess_key=${HPO_TEST_VALUE_B}\n"
+    )
+    reporter = ConsoleReporter({}, trial_id="T")
+    with pytest.raises(PlatformError) as info:
+        run_trial_file(trial, reporter, exp_dir=tmp_path / "exp")
+    # The error says what failed, without the key.
+    assert "InvalidAccessKeyId" in str(info.value)
+    assert SECRET_VALUE not in str(info.value)
+    assert _files_containing(tmp_path / "exp", ID_VALUE, SECRET_VALUE) == []
+    result = json.loads((tmp_path / "exp/standalone/trials/T/result.json").read_text())
+    assert result["status"] == "failed" and "InvalidAccessKeyId: the key ***" in result["message"]
