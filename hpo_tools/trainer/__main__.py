@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pipeline_config_path", required=True, help="the pipeline.config")
     parser.add_argument("--model_dir", help="overrides model_dir of the config")
-    parser.add_argument("--train_input_path", help="overrides train_input_path (CSV files; globs, comma-separated lists)")
-    parser.add_argument("--eval_input_path", help="overrides eval_input_path (CSV files; globs, comma-separated lists)")
+    parser.add_argument("--train_input_path",
+                        help="overrides train_input_path (CSV files; globs, comma lists)")
+    parser.add_argument("--eval_input_path",
+                        help="overrides eval_input_path (CSV files; globs, comma lists)")
     parser.add_argument(
         "--fine_tune_checkpoint",
         help="checkpoint prefix or model dir (its latest checkpoint) to start from; "
