@@ -739,6 +739,7 @@ class EventDirectoryReader:
         self._remote = is_remote(directory)
         self._tails: dict[str, EventFileTail] = {}
         self._start_offsets = dict(offsets or {})
+        self._carried: list[ScalarEvent] = []
         self.found = False
 
     @property
@@ -778,7 +779,8 @@ class EventDirectoryReader:
         """Scalars of the records written since the last poll, file by file in wall-time order.
 
         Raises:
-            StorageError: A remote directory or file could not be read.
+            StorageError: A remote directory or file could not be read. What the files before
+                it gave in this poll is returned by the next poll.
         """
         paths = self._list()
         if paths:
@@ -789,7 +791,13 @@ class EventDirectoryReader:
                 offset = self._start_offsets.pop(name, 0)
                 self._tails[name] = EventFileTail(path, offset, store=self._store)
                 _logger.info("following event file %s", path)
-        events: list[ScalarEvent] = []
+        # Events read before a file fails to read (a remote error) are kept for the next poll:
+        # their offsets have moved on, so dropping them with the error would lose them.
+        events, self._carried = self._carried, []
         for name in self._ordered_names():
-            events.extend(self._tails[name].poll())
+            try:
+                events.extend(self._tails[name].poll())
+            except Exception:
+                self._carried = events
+                raise
         return events

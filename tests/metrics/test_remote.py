@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import oss2
 import pytest
 
 from hpo_tools import storage
-from hpo_tools.errors import MetricReadError
+from hpo_tools.errors import MetricReadError, StorageError
 from hpo_tools.metrics import Follower, MetricSpec, build_source
 from hpo_tools.metrics.events import EventDirectoryReader
 from hpo_tools.metrics.sources import StdoutSource
@@ -67,6 +68,30 @@ def test_remote_partial_record_waits_for_the_rest(bucket, store):
     assert reader.poll() == []
     bucket.objects[KEY] = data
     assert _triples(reader.poll()) == [("auc", 0.5, 1)]
+
+
+def test_read_error_on_a_later_file_loses_no_event_of_an_earlier_one(bucket, store):
+    newer = "model/eval_val/events.out.tfevents.1700000100.host"
+    bucket.objects[KEY] = record(scalar_event(1, auc=0.5))
+    bucket.objects[newer] = record(scalar_event(2, auc=0.6))
+    reader = EventDirectoryReader("oss://b/model/eval_val", store=store)
+    get_object = bucket.get_object
+    failures = []
+
+    def flaky_get_object(key, *args, **kwargs):
+        if key == newer and not failures:
+            failures.append(key)
+            raise oss2.exceptions.ServerError(503, {}, b"", {"Code": "ServiceUnavailable"})
+        return get_object(key, *args, **kwargs)
+
+    bucket.get_object = flaky_get_object
+
+    # The newer file cannot be read this time: the error reaches the caller (which retries)...
+    with pytest.raises(StorageError):
+        reader.poll()
+    # ...and the next poll still yields the older file's event, read (and its offset moved on)
+    # before the error, in file order before the newer file's.
+    assert _triples(reader.poll()) == [("auc", 0.5, 1), ("auc", 0.6, 2)]
 
 
 def test_remote_stdout_log_is_read_incrementally(bucket, store):
