@@ -761,22 +761,33 @@ def run_trial_file(
         return run_finetune_file(
             config_path, reporter, exp_dir=exp_dir, environ=env, interval=interval, stderr=stderr
         )
-    settings, context = prepare_trial(config_path, reporter, exp_dir=exp_dir, environ=env)
-    masker = build_masker(settings, env)
-    if environ is None:
-        export_oss_credentials(settings, os.environ)
-    with TrialLogging(context.paths, masker):
-        _logger.info(
-            "trial %s of experiment %s: %s (%s platform), parameters %s",
-            context.trial_id,
-            context.exp_id,
-            settings.source,
-            settings.platform,
-            json.dumps(dict(context.params), sort_keys=True),
-        )
-        return run_trial(
-            settings, reporter, context, masker=masker, interval=interval, stderr=stderr
-        )
+    try:
+        settings, context = prepare_trial(config_path, reporter, exp_dir=exp_dir, environ=env)
+        masker = build_masker(settings, env)
+        if environ is None:
+            export_oss_credentials(settings, os.environ)
+        with TrialLogging(context.paths, masker):
+            _logger.info(
+                "trial %s of experiment %s: %s (%s platform), parameters %s",
+                context.trial_id,
+                context.exp_id,
+                settings.source,
+                settings.platform,
+                json.dumps(dict(context.params), sort_keys=True),
+            )
+            return run_trial(
+                settings, reporter, context, masker=masker, interval=interval, stderr=stderr
+            )
+    except KeyboardInterrupt:
+        # SIGINT before run_trial took the signals over (while NNI hands out the parameters,
+        # which takes seconds): nothing was launched, but the trial's record says it stopped.
+        paths = resolve_paths(reporter.experiment_id, reporter.trial_id, exp_dir=exp_dir,
+                              environ=env)
+        if not paths.result_path.exists():
+            outcome = TrialOutcome("cancelled", 128 + signal.SIGINT, message="interrupted "
+                                   "before any job was launched")
+            write_json_atomic(paths.result_path, outcome.to_dict())
+        raise
 
 
 # ---------------------------------------------------------------------------------------------

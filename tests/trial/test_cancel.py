@@ -136,3 +136,23 @@ def test_sigint_during_a_long_table_metric_query_cancels_within_3_seconds(tmp_pa
     # The PAI job and the metric query are both stopped: nothing left running.
     assert all(instance.stopped for instance in fake.instances.values())
     assert [s["kind"] for s in fake.submitted] == ["xflow", "sql"]
+
+
+def test_sigint_while_waiting_for_parameters_still_writes_result_json(tmp_path, write_trial):
+    """Under NNI, getting the parameters takes seconds; a stop then must leave a record too."""
+    import io
+
+    from hpo_tools.trial.reporter import ConsoleReporter
+    from hpo_tools.trial.runner import run_trial_file
+
+    class InterruptedReporter(ConsoleReporter):
+        def get_parameters(self):
+            raise KeyboardInterrupt  # what SIGINT does during nni.get_next_parameter()
+
+    trial = write_trial("[platform_config]\nname=Local\ncmd1=true\n" + METRIC)
+    reporter = InterruptedReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
+    # It goes on up, so that the runner dies by SIGINT (NNI: USER_CANCELED).
+    with pytest.raises(KeyboardInterrupt):
+        run_trial_file(trial, reporter, exp_dir=tmp_path / "exp")
+    result = json.loads((tmp_path / "exp/E/trials/T/result.json").read_text())
+    assert result["status"] == "cancelled" and result["final"] is None
