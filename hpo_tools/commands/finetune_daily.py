@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import sys
 from typing import Any
 
@@ -39,6 +40,7 @@ crontab (every day at 06:30, for yesterday):
 
 EXIT_FAILED = 1
 EXIT_UNDER_FLOOR = 3
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     from hpo_tools.trial.runner import TrialContext, TrialLogging, build_masker, resolve_paths
     from hpo_tools.trial.settings import TrialVariables
 
+    if not _PLAIN_NAME.match(args.job) or args.job in (".", ".."):
+        raise ConfigError(f"--job {args.job!r}: expected a plain name (letters, digits, '_', "
+                          "'.', '-'): it names the job's registry file and directory")
     if args.bizdate:
         day = parse_date(args.bizdate, what="--bizdate")
     else:

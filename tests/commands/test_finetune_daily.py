@@ -152,3 +152,10 @@ def test_params_file_may_be_given_as_at_file_like_hpo_tools_run(daily, tmp_path,
     # `hpo-tools run --params @best_params.json` is the other command's spelling: same parser.
     assert daily("--bizdate", "20220616", "--params", "@best_params.json") == 0
     assert "score 0.6 " in capsys.readouterr().out  # lr 0.01 from the file, as in the plain form
+
+
+def test_a_job_name_that_is_not_a_plain_name_is_a_usage_error(daily, tmp_path, capsys):
+    # The job name becomes a file name (registry, trial directory): '../x' would escape them.
+    assert daily("--bizdate", "20220616", "--job", "../x") == 2
+    assert "--job '../x': expected a plain name" in capsys.readouterr().err
+    assert runs(tmp_path) == []  # nothing ran
