@@ -21,13 +21,13 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hpo_tools.errors import ConfigError, StorageError
+from hpo_tools import storage
+from hpo_tools.errors import ConfigError
 from hpo_tools.trainer import DEFAULT_END_DATE
 
 __all__ = [
@@ -251,23 +251,6 @@ def _to_csv(columns: dict[str, np.ndarray]) -> str:
     return "\n".join(lines.tolist()) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise StorageError(f"{path}: cannot write ({err.strerror or err})") from err
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def generate_days(
     days: int,
     rows_per_day: int,
@@ -319,11 +302,11 @@ def write_dataset(
     for date, columns in generated:
         text = _to_csv(columns)
         path = root / "daily" / f"{date}.csv"
-        _write_atomic(path, text)
+        storage.write_text(path, text)
         texts.append(text)
         daily.append(path)
-    _write_atomic(root / "train.csv", "".join(texts[:-1]))
-    _write_atomic(root / "eval.csv", texts[-1])
+    storage.write_text(root / "train.csv", "".join(texts[:-1]))
+    storage.write_text(root / "eval.csv", texts[-1])
     _logger.info("wrote %d days (%s..%s) under %s", days, generated[0][0], generated[-1][0], root)
     return DatasetPaths(
         daily=tuple(daily),
