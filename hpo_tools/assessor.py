@@ -281,6 +281,11 @@ class PAIAssessor(Assessor):
         self.moving_avg = moving_avg
         self.proportion = _check_proportion(proportion)
         self.patience = _check_int("patience", patience, 0)
+        if experiment_dir is not None and not isinstance(experiment_dir, (str, os.PathLike)):
+            raise ValueError(
+                f"PAIAssessor classArgs experiment_dir={experiment_dir!r}: expected a directory "
+                f"path (absolute: NNI's dispatcher runs in <experiment dir>/log)"
+            )
         exp_dir = Path(experiment_dir) if experiment_dir is not None else experiment_dir_from_env()
         self.experiment_dir: Path | None = exp_dir
         self._curves: dict[str, _Curve] = {}

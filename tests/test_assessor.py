@@ -123,6 +123,7 @@ def test_optimize_mode_is_case_insensitive() -> None:
         ({"patience": -1}, ["patience=-1", ">= 0"]),
         ({"proportion": 1.5}, ["proportion=1.5", "0 to 1"]),
         ({"moving_avg": "yes"}, ["moving_avg='yes'", "true or false"]),
+        ({"experiment_dir": 5}, ["experiment_dir=5", "a directory path"]),
     ],
 )
 def test_bad_class_args_raise_value_error_naming_the_fix(
