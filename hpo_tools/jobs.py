@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 from hpo_tools.platforms.base import Job, JobState, Platform, platform_for_description
+from hpo_tools.secrets import is_credential_name
 
 __all__ = ["JobEntry", "TrialRecord", "JobRegistry", "RECORD_VERSION"]
 
@@ -33,9 +34,6 @@ _logger = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
 _SUBDIR = Path("hpo-tools") / "jobs"
-# Keys whose values are credentials, wherever they appear in settings or descriptions. Names of
-# the env vars that hold credentials (``credential_env``) are not secret and are kept.
-_SECRET_KEY = re.compile(r"(secret|password|passwd|token|access_?key|access_?id)", re.IGNORECASE)
 _TRIAL_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 try:  # pragma: no cover - always there on Linux and macOS
@@ -49,14 +47,17 @@ def _now() -> str:
 
 
 def _scrub(value: Any) -> Any:
-    """``value`` without any mapping entry whose key names a credential."""
+    """``value`` without any mapping entry whose key names a credential.
+
+    Names of the env vars that hold credentials (``credential_env``) are not secret and are kept.
+    """
     if isinstance(value, Mapping):
         kept = {}
         for key, item in value.items():
             key = str(key)
             if key.endswith("_env"):  # names of env vars, not their values
                 kept[key] = item
-            elif not _SECRET_KEY.search(key):
+            elif not is_credential_name(key):  # a credential: dropped wherever it appears
                 kept[key] = _scrub(item)
         return kept
     if isinstance(value, (list, tuple)):

@@ -28,7 +28,9 @@ MASK = "***"
 # hiding nothing (no real access key is that short).
 _MIN_SECRET_LENGTH = 4
 
-_CREDENTIAL_NAME = re.compile(r"secret|access_?key|access_?id|password|passwd|token", re.IGNORECASE)
+_CREDENTIAL_NAME = re.compile(
+    r"secret|access_?key|access_?id|api_?key|private_?key|password|passwd|token", re.IGNORECASE
+)
 
 
 def is_credential_name(name: str) -> bool:
@@ -38,7 +40,8 @@ def is_credential_name(name: str) -> bool:
         name: a trial-file key or an environment variable name.
 
     Returns:
-        True for names such as ``accessKeyID``, ``accessKeySecret``, ``OSS_ACCESS_KEY_SECRET``.
+        True for names such as ``accessKeyID``, ``accessKeySecret``, ``OSS_ACCESS_KEY_SECRET``,
+        ``DASHSCOPE_API_KEY``.
     """
     return bool(_CREDENTIAL_NAME.search(name))
 

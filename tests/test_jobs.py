@@ -157,7 +157,8 @@ def test_records_never_hold_credentials(registry):
     )
     job = _ListedJob("i1", {"platform": "maxcompute", "job_id": "i1",
                             "settings": {"accessKeySecret": secret_key, "project": "p"},
-                            "nested": [{"secret_access_key": secret_key}]})
+                            "nested": [{"secret_access_key": secret_key},
+                                       {"api_key": secret_key}]})
     registry.mark_job(record, 1, job, JobState.RUNNING)
     text = registry.path("t1").read_text()
     # neither a platform's settings nor a job description may carry a credential to disk

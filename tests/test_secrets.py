@@ -77,6 +77,10 @@ def test_credential_names_are_recognised():
     assert is_credential_name("accessKeyID")
     assert is_credential_name("OSS_ACCESS_KEY_ID")
     assert is_credential_name("GITHUB_TOKEN")
+    # API keys are credentials too (the common *_API_KEY env vars).
+    assert is_credential_name("DASHSCOPE_API_KEY")
+    assert is_credential_name("apiKey")
+    assert is_credential_name("SSH_PRIVATE_KEY")
     assert not is_credential_name("endpoint")
     assert not is_credential_name("project_name")
 
