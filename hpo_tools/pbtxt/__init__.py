@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from hpo_tools.pbtxt.edit import MISSING, Document, Message, RawText, apply_edits
 from hpo_tools.pbtxt.paths import Condition, Index, Path, Slice, Step, parse_path
+from hpo_tools.pbtxt.values import FloatValue
 
 __all__ = [
     "Document",
     "Message",
     "apply_edits",
     "RawText",
+    "FloatValue",
     "MISSING",
     "parse_path",
     "Path",
