@@ -121,7 +121,7 @@ def test_jinja_day_list_selects_each_days_keys(tmp_path: Path) -> None:
     text = """\
 {% set date_list = ['20220615', '20220616'] %}
 [finetune_config]
-model_dir=/m/{bizdate}
+model_dir=/m/${trial_id}/{bizdate}
 fine_tune_checkpoint=/begin
 
 [platform_config]
@@ -142,7 +142,7 @@ metric_dict={"auc": 1}
     day2 = plan.day_settings(plan.days[1])
     # Only day 2's command and source are left, under their ordinary names.
     assert [c.name for c in day2.commands] == ["cmd1"]
-    assert day2.commands[0].text == "train --day 20220616 --from /m/20220615"
+    assert day2.commands[0].text == "train --day 20220616 --from /m/trial1/20220615"
     assert day2.metric.sources == ("/m/20220616/eval_val",)
 
 
@@ -203,6 +203,24 @@ def test_platform_file_without_model_dir_is_an_error(tmp_path: Path) -> None:
     text = PLATFORM.replace("model_dir=${NNI_OUTPUT_DIR}/model/{bizdate}\n", "")
     with pytest.raises(ConfigError, match=r"\[finetune_config\] model_dir is required"):
         plan_of(tmp_path, text, start_time="20220601", end_time="20220602")
+
+
+def test_a_model_dir_shared_by_all_trials_is_an_error(tmp_path: Path) -> None:
+    text = PLATFORM.replace("model_dir=${NNI_OUTPUT_DIR}/model/{bizdate}",
+                            "model_dir=/shared/model/{bizdate}")
+    # Every trial would write day 1 there and start day 2 from whichever trial wrote last.
+    with pytest.raises(ConfigError, match=r"\[finetune_config\] model_dir .*/shared/model/"
+                                          r"20220601.* trial id 'trial1'"):
+        plan_of(tmp_path, text, start_time="20220601", end_time="20220602")
+
+
+def test_the_daily_job_may_use_a_fixed_model_dir(tmp_path: Path) -> None:
+    text = PLATFORM.replace("model_dir=${NNI_OUTPUT_DIR}/model/{bizdate}",
+                            "model_dir=/serving/model/{bizdate}")
+    # finetune-daily runs one chain outside any search: models go where serving reads them.
+    plan = plan_of(tmp_path, text, start_time="20220601", end_time="20220602",
+                   own_model_dir=False)
+    assert plan.model_dir(plan.days[0]) == "/serving/model/20220601"
 
 
 def test_a_file_that_never_uses_the_checkpoint_is_an_error(tmp_path: Path) -> None:

@@ -134,11 +134,11 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     paths = resolve_paths("daily", args.job, exp_dir=args.exp_dir, environ={})
     variables = TrialVariables("daily", args.job, str(paths.trial_dir), params)
-    plan = load_plan(args.config, variables=variables, days=[day])
+    plan = load_plan(args.config, variables=variables, days=[day], own_model_dir=False)
     if args.learning_rate is not None:
         params = {**params, **_learning_rate_params(plan, args.learning_rate)}
         variables = TrialVariables("daily", args.job, str(paths.trial_dir), params)
-        plan = load_plan(args.config, variables=variables, days=[day])
+        plan = load_plan(args.config, variables=variables, days=[day], own_model_dir=False)
 
     record = JobRegistry(paths.experiment_dir).load(args.job)
     finished = list(record.finished_stages) if record is not None else []

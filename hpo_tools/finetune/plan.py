@@ -267,6 +267,25 @@ class FinetunePlan:
             resume=settings.resume or self.resume,
         )
 
+    def check_own_model_dir(self) -> None:
+        """Raise when a platform-format ``model_dir`` is not this trial's own.
+
+        Concurrent trials would write the same directory and start day 2 from whichever trial
+        wrote day 1 last. The classic format needs no check: the runner appends
+        ``/<exp_id>_<trial_id>`` to ``-Dmodel_dir``.
+        """
+        if self.format == "classic":
+            return
+        trial_id = self.variables.trial_id
+        model_dir = self.model_dir(self.days[0])
+        if trial_id not in model_dir:
+            raise ConfigError(
+                f"{self.where('model_dir')} is {model_dir!r} for day {self.days[0]}: not this "
+                f"trial's own, it must hold the trial id {trial_id!r} (e.g. "
+                f"${{NNI_OUTPUT_DIR}}/model/{{bizdate}}), else concurrent trials read and write "
+                f"each other's models"
+            )
+
     def check_chaining(self) -> None:
         """Raise when nothing in a platform-format file uses ``{fine_tune_checkpoint}``."""
         if self.format == "classic":
@@ -356,6 +375,7 @@ def load_plan(
     days: Sequence[Day] | None = None,
     text: str | None = None,
     default_days: Sequence[Day] | None = None,
+    own_model_dir: bool = True,
 ) -> FinetunePlan:
     """Read a finetune trial file.
 
@@ -368,10 +388,13 @@ def load_plan(
         text: the file's text when already read.
         default_days: the days when neither the flags nor the file give any (``check`` of a
             file whose days come from the runner's command line).
+        own_model_dir: require a platform-format ``model_dir`` to hold the trial id (a search;
+            ``finetune-daily``, one chain outside any search, may write where serving reads).
 
     Raises:
         ConfigError: unreadable file, bad or missing days, unknown ``[finetune_config]`` keys,
-            or anything the first day's trial file gets wrong.
+            a ``model_dir`` shared by all trials, or anything the first day's trial file gets
+            wrong.
     """
     source = str(path)
     env = dict(os.environ if environ is None else environ)
@@ -422,6 +445,8 @@ def load_plan(
     # Parse the first day now: every error of the file shows before anything runs.
     plan.day_settings(window[0])
     plan.check_chaining()
+    if own_model_dir:
+        plan.check_own_model_dir()
     return plan
 
 

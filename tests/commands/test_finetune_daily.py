@@ -159,3 +159,13 @@ def test_a_job_name_that_is_not_a_plain_name_is_a_usage_error(daily, tmp_path, c
     assert daily("--bizdate", "20220616", "--job", "../x") == 2
     assert "--job '../x': expected a plain name" in capsys.readouterr().err
     assert runs(tmp_path) == []  # nothing ran
+
+
+def test_the_daily_job_may_write_its_models_where_serving_reads_them(daily, tmp_path, capsys):
+    trial = tmp_path / "trial.ini"
+    trial.write_text(trial.read_text().replace("model_dir=${NNI_OUTPUT_DIR}/model/{bizdate}",
+                                               f"model_dir={tmp_path}/serving/{{bizdate}}"))
+    # One chain outside any search: no other trial can share the directory, so it need not
+    # hold the job name (a search trial's model_dir must hold its trial id).
+    assert daily("--bizdate", "20220616", "--job", "nightly42") == 0, capsys.readouterr().err
+    assert (tmp_path / "serving" / "20220616" / "eval_val").is_dir()
