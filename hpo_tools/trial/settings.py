@@ -440,14 +440,21 @@ def _unquote(value: str) -> str:
 
 
 def _pai_value(value: str) -> str:
-    """A ``-D`` value as written into the PAI command: JSON compacted and single-quoted."""
+    """A ``-D`` value as written into the PAI command: JSON compacted and single-quoted.
+
+    JSON holding a ``'`` (a string parameter such as ``it's``) is double-quoted instead, with
+    ``\\`` and ``"`` escaped, which the MaxCompute command parser undoes.
+    """
     stripped = value.strip()
     if stripped[:1] in "{[":
         try:
             parsed = json.loads(stripped)
         except json.JSONDecodeError:
             return stripped
-        return "'" + json.dumps(parsed, separators=(",", ":"), ensure_ascii=False) + "'"
+        compact = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False)
+        if "'" not in compact:
+            return "'" + compact + "'"
+        return '"' + compact.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return stripped
 
 
@@ -484,6 +491,10 @@ def _classic(
     lines = [f"PAI -name {values['-name']} -project {values['-project']}"]
     lines += [f"{key}={_pai_value(value)}" for key, value in values.items() if key.startswith("-D")]
 
+    for key, value in values.items():  # each -D line must reach PAI as one parameter
+        if key.startswith("-D"):
+            _check_maxcompute_command(cmd, key, f"PAI -name x {key}={_pai_value(value)}")
+
     metric_section = sections["metric_config"]
     weights = {}
     for key in metric_section.raw:
@@ -517,6 +528,16 @@ def _classic(
     )
 
 
+def _check_maxcompute_command(section: _Section, key: str, text: str) -> None:
+    """A malformed ``PAI ...`` command is a config error now, not when its turn comes."""
+    from hpo_tools.platforms.maxcompute import parse_command  # no SDK import
+
+    try:
+        parse_command(text)
+    except ConfigError as err:
+        raise section.error(key, str(err)) from err
+
+
 def _parse_json_object(section: _Section, key: str, text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -545,6 +566,8 @@ def _platform(
         if platform == "local":
             # Continuation lines belong to one shell command, not several.
             text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+        elif platform == "maxcompute":
+            _check_maxcompute_command(plat, name, text)
         commands.append(Command(name, text))
     resume = _bool(plat, "resume", plat.get("resume"))
 

@@ -294,3 +294,33 @@ def test_oss_credentials_already_in_the_environment_are_kept():
     # A partial override would mix two accounts' keys.
     assert export_oss_credentials(parse(CLASSIC_FILE), environ) == []
     assert environ == {"OSS_ENDPOINT": "http://mine"}
+
+
+def test_a_malformed_pai_command_is_an_error_before_any_command_runs():
+    text = (
+        "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext -Dcmd=train\n"
+        "cmd2=PAI -name easy_rec_ext -Dcmd=evaluate\n-Dbroken\n"
+        '[metric_config]\nmetric_source=/m\nmetric_dict={"auc": 1}\n'
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://odps\n"
+    )
+    # Found when the file is read, not hours later when cmd1 has finished and cmd2's turn comes.
+    with pytest.raises(ConfigError, match=r"\[platform_config\] cmd2: PAI command: '-Dbroken'"):
+        parse(text)
+
+
+def test_classic_string_parameter_with_a_quote_reaches_pai_intact():
+    from hpo_tools.platforms.maxcompute import parse_command
+
+    variables = TrialVariables("EXP", "TRIAL", "/out", {"model_config.name": "it's \"x\" \\y"})
+    settings = parse(CLASSIC_FILE, variables=variables)
+    parameters = parse_command(settings.commands[0].text).parameters
+    # The single-quoted form would end at the apostrophe; PAI must get the JSON as it was.
+    assert json.loads(parameters["edit_config_json"])["model_config.name"] == "it's \"x\" \\y"
+    assert json.loads(parameters["cluster"])["ps"] == {"count": 1, "cpu": 1000}
+
+
+def test_classic_value_split_over_lines_names_its_key():
+    text = CLASSIC_FILE.replace("-Dcmd=train", "-Dselected_cols=label,\nc1,c2")
+    assert "-Dselected_cols=label," in text
+    with pytest.raises(ConfigError, match=r"\[easyrec_cmd_config\] -Dselected_cols: PAI command"):
+        parse(text)
