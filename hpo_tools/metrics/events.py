@@ -725,6 +725,11 @@ class EventDirectoryReader:
         directory: A local directory, or a remote one (``oss://bucket/model_dir/eval_val/``).
         offsets: ``{file name: offset}`` to resume from, as returned by :meth:`offsets`.
         store: Storage for remote paths (see :class:`EventFileTail`).
+
+    Attributes:
+        found: True once an event file has been seen.
+        directory_exists: Whether the local directory (or file) existed at the last poll;
+            None for remote directories.
     """
 
     def __init__(
@@ -741,6 +746,9 @@ class EventDirectoryReader:
         self._start_offsets = dict(offsets or {})
         self._carried: list[ScalarEvent] = []
         self.found = False
+        # Local: whether the directory (or file) was there at the last poll; remote: None
+        # (a listing cannot tell an empty prefix from a missing one).
+        self.directory_exists: bool | None = None if self._remote else False
 
     @property
     def bad_records(self) -> int:
@@ -765,14 +773,17 @@ class EventDirectoryReader:
         path = _local(self.directory)
         try:
             with os.scandir(path) as entries:
+                self.directory_exists = True
                 return [
                     os.path.join(path, entry.name)
                     for entry in entries
                     if is_event_file(entry.name) and entry.is_file()
                 ]
         except NotADirectoryError:
-            return [path] if os.path.isfile(path) else []
+            self.directory_exists = os.path.isfile(path)
+            return [path] if self.directory_exists else []
         except FileNotFoundError:
+            self.directory_exists = False
             return []
 
     def poll(self) -> list[ScalarEvent]:

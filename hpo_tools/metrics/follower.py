@@ -271,7 +271,7 @@ class Follower:
             if self._read_errors[index]:
                 notes.append(f"cannot read {source.describe()}: {self._read_errors[index]}")
             elif not source.found():
-                notes.append(f"{source.describe()} does not exist")
+                notes.append(f"{source.describe()} {source.not_found_reason()}")
         where = ", ".join(source.describe() for source in self.sources)
         suffix = f"; {'; '.join(notes)}" if notes else ""
         return MetricReadError(

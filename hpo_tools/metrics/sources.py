@@ -105,6 +105,10 @@ class MetricSource:
         """False while the location does not exist (yet); used in error messages."""
         return True
 
+    def not_found_reason(self) -> str:
+        """What the error message says when :meth:`found` is False."""
+        return "does not exist"
+
     def describe(self) -> str:
         """``type:location`` for messages."""
         return f"{self.type_name or type(self).__name__}:{self.location}"
@@ -483,6 +487,13 @@ class SummarySource(MetricSource):
 
     def found(self) -> bool:
         return self.reader.found
+
+    def not_found_reason(self) -> str:
+        if self.reader.directory_exists:
+            return "has no event files (*tfevents*; the evaluation directory is e.g. eval_val)"
+        if self.reader.directory_exists is None:
+            return "does not exist or has no event files (*tfevents*)"
+        return "does not exist"
 
     def poll(self) -> list[MetricPoint]:
         points: list[MetricPoint] = []

@@ -93,6 +93,18 @@ def test_directory_created_late_is_waited_for_and_error_says_it_never_appeared(t
     assert [r.step for r in follower.poll()] == [100]
 
 
+def test_error_for_an_existing_directory_without_event_files_says_so(tmp_path):
+    model_dir = tmp_path / "model"
+    (model_dir / "eval_val").mkdir(parents=True)  # the user named model_dir, not eval_val
+    spec = MetricSpec.from_config({"auc": 1})
+    follower = Follower([build_source("summary", str(model_dir), spec=spec)], spec)
+    with pytest.raises(MetricReadError) as err:
+        follower.close()
+    # "does not exist" would send the user looking for a typo in a path that is there.
+    assert f"summary:{model_dir} has no event files" in str(err.value)
+    assert "does not exist" not in str(err.value)
+
+
 def test_corrupt_file_does_not_crash_the_follower(tmp_path):
     path = event_file(tmp_path, 100)
     path.write_bytes(b"\x00garbage" * 100)
