@@ -361,17 +361,23 @@ class MaxComputeJob(Job):
         """The main instance's logview address (sub-instances' are in :attr:`logviews`)."""
         return self.logviews.get(self.job_id)
 
+    def _filtered(self, text: str) -> str:
+        """``text`` through the output filter (the runner's masker); a failing filter drops it."""
+        if self._output_filter is None:
+            return text
+        try:
+            return self._output_filter(text)
+        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
+            raise
+        except Exception:
+            _logger.exception("output filter failed; a status line was dropped")
+            return ""
+
     def write_log(self, line: str) -> None:
         """Append one status line to the job's log (through the output filter)."""
-        text = line.rstrip("\n") + "\n"
-        if self._output_filter is not None:
-            try:
-                text = self._output_filter(text)
-            except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-                raise
-            except Exception:
-                _logger.exception("output filter failed; a status line was dropped")
-                return
+        text = self._filtered(line.rstrip("\n") + "\n")
+        if not text:
+            return
         try:
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(text)
@@ -474,6 +480,7 @@ class MaxComputeJob(Job):
         return f"instance {self.job_id} failed: {detail}"
 
     def _finish(self, state: JobState, message: str) -> JobState:
+        message = self._filtered(message)  # an SDK error can quote the key it refused
         with self._lock:
             if self._state.is_finished:
                 return self._state

@@ -476,3 +476,20 @@ def test_default_factory_builds_a_real_pyodps_client_offline(monkeypatch):
     # the shipped path constructs odps.ODPS with our keywords (no network until a call)
     assert type(client).__module__ == "odps.core" and type(client).__name__ == "ODPS"
     assert client.project == "p"
+
+
+def test_a_failure_message_quoting_a_key_is_masked_by_the_output_filter(fake, tmp_path):
+    from hpo_tools.secrets import SecretMasker
+
+    platform = MaxComputePlatform(project="p", endpoint="e", access_id=ACCESS_ID,
+                                  access_key=ACCESS_KEY, poll_interval=0,
+                                  odps_factory=fake.connect)
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log",
+                          output_filter=SecretMasker([ACCESS_ID]).mask)
+    # The service echoes the key id it refused; after 20 failed checks the job fails with it.
+    fake.status_error = RuntimeError(f"InvalidAccessKeyId: {ACCESS_ID} not found")
+    assert job.wait(timeout=5) is JobState.FAILED
+    # job.message goes to the registry and result.json: it passes the filter like the log does.
+    assert "InvalidAccessKeyId: *** not found" in job.message
+    assert ACCESS_ID not in job.message
+    assert ACCESS_ID not in (tmp_path / "trial.log").read_text()
