@@ -384,6 +384,18 @@ def test_a_failed_load_does_not_break_the_next_one(tmp_path):
     assert config.trial_concurrency == 1
 
 
+def test_broken_yaml_names_the_line_and_the_problem(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("searchSpace: {x: 1}\ntrialCommand: [\n")
+    with pytest.raises(ConfigError) as err:
+        ex.load_experiment_config(path)
+    # YAML's own last line is only the location ("in 'c.yml', line 3"); the user needs what
+    # is wrong as well, on one line.
+    message = str(err.value)
+    assert "\n" not in message
+    assert "line 3, column 1: expected the node content" in message
+
+
 def test_missing_experiment_config_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="experiment config not found"):
         ex.load_experiment_config(tmp_path / "none.yml")
@@ -423,6 +435,20 @@ def test_decisions_are_read_where_the_profile_sends_the_assessor(exp_root, tmp_p
 def test_find_experiment_dir_suggests_a_close_id(exp_root):
     with pytest.raises(ConfigError, match=r"did you mean 'abcd1234'"):
         ex.find_experiment_dir("abcd1235", str(exp_root.parent))
+
+
+def test_unknown_id_under_a_given_experiment_dir_does_not_ask_for_that_option(exp_root):
+    with pytest.raises(ConfigError) as err:
+        ex.find_experiment_dir("zzzz", str(exp_root.parent))
+    # The user passed --experiment-dir already; telling them to pass it is no help.
+    assert "pass --experiment-dir" not in str(err.value)
+    assert str(exp_root.parent / "zzzz") in str(err.value)
+
+
+def test_unknown_id_without_experiment_dir_suggests_the_option(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~/nni-experiments and NNI's manifest: empty
+    with pytest.raises(ConfigError, match=r"pass --experiment-dir"):
+        ex.find_experiment_dir("zzzz")
 
 
 # ----------------------------------------------------------------------- CLI

@@ -66,6 +66,9 @@ def load_experiment_config(path: str | os.PathLike[str], working_dir: str | None
 
 
 def _one_line(err: BaseException) -> str:
+    problem, mark = getattr(err, "problem", None), getattr(err, "problem_mark", None)
+    if problem and mark is not None:  # a YAML syntax error: its last line is only the place
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     text = str(err).strip().splitlines()
     return text[-1] if text else type(err).__name__
 
@@ -221,7 +224,8 @@ def find_experiment_dir(experiment_id: str, working_dir: str | None = None) -> P
     root = base / experiment_id
     if not root.is_dir():
         known = [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
+        hint = " (pass --experiment-dir)" if working_dir is None else ""
         raise ConfigError(
             f"{root}: no experiment directory for id {experiment_id!r}"
-            f"{did_you_mean(experiment_id, known)} (pass --experiment-dir)")
+            f"{did_you_mean(experiment_id, known)}{hint}")
     return root
