@@ -594,6 +594,31 @@ def test_classic_best_without_a_readable_base_config_still_exports_params(exp_ro
         "model_config.dbmtl.l2_regularization": 1e-5}
 
 
+def _demo_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo", EXAMPLES / "local_easyrec" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_refuses_to_wipe_a_work_dir_it_did_not_write(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    problem = _demo_module()._fresh_work_dir(tmp_path)
+    # `--work-dir ~` must never delete a home directory: only a previous demo's output goes.
+    assert "notes.txt" in problem
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_demo_clears_its_own_previous_output(tmp_path):
+    work = tmp_path / "demo-exp"
+    (work / "nni" / "old").mkdir(parents=True)
+    (work / "baseline").mkdir()
+    assert _demo_module()._fresh_work_dir(work) is None
+    assert work.is_dir() and list(work.iterdir()) == []
+
+
 def test_cli_run_on_a_busy_port_is_a_user_error(tmp_path, capsys):
     import socket
 

@@ -54,6 +54,23 @@ def _line(name: str, report: dict[str, Any]) -> str:
     return f"{name:<22} score={report['score']:.4f}  {values}"
 
 
+DEMO_OUTPUT = frozenset({"baseline", "nni"})
+"""What the demo writes in its work directory; nothing else there is ever deleted."""
+
+
+def _fresh_work_dir(work: Path) -> str | None:
+    """Empty ``work`` for a new run, or say why not (it holds files the demo did not write)."""
+    if work.exists():
+        foreign = (sorted(p.name for p in work.iterdir() if p.name not in DEMO_OUTPUT)
+                   if work.is_dir() else [work.name])
+        if foreign:
+            return (f"demo: {work} holds files the demo did not write ({', '.join(foreign[:3])})"
+                    "; pass an empty or new --work-dir")
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", default=str(REPO / "demo-exp"),
@@ -66,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         print("demo: run `hpo-tools make-data demo-data` at the repository root first",
               file=sys.stderr)
         return 1
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    problem = _fresh_work_dir(work)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 1
     started = time.monotonic()
 
     print("== 1/2: the untuned base config (pipeline.config as it is)", flush=True)
