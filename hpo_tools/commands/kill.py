@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     except NniRestError as err:
         return _sweep_without_nni(args, err)
     trials = rest.list_trial_jobs()
-    submitted = len(trials)
     old_max = rest.get_experiment().get("params", {}).get("maxTrialNumber")
-    rest.set_max_trial_number(submitted)
+    trials = _freeze_trial_count(rest, trials)
+    submitted = len(trials)
     print(f"experiment {args.experiment}: maxTrialNumber {old_max} -> {submitted}; "
           f"no new trial will start")
 
@@ -98,6 +98,21 @@ def run(args: argparse.Namespace) -> int:
     if live_left:
         print(f"jobs the registry still has live: trials {', '.join(live_left)}")
     return 1 if failures or still or live_left else 0
+
+
+def _freeze_trial_count(rest: NniRest, trials: list[dict], attempts: int = 5) -> list[dict]:
+    """Set maxTrialNumber to the number of trials submitted; return every submitted trial.
+
+    NNI may submit a trial between listing the trials and the update; listing again until the
+    count holds still makes sure such a trial is in the list that gets cancelled.
+    """
+    for _ in range(attempts):
+        rest.set_max_trial_number(len(trials))
+        again = rest.list_trial_jobs()
+        if len(again) <= len(trials):
+            return again
+        trials = again
+    return trials
 
 
 def _sweep_without_nni(args: argparse.Namespace, err: NniRestError) -> int:
