@@ -206,6 +206,9 @@ _KEY_LINE = {
 }
 _DEFAULT_KEY_LINE = re.compile(r"^[A-Za-z_][\w.\-]*\s*[=:]")
 _SECTION_LINE = re.compile(r"^\[([^\]]+)\]\s*$")
+# Sections whose values never span lines: a line there without "=" is an error, not silently
+# part of the previous value (a mistyped "accessKeySecret xyz" would land in accessKeyID).
+_ONE_LINE_SECTIONS = ("oss_config", "odps_config")
 
 
 def _join_continuations(text: str) -> str:
@@ -236,7 +239,7 @@ def _join_continuations(text: str) -> str:
             out.append(line)
             continue
         key_line = _KEY_LINE.get(section or "", _DEFAULT_KEY_LINE)
-        if key_line.match(line) or not in_value:
+        if key_line.match(line) or not in_value or section in _ONE_LINE_SECTIONS:
             in_value = True
             out.append(line)
         else:
@@ -263,7 +266,11 @@ def _parse_ini(text: str, source: str) -> configparser.ConfigParser:
         ) from err
     except configparser.ParsingError as err:
         lineno, line = err.errors[0]
-        raise ConfigError(f"{source}:{lineno}: cannot parse line {line.strip()!r}") from err
+        shown = "(not shown: it names a credential)" if is_credential_name(line) else repr(
+            line.strip())
+        raise ConfigError(
+            f"{source}:{lineno}: cannot parse line {shown}; expected key=value"
+        ) from err
     return parser
 
 

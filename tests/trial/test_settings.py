@@ -324,3 +324,15 @@ def test_classic_value_split_over_lines_names_its_key():
     assert "-Dselected_cols=label," in text
     with pytest.raises(ConfigError, match=r"\[easyrec_cmd_config\] -Dselected_cols: PAI command"):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    "line", ["accessKeySecret LiteralSecret99", "accessKeySecret: LiteralSecret99"]
+)
+def test_a_credential_line_without_equals_is_an_error_that_does_not_show_it(line):
+    text = PLATFORM_FILE + f"[oss_config]\nendpoint=http://oss\naccessKeyID=AKIDlit\n{line}\n"
+    # Not glued to accessKeyID's value (wrong keys, found only when a job is refused)...
+    with pytest.raises(ConfigError, match=r"trial\.ini:\d+: cannot parse line") as info:
+        parse(text)
+    # ...and the one-line error, which goes to stderr, does not quote the key.
+    assert "LiteralSecret99" not in str(info.value)
