@@ -525,11 +525,15 @@ class _Run:
             self.report_new_steps(last=True)
             final = self.follower.close()
         except MetricReadError as err:
+            self.check_cancelled()  # reads cut short by a cancellation are not a failure
             self.outcome.status = "failed"
             self.outcome.message = str(err)
             _logger.error("no final result: %s", err)
             self.registry.trial_finished("failed")
             return
+        # A signal during the last reads interrupts them (platform.interrupt()): what they
+        # returned is incomplete and must not become the final result.
+        self.check_cancelled()
         self.outcome.final = final.to_dict()
         _logger.debug("final: score %.6g %s", final.score, final.values)
         self.reporter.report_final(final.as_nni())

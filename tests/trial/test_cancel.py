@@ -156,3 +156,42 @@ def test_sigint_while_waiting_for_parameters_still_writes_result_json(tmp_path, 
         run_trial_file(trial, reporter, exp_dir=tmp_path / "exp")
     result = json.loads((tmp_path / "exp/E/trials/T/result.json").read_text())
     assert result["status"] == "cancelled" and result["final"] is None
+
+
+def test_sigint_while_reading_the_final_metrics_reports_no_final(tmp_path, monkeypatch):
+    """A drain cut short by the cancellation must not be reported as the trial's final result."""
+    import io
+    import threading
+
+    from hpo_tools.platforms.maxcompute import MaxComputePlatform
+    from hpo_tools.testing.odps import FakeODPS
+    from hpo_tools.trial.reporter import ConsoleReporter
+    from hpo_tools.trial.runner import prepare_trial, run_trial
+
+    monkeypatch.setenv("ODPS_ACCESS_ID", "fakeAccessId01")
+    monkeypatch.setenv("ODPS_ACCESS_KEY", "fakeAccessKey01")
+    trial = tmp_path / "trial.ini"
+    trial.write_text(
+        "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext -Dcmd=train\n"
+        "[metric_config]\nmetric_type=table\nmetric_source=SELECT step, auc FROM t\n"
+        'metric_dict={"auc": 1}\n'
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://odps\n"
+    )
+    reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
+    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    fake = FakeODPS(polls=10**6)  # the last query (the drain) never ends
+    fake.plan_next(polls=1)  # the PAI job ends at once
+    fake.plan_next(polls=0)  # the query while it ran answers at once
+    fake.set_sql_result("FROM t", [{"step": 1, "auc": 0.5}])
+    platform = MaxComputePlatform(**settings.platform_options(), odps_factory=fake.connect,
+                                  poll_interval=0.05)
+    sigint = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT))
+    sigint.start()
+    try:
+        outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+    finally:
+        sigint.cancel()
+    assert [s["kind"] for s in fake.submitted] == ["xflow", "sql", "sql"]  # stopped in the drain
+    # The step seen before is reported as intermediate, but no final from a cut-short read.
+    assert reporter.intermediate and reporter.final is None
+    assert outcome.status == "cancelled" and outcome.exit_code == 128 + signal.SIGINT
