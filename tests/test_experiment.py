@@ -234,6 +234,17 @@ def test_export_best_replaces_a_previous_export(exp_root):
         "best_params.json", "best_trial.json", "pipeline.config"]
 
 
+def test_export_best_that_cannot_write_is_a_storage_error_naming_the_file(exp_root):
+    from hpo_tools.errors import StorageError
+
+    write_trial(exp_root, "A", {"x": 1}, [0.6], config_text="a: 1\n")
+    (exp_root / "best" / "pipeline.config").mkdir(parents=True)  # in the way of the export
+    files = ex.ExperimentFiles(exp_root)
+    # A one-line `error: ...` naming the file (exit 2), not an OSError traceback.
+    with pytest.raises(StorageError, match=r"best/pipeline.config: cannot write"):
+        ex.export_best(files, files.trial_runs()[0])
+
+
 def test_export_best_without_an_edited_config_writes_params_only(exp_root):
     write_trial(exp_root, "A", {"x": 1}, [0.6])
     files = ex.ExperimentFiles(exp_root)

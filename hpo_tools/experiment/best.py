@@ -6,12 +6,9 @@ NNI's ``export_data()``, which can pair a trial with another trial's parameters.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,16 +70,11 @@ class BestExport:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    """Write a local file whole or not at all (temp file in the same directory + replace)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write a local file whole or not at all (storage: temp file in the same directory +
+    ``os.replace``); StorageError naming the file when it cannot be written."""
+    from hpo_tools import storage
+
+    storage.write_text(str(path), text)
 
 
 def _write_json(path: Path, doc: Any) -> None:
@@ -173,8 +165,7 @@ def export_best(
     """
     if best.params is None or best.score is None:
         raise HpoError(f"{best.trial_dir}: trial {best.trial_id} has no parameters or final score")
-    best_dir = files.best_dir
-    best_dir.mkdir(parents=True, exist_ok=True)
+    best_dir = files.best_dir  # created by the first write
     config_path: Path | None = None
     extra: list[Path] = []
     for index, source in enumerate(best.configs):
