@@ -630,6 +630,16 @@ def test_demo_clears_its_own_previous_output(tmp_path):
     assert work.is_dir() and list(work.iterdir()) == []
 
 
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_cli_run_with_a_port_out_of_range_is_a_user_error(tmp_path, capsys, port):
+    code = main(["experiment", "run", str(_write_yaml(tmp_path / "c.yml")), "--no-check",
+                 "--port", port, "--working-dir", str(tmp_path / "w")])
+    # Refused before NNI starts (NNI itself dies with an OverflowError traceback).
+    assert code == 2
+    assert f"error: --port: expected a TCP port 1-65535, got {port}" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
 def test_cli_run_on_a_busy_port_is_a_user_error(tmp_path, capsys):
     import socket
 

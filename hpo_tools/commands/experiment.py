@@ -80,10 +80,12 @@ def _run(args: argparse.Namespace) -> int:
     def on_progress(snapshot: experiment.Snapshot) -> None:
         _print(experiment.format_progress(snapshot))
 
-    if args.timeout is not None and args.timeout <= 0:
-        from hpo_tools.errors import ConfigError
+    from hpo_tools.errors import ConfigError
 
+    if args.timeout is not None and args.timeout <= 0:
         raise ConfigError(f"--timeout: expected a positive number of seconds, got {args.timeout}")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise ConfigError(f"--port: expected a TCP port 1-65535, got {args.port}")
     result = experiment.run_experiment(
         args.config, port=args.port, timeout=args.timeout, working_dir=args.working_dir,
         checker=None if args.no_check else experiment.default_checker,
