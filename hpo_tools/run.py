@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="exp_dir",
         metavar="DIR",
         help="experiment directories go under DIR/<experiment id> "
-        "(default: NNI's own experiment directory)",
+        "(default: NNI's own experiment directory under NNI, else ./exp)",
     )
     parser.add_argument(
         "--interval",

@@ -118,3 +118,9 @@ def test_hpo_tools_run_keeps_stderr_quiet_without_verbose(tmp_path, write_trial)
     assert "INFO" not in done.stderr
     log = (tmp_path / "exp/standalone/trials/standalone/trial.log").read_text()
     assert "INFO (hpo_tools.trial.runner) trial standalone" in log
+
+
+def test_module_run_help_names_the_default_exp_dir_outside_nni():
+    help_text = " ".join(run_module.build_parser().format_help().split())
+    # Outside NNI the experiment directory is ./exp/<id> (resolve_paths); the help must say so.
+    assert "(default: NNI's own experiment directory under NNI, else ./exp)" in help_text
