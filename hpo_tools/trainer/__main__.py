@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m hpo_tools.trainer",
         description="Train and evaluate a DBMTL/DeepFM pipeline.config locally with TensorFlow, "
         "writing EasyRec's model_dir layout (checkpoints, eval_val/ events). See docs/trainer.md.",
+        epilog="exit codes: 0 done; 2 bad config or input (one 'error: ...' line on stderr); "
+        "130 interrupted (SIGINT).",
     )
     parser.add_argument("--pipeline_config_path", required=True, help="the pipeline.config")
     parser.add_argument("--model_dir", help="overrides model_dir of the config")

@@ -270,6 +270,15 @@ def test_command_line_reports_a_bad_config_in_one_line(tmp_path, tiny_data):
     assert "Traceback" not in proc.stderr
 
 
+def test_command_line_help_states_the_exit_codes():
+    from hpo_tools.trainer.__main__ import build_parser
+
+    help_text = " ".join(build_parser().format_help().split())
+    # Scripts wrapping the trainer branch on these; --help is where a user looks for them.
+    assert "exit codes: 0 done; 2 bad config or input" in help_text
+    assert "130 interrupted" in help_text
+
+
 def test_dbmtl_and_deepfm_configs_read_without_tensorflow_names(tiny_data):
     dbmtl = _settings(make_config(tiny_data, model=DBMTL))
     deepfm = _settings(make_config(tiny_data, model=DEEPFM))
