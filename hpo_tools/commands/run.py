@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from hpo_tools.errors import ConfigError
+
+# A trial id names a directory (E/trials/<id>) and a registry file: a plain path component,
+# not starting with a dot (".." would leave E/trials/). NNI's own ids are 5 alphanumerics.
+_TRIAL_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 NAME = "run"
 HELP = "run one trial from a trial file with given parameters, outside any experiment"
@@ -48,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trial_id",
         dest="trial_id",
         default="standalone",
-        help="the trial id (default: standalone); resume=1 skips what this id already finished",
+        help="the trial id: letters, digits, '_', '.', '-' (default: standalone); "
+        "resume=1 skips what this id already finished",
     )
     parser.add_argument(
         "--interval", type=float, default=1.0, metavar="SECONDS",
@@ -79,13 +85,28 @@ def parse_params(text: str) -> dict[str, Any]:
     return params
 
 
+def check_trial_id(trial_id: str) -> str:
+    """``--trial-id``: a plain name that is safe as one path component.
+
+    Raises:
+        ConfigError: a separator, a leading dot, another character, or more than 64 of them.
+    """
+    if not _TRIAL_ID.fullmatch(trial_id):
+        raise ConfigError(
+            f"--trial-id {trial_id!r}: expected 1-64 letters, digits, '_', '.' or '-', "
+            "not starting with '.' (it names the trial's directory)"
+        )
+    return trial_id
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the trial; the exit code is the trial's."""
     from hpo_tools.trial.reporter import ConsoleReporter
     from hpo_tools.trial.runner import run_trial_file
 
+    trial_id = check_trial_id(args.trial_id)
     params = parse_params(args.params)
-    reporter = ConsoleReporter(params, trial_id=args.trial_id)
+    reporter = ConsoleReporter(params, trial_id=trial_id)
     outcome = run_trial_file(args.config, reporter, exp_dir=args.exp_dir, interval=args.interval)
     if outcome.status == "succeeded":
         print(f"trial succeeded; files in {outcome.trial_dir}")

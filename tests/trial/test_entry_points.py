@@ -124,3 +124,25 @@ def test_module_run_help_names_the_default_exp_dir_outside_nni():
     help_text = " ".join(run_module.build_parser().format_help().split())
     # Outside NNI the experiment directory is ./exp/<id> (resolve_paths); the help must say so.
     assert "(default: NNI's own experiment directory under NNI, else ./exp)" in help_text
+
+
+@pytest.mark.parametrize("trial_id", ["../x", "a/b", "..", ".", "", "x\n", "a b", "x" * 65])
+def test_hpo_tools_run_rejects_a_trial_id_that_is_not_a_plain_name(
+    tmp_path, write_trial, capsys, trial_id
+):
+    trial = write_trial(TRIAL)
+    code = cli.main(["run", "--config", str(trial), "--params", "{}",
+                     "--exp_dir", str(tmp_path / "exp"), "--trial-id", trial_id])
+    err = capsys.readouterr().err
+    # The id becomes a directory: a user error in one line (was a ValueError traceback), and
+    # nothing is written anywhere.
+    assert code == 2
+    assert err.startswith("error: --trial-id ") and err.count("\n") == 1
+    assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize("trial_id", ["Ab3dE", "try-2", "run_1.b"])
+def test_hpo_tools_run_accepts_plain_trial_ids(trial_id):
+    from hpo_tools.commands.run import check_trial_id
+
+    assert check_trial_id(trial_id) == trial_id
