@@ -8,6 +8,7 @@ runner leave them (``E/environments/local-env/trials/<id>/{params,result}.json``
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -651,3 +652,25 @@ def test_cli_run_on_a_busy_port_is_a_user_error(tmp_path, capsys):
                      "--port", str(port), "--working-dir", str(tmp_path / "w")])
     assert code == 2
     assert f"error: --port {port}: " in capsys.readouterr().err
+
+
+def _experiment_parsers():
+    import argparse
+
+    from hpo_tools.commands import experiment as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    actions = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return command.DESCRIPTION, actions.choices
+
+
+@pytest.mark.parametrize("action", ["run", "best"])
+def test_help_usage_line_names_every_option_of_the_action(action):
+    description, parsers = _experiment_parsers()
+    # The usage block of `hpo-tools experiment --help`: from the action's line to its text.
+    usage = re.split(r"\n {6}(?! )", description.split(f"hpo-tools experiment {action} ", 1)[1])[0]
+    options = [a.option_strings[0] for a in parsers[action]._actions
+               if a.option_strings and a.option_strings[0] != "-h"]
+    # Hand-written help drifts from the parser; every option must be in the usage line.
+    assert [o for o in options if o not in usage] == []

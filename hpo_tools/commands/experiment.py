@@ -12,6 +12,7 @@ DESCRIPTION = """\
 Run an NNI experiment without the web UI, or re-export the best trial of an experiment.
 
   hpo-tools experiment run CONFIG.yml [--port P] [--timeout S] [--working-dir DIR]
+                           [--no-check]
       Checks the trial file named by trialCommand's --config and the search space (as
       `hpo-tools check` does; refuses to start when that fails), starts the experiment through
       NNI's Python API, prints a progress line whenever something changes, waits for the end,
@@ -19,7 +20,7 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       to <experiment dir>/best/ (best_params.json, best_trial.json, pipeline.config) and stops
       the experiment, also on Ctrl-C. Exit 0 when at least one trial succeeded, 1 otherwise
       (also when NNI's tuner/assessor process died), 2 on bad input (nothing started), 130
-      after Ctrl-C or SIGTERM.
+      after Ctrl-C or SIGTERM. --no-check skips the check.
 
   hpo-tools experiment best ID [--experiment-dir DIR] [--mode maximize|minimize]
       Re-export the best trial of a finished or running experiment from its directory.
