@@ -2,7 +2,8 @@
 
 Runs one trial: parameters from NNI when running under NNI (``NNI_PLATFORM`` set), else the
 empty parameter set with results printed (use ``hpo-tools run --params`` to choose them). Exit
-codes: 0 succeeded, 1 failed, 2 bad trial file (nothing launched). A trial stopped by SIGINT or
+codes: 0 succeeded, 1 failed (also an error after a job was launched), 2 bad trial file or an
+error before any job was launched (nothing launched). A trial stopped by SIGINT or
 SIGTERM cancels its jobs and then dies by that same signal (a shell shows 130 or 143): NNI records
 a trial that dies by a signal as USER_CANCELED, but one that exits 130 as FAILED.
 
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReporterChannelLost as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
-    except HpoError as err:
+    except HpoError as err:  # before any job was launched: run_trial fails the trial after
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:  # before any job was launched

@@ -24,7 +24,8 @@ file before starting an experiment.
 
 Files go to <exp_dir>/<experiment id>/trials/<trial id>/
 (default ./exp/standalone/trials/standalone): trial.log, params.json, result.json.
-Exit codes: 0 succeeded, 1 failed, 2 bad input, 128+N stopped by signal N.
+Exit codes: 0 succeeded, 1 failed (also an error after a job was launched), 2 bad input
+or an error before any job was launched, 128+N stopped by signal N.
 
 example:
   hpo-tools run --config trial.ini --params '{"train_config.lr": 0.001}'

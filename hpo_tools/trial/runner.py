@@ -12,8 +12,11 @@ them. :func:`run_trial` then
 5. writes ``result.json`` whatever happened.
 
 A failed command fails the trial (non-zero exit, the last 50 lines of its log on stderr, no final
-report). SIGINT/SIGTERM (how NNI stops a trial) and a lost NNI channel cancel every live job, mark
-the registry and end the trial non-zero within 3 seconds.
+report). So does an ``HpoError`` once a job was launched (a platform or storage error after cmd1
+ran): ``error: ...`` on stderr, jobs cancelled, exit 1. Before any launch it is raised (the entry
+points exit 2: bad trial file, nothing launched). SIGINT/SIGTERM (how NNI stops a trial) and a
+lost NNI channel cancel every live job, mark the registry and end the trial non-zero within 3
+seconds.
 
 The commands are data (:class:`~hpo_tools.trial.settings.Command`): finetune (issue 7) feeds its
 per-day commands through the same function.
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from hpo_tools.errors import MetricReadError
+from hpo_tools.errors import HpoError, MetricReadError
 from hpo_tools.secrets import SecretMasker, credential_env_names
 from hpo_tools.trial.reporter import Reporter, ReporterChannelLost
 from hpo_tools.trial.settings import (
@@ -349,6 +352,9 @@ class _Run:
             status="running", exit_code=EXIT_FAILED, trial_dir=str(context.paths.trial_dir)
         )
         self.live_jobs: list[Any] = []
+        # True once a submit returned a job: from then on an error fails the trial (exit 1)
+        # instead of being a bad trial file (exit 2, nothing launched).
+        self.launched = False
         self.follower: Any = None
         # Re-raises a cancellation whose exception was swallowed on the way (set by run_trial).
         self.check_cancelled: Callable[[], None] = lambda: None
@@ -452,6 +458,7 @@ class _Run:
             on_update=lambda j: self.registry.job_changed(position, j),
             output_filter=self.masker.mask,
         )
+        self.launched = True
         self.live_jobs.append(job)
         self.registry.job_changed(position, job, JobState.RUNNING)
         next_poll = time.monotonic() + self.interval
@@ -582,10 +589,12 @@ def run_trial(
 
     Returns:
         The outcome; ``exit_code`` is 0 only when the trial succeeded and its final result
-        was reported.
+        was reported. An ``HpoError`` raised once a job was launched (a platform or storage
+        error after cmd1 ran) fails the trial: ``status`` ``failed``, exit code 1, the masked
+        error as ``message`` and as an ``error: ...`` line on ``stderr``, the jobs cancelled.
 
     Raises:
-        HpoError: a config or storage problem found before any command was launched.
+        HpoError: a config, storage or platform problem found before any job was launched.
     """
     masker = masker or build_masker(settings)
     if platform is None:
@@ -632,9 +641,17 @@ def run_trial(
             # An SDK error can quote a credential (a service echoing the key it refused); the
             # error goes on to stderr ("error: ...", a traceback) and result.json.
             _mask_error(err, masker)
-            run.outcome.message = run.outcome.message or str(err)
             run.registry.trial_finished("failed")
-            raise
+            if isinstance(err, HpoError) and run.launched:
+                # Not a bad trial file: a job ran, so this is a failed trial (exit 1), like a
+                # failed command. The error is its message; the jobs are cancelled above.
+                run.outcome.exit_code = EXIT_FAILED
+                run.outcome.message = str(err)
+                _logger.error("trial failed after a job was launched: %s", err)
+                print(f"error: {err}", file=run.stderr, flush=True)
+            else:
+                run.outcome.message = run.outcome.message or str(err)
+                raise
         finally:
             if run.outcome.status != "running":
                 run.write_result()

@@ -146,3 +146,90 @@ def test_hpo_tools_run_accepts_plain_trial_ids(trial_id):
     from hpo_tools.commands.run import check_trial_id
 
     assert check_trial_id(trial_id) == trial_id
+
+
+# -- an HpoError after a job was launched is a failed trial (exit 1), not a bad file (exit 2) --
+
+KEY_VALUE = "unreachableKeyValue77"
+MAXCOMPUTE_TRIAL = (
+    "[platform_config]\nname=MaxCompute\n"
+    "cmd1=PAI -name easy_rec_ext -Dcmd=train\ncmd2=PAI -name easy_rec_ext -Dcmd=evaluate\n"
+    '[metric_config]\nmetric_source=/nowhere\nmetric_dict={"auc": 1}\n'
+    "[odps_config]\nproject_name=p\nodps_endpoint=http://odps\n"
+    "access_id=${HPO_TEST_ID}\naccess_key=${HPO_TEST_KEY}\n"
+)
+
+
+@pytest.fixture
+def odps_down_after_cmd1(monkeypatch):
+    """MaxCompute through FakeODPS: cmd1 runs and succeeds, then submitting cmd2 fails the way
+    an unreachable service does (the SDK error quotes the access key)."""
+    from hpo_tools.platforms import maxcompute
+    from hpo_tools.testing.odps import FakeODPS
+
+    class OdpsDownAfterFirstSubmit(FakeODPS):
+        def run_xflow(self, *args, **kwargs):
+            instance = super().run_xflow(*args, **kwargs)
+            self.submit_error = ConnectionError(f"cannot reach http://odps with key {KEY_VALUE}")
+            return instance
+
+    fake = OdpsDownAfterFirstSubmit(polls=0)
+    monkeypatch.setattr(maxcompute, "_default_odps_factory", fake.connect)
+    monkeypatch.setenv("HPO_TEST_ID", "someAccessId")
+    monkeypatch.setenv("HPO_TEST_KEY", KEY_VALUE)
+    return fake
+
+
+def _assert_failed_trial_after_cmd1(fake, trial_dir, err):
+    # One line "error: ..." naming what failed, the key masked.
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "cannot reach http://odps" in lines[0], err
+    assert KEY_VALUE not in err
+    assert len(fake.submitted) == 1  # cmd1 really ran before the error
+    result = json.loads((trial_dir / "result.json").read_text())
+    assert result["status"] == "failed" and result["final"] is None
+    assert "with key ***" in result["message"]
+
+
+def test_module_run_platform_error_after_cmd1_ran_exits_1(
+    tmp_path, write_trial, capsys, odps_down_after_cmd1
+):
+    trial = write_trial(MAXCOMPUTE_TRIAL)
+    code = run_module.main(["--config", str(trial), "--exp_dir", str(tmp_path / "e"),
+                            "--interval", "0.05"])
+    # Exit 2 promises "bad trial file, nothing launched"; cmd1 ran, so the trial failed.
+    assert code == 1
+    _assert_failed_trial_after_cmd1(
+        odps_down_after_cmd1, tmp_path / "e/standalone/trials/standalone",
+        capsys.readouterr().err,
+    )
+
+
+def test_hpo_tools_run_platform_error_after_cmd1_ran_exits_1(
+    tmp_path, write_trial, capsys, odps_down_after_cmd1
+):
+    from hpo_tools.jobs import JobRegistry
+    from hpo_tools.platforms import JobState
+
+    trial = write_trial(MAXCOMPUTE_TRIAL)
+    code = cli.main(["run", "--config", str(trial), "--params", "{}",
+                     "--exp_dir", str(tmp_path / "e"), "--trial-id", "T", "--interval", "0.05"])
+    assert code == 1
+    _assert_failed_trial_after_cmd1(
+        odps_down_after_cmd1, tmp_path / "e/standalone/trials/T", capsys.readouterr().err
+    )
+    # The registry says the trial failed (and cmd1's job is recorded), so kill/resume see it.
+    record = JobRegistry(tmp_path / "e/standalone").load("T")
+    assert record.state is JobState.FAILED and len(record.jobs) == 1
+
+
+def test_module_run_platform_error_before_any_launch_still_exits_2(
+    tmp_path, write_trial, capsys, odps_down_after_cmd1
+):
+    odps_down_after_cmd1.submit_error = ConnectionError("cannot reach http://odps")
+    trial = write_trial(MAXCOMPUTE_TRIAL)
+    code = run_module.main(["--config", str(trial), "--exp_dir", str(tmp_path / "e")])
+    # cmd1 never started: nothing launched, the documented exit 2.
+    assert code == 2
+    assert odps_down_after_cmd1.submitted == []
+    assert "error: " in capsys.readouterr().err
