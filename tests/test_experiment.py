@@ -674,3 +674,100 @@ def test_help_usage_line_names_every_option_of_the_action(action):
                if a.option_strings and a.option_strings[0] != "-h"]
     # Hand-written help drifts from the parser; every option must be in the usage line.
     assert [o for o in options if o not in usage] == []
+
+
+# ----------------------------------------------------------------------- run, at NNI's boundary
+
+
+class FakeNniExperiment:
+    """Stands in for ``nni.experiment.Experiment`` (the NNI boundary of ``run_experiment``).
+
+    ``start`` lays out the experiment directory through ``on_start(root)`` (what the trials would
+    write); ``stop`` records that it was called. NNI's REST answers come from :class:`FakeNniRest`.
+    """
+
+    def __init__(self, config, *, on_start=None):
+        self.config = config
+        self.id = "fakeexp1"
+        self.port = None
+        self.url_prefix = None
+        self.stopped = False
+        self._on_start = on_start
+
+    def start(self, port, run_mode=None):
+        self.port = port
+        if self._on_start is not None:
+            root = Path(self.config.experiment_working_directory).expanduser() / self.id
+            root.mkdir(parents=True, exist_ok=True)
+            self._on_start(root)
+
+    def stop(self):
+        self.stopped = True
+        self.port = None
+
+
+class FakeNniRest:
+    """Stands in for ``nni.experiment.rest.get``: each ``/check-status`` answers the next of
+    ``statuses`` (the last one repeats; an exception instance is raised instead)."""
+
+    def __init__(self, statuses, trials=()):
+        self.statuses = list(statuses)
+        self.trials = list(trials)
+
+    def get(self, port, api, prefix=None):
+        if port is None:
+            raise RuntimeError("Experiment is not running")  # what NNI's rest.request does
+        answer = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        if api == "/check-status":
+            return {"status": answer, "errors": []}
+        return [{"trialJobId": t, "status": s, "sequenceId": i}
+                for i, (t, s) in enumerate(self.trials)]
+
+
+@pytest.fixture
+def fake_nni(monkeypatch):
+    """Install fakes for NNI's Experiment and REST calls; returns a function taking
+    (statuses, trials, on_start) that sets them up and returns the experiments created."""
+    import nni.experiment
+    from nni.experiment import rest
+
+    created: list[FakeNniExperiment] = []
+
+    def install(statuses, trials=(), on_start=None):
+        fake_rest = FakeNniRest(statuses, trials)
+        monkeypatch.setattr(rest, "get", fake_rest.get)
+
+        def factory(config):
+            created.append(FakeNniExperiment(config, on_start=on_start))
+            return created[-1]
+
+        monkeypatch.setattr(nni.experiment, "Experiment", factory)
+        return created
+
+    return install
+
+
+def _cli_run(tmp_path: Path, *extra: str) -> int:
+    return main(["experiment", "run", str(_write_yaml(tmp_path / "c.yml")), "--no-check",
+                 "--working-dir", str(tmp_path / "w"), *extra])
+
+
+def test_cli_run_whose_best_export_fails_prints_the_summary_then_one_error_line(
+        tmp_path, capsys, fake_nni):
+    def trials_ran(root):
+        write_trial(root, "A", {"x": 1}, [0.6], config_text="a: 1\n")
+        (root / "best" / "pipeline.config").mkdir(parents=True)  # in the way of the export
+
+    experiments = fake_nni(["DONE"], [("A", "SUCCEEDED")], trials_ran)
+    code = _cli_run(tmp_path)
+    out, err = capsys.readouterr()
+    # The experiment ran: its summary is worth printing, and bad input (2) it was not.
+    assert code == 1
+    assert "best: trial A, score 0.6000" in out
+    assert err.splitlines() == [line for line in err.splitlines() if line.startswith("error: ")]
+    assert err.startswith("error: could not export the best trial: ")
+    assert "best/pipeline.config: cannot write" in err
+    assert err.rstrip().endswith("(retry with hpo-tools experiment best fakeexp1)")
+    assert experiments[0].stopped

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpo_tools.errors import ConfigError
+from hpo_tools.errors import ConfigError, HpoError
 from hpo_tools.experiment.best import BestExport, export_best
 from hpo_tools.experiment.config import (
     _one_line,
@@ -64,6 +64,8 @@ class RunResult:
         timed_out: ``--timeout`` stopped the experiment.
         interrupted: Ctrl-C or SIGTERM stopped it.
         errors: NNI's errors when the status is ERROR.
+        export_error: why the best trial could not be exported to ``E/best/`` (e.g. a
+            StorageError reading an ``oss://`` base config); None when it was, or there was none.
     """
 
     experiment_id: str
@@ -74,6 +76,7 @@ class RunResult:
     timed_out: bool = False
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+    export_error: str | None = None
 
     @property
     def succeeded(self) -> int:
@@ -230,7 +233,7 @@ def run_experiment(
         on_progress: called with each snapshot whose progress line changed, and every 30 s.
 
     Returns:
-        How it ended.
+        How it ended; a failed export of the best trial is ``export_error``, not an exception.
 
     Raises:
         ConfigError: the experiment config, trial file or search space is wrong (before start).
@@ -328,13 +331,18 @@ def run_experiment(
         max_trials=canonical.max_trial_number)
     snapshot = _stopped_live_as_cancelled(snapshot)
     best = snapshot.best
-    export = None
+    export = export_error = None
     if best is not None:
-        export = export_best(files, best.run, mode, trial_file=trial_file,
-                             code_dir=Path(canonical.trial_code_directory))
+        # The experiment has run: a failed export must not lose its summary, and
+        # `hpo-tools experiment best ID` can export again once the cause is fixed.
+        try:
+            export = export_best(files, best.run, mode, trial_file=trial_file,
+                                 code_dir=Path(canonical.trial_code_directory))
+        except HpoError as err:
+            export_error = _one_line(err)
     return RunResult(
         experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
-        timed_out=timed_out, interrupted=interrupted, errors=errors)
+        timed_out=timed_out, interrupted=interrupted, errors=errors, export_error=export_error)
 
 
 def _stopped_live_as_cancelled(snapshot: Snapshot) -> Snapshot:
