@@ -180,7 +180,7 @@ def check_trial_file(
     if is_finetune_text(text):  # days of its own: checked day by day
         from hpo_tools.finetune.check import check_finetune_file
 
-        return check_finetune_file(trial_file, search_space_file, environ=env)
+        return check_finetune_file(trial_file, search_space_file, environ=env, schema=schema)
     points = corner_points(space)
     cache: dict[str, str | None] = {}
     for index, point in enumerate(points, start=1):

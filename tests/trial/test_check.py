@@ -172,3 +172,21 @@ def test_every_bad_key_and_section_of_the_trial_file_is_reported_at_once(
     # ...and still reaches the edited config.
     assert "num_stepz" in text
     assert len(problems) == 5, problems
+
+
+
+def test_check_command_with_a_schema_checks_a_finetune_file_against_it(
+    tmp_path, space, capsys, monkeypatch
+):
+    example = REPO / "examples/search/local_easyrec/finetune"
+    monkeypatch.chdir(example)  # paths in its trial.ini are relative to the example
+    # keep_checkpoint_max is not in the example's pipeline.config: only the schema knows it is
+    # an integer field that may be set.
+    ss = space({"train_config.keep_checkpoint_max": {"_type": "choice", "_value": [3, 5]}})
+    schema = ["--proto-path", str(REPO / "tests/protos"), "--message", "easyrec_like.EasyRecConfig"]
+    without = cli.main(["check", "--config", "trial.ini", "--search-space", str(ss)])
+    assert without == 1 and "keep_checkpoint_max" in capsys.readouterr().out
+    code = cli.main(["check", "--config", "trial.ini", "--search-space", str(ss), *schema])
+    out = capsys.readouterr().out
+    # --proto-path must reach the finetune checker (it did for other trial files only).
+    assert code == 0, out
