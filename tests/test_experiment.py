@@ -708,7 +708,8 @@ class FakeNniExperiment:
 
 class FakeNniRest:
     """Stands in for ``nni.experiment.rest.get``: each ``/check-status`` answers the next of
-    ``statuses`` (the last one repeats; an exception instance is raised instead)."""
+    ``statuses`` (the last one repeats; an exception instance is raised instead), each
+    ``/trial-jobs`` lists ``trials`` ((trial id, NNI status) pairs)."""
 
     def __init__(self, statuses, trials=()):
         self.statuses = list(statuses)
@@ -717,10 +718,10 @@ class FakeNniRest:
     def get(self, port, api, prefix=None):
         if port is None:
             raise RuntimeError("Experiment is not running")  # what NNI's rest.request does
-        answer = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        if isinstance(answer, BaseException):
-            raise answer
         if api == "/check-status":
+            answer = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+            if isinstance(answer, BaseException):
+                raise answer
             return {"status": answer, "errors": []}
         return [{"trialJobId": t, "status": s, "sequenceId": i}
                 for i, (t, s) in enumerate(self.trials)]
@@ -771,3 +772,29 @@ def test_cli_run_whose_best_export_fails_prints_the_summary_then_one_error_line(
     assert "best/pipeline.config: cannot write" in err
     assert err.rstrip().endswith("(retry with hpo-tools experiment best fakeexp1)")
     assert experiments[0].stopped
+
+
+def _run_with_fake_nni(tmp_path: Path, **kwargs) -> ex.RunResult:
+    return ex.run_experiment(_write_yaml(tmp_path / "c.yml"), working_dir=str(tmp_path / "w"),
+                             checker=None, poll_interval=0.01, **kwargs)
+
+
+def _one_running_trial(root: Path) -> None:
+    write_trial(root, "A", {"x": 1}, [0.6], status=None)
+
+
+def test_summary_after_a_timeout_says_stopped_by_timeout_not_nni_status(tmp_path, fake_nni):
+    fake_nni(["RUNNING"], [("A", "RUNNING")], _one_running_trial)
+    result = _run_with_fake_nni(tmp_path, timeout=1e-6)
+    assert result.timed_out
+    # NNI still said RUNNING when the timeout stopped it; the header must say what happened.
+    header = ex.format_summary(result.snapshot).splitlines()[0]
+    assert header.startswith("experiment fakeexp1: stopped by timeout after 0:00, 1 trials")
+
+
+def test_summary_after_ctrl_c_says_interrupted_not_nni_status(tmp_path, fake_nni):
+    fake_nni(["RUNNING", KeyboardInterrupt()], [("A", "RUNNING")], _one_running_trial)
+    result = _run_with_fake_nni(tmp_path)
+    assert result.interrupted
+    header = ex.format_summary(result.snapshot).splitlines()[0]
+    assert header.startswith("experiment fakeexp1: interrupted after 0:00, 1 trials")

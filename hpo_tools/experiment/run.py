@@ -59,7 +59,8 @@ class RunResult:
         experiment_id: NNI's experiment id.
         files: the experiment directory.
         status: NNI's last experiment status.
-        snapshot: the final state (own records re-read after the stop).
+        snapshot: the final state (own records re-read after the stop); its status is NNI's
+            last one, or "stopped by timeout" / "interrupted" when we stopped the experiment.
         export: what ``E/best/`` holds, or None when no trial succeeded.
         timed_out: ``--timeout`` stopped the experiment.
         interrupted: Ctrl-C or SIGTERM stopped it.
@@ -327,8 +328,8 @@ def run_experiment(
         (tid, None if s in _LIVE_TRIAL else s, seq) for tid, s, seq in listed
     ]
     snapshot = build_snapshot(
-        files, status=status, nni_trials=final_trials, elapsed=elapsed, optimize_mode=mode,
-        max_trials=canonical.max_trial_number)
+        files, status=_end_label(status, timed_out, interrupted), nni_trials=final_trials,
+        elapsed=elapsed, optimize_mode=mode, max_trials=canonical.max_trial_number)
     snapshot = _stopped_live_as_cancelled(snapshot)
     best = snapshot.best
     export = export_error = None
@@ -343,6 +344,16 @@ def run_experiment(
     return RunResult(
         experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
         timed_out=timed_out, interrupted=interrupted, errors=errors, export_error=export_error)
+
+
+def _end_label(status: str, timed_out: bool, interrupted: bool) -> str:
+    """What the summary says ended the run: NNI's last status, unless we stopped it (then NNI's
+    last polled status is RUNNING, which it no longer is)."""
+    if interrupted:
+        return "interrupted"
+    if timed_out:
+        return "stopped by timeout"
+    return status
 
 
 def _stopped_live_as_cancelled(snapshot: Snapshot) -> Snapshot:
