@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from hpo_tools.dates import Day
@@ -47,8 +48,8 @@ def check_finetune_file(
     from hpo_tools.dates import substitute_dates
     from hpo_tools.finetune.plan import load_plan
     from hpo_tools.search_space import corner_points, load_search_space
-    from hpo_tools.trial.check import _check_edits, _corner_label, _Problems, _read
-    from hpo_tools.trial.settings import TrialVariables, params_to_edits
+    from hpo_tools.trial.check import _UNDEFINED, _check_edits, _corner_label, _Problems, _read
+    from hpo_tools.trial.settings import TrialVariables, params_to_edits, undefined_placeholders
 
     env = dict(os.environ if environ is None else environ)
     problems = _Problems()
@@ -56,12 +57,29 @@ def check_finetune_file(
         points = corner_points(load_search_space(search_space_file))
     except ConfigError as err:
         return [str(err)]
+    try:
+        text: str | None = Path(trial_file).read_text(encoding="utf-8")
+    except OSError:
+        text = None  # load_plan reports the unreadable file
     cache: dict[str, str | None] = {}
     for index, point in enumerate(points, start=1):
         corner = _corner_label(index, len(points), point)
         variables = TrialVariables("check", f"corner{index}", f"./check/corner{index}", point)
+        stand_in = env
+        if text is not None:
+            try:
+                undefined = undefined_placeholders(
+                    text, source=str(trial_file), variables=variables, environ=env
+                )
+            except ConfigError:  # Jinja or INI syntax: load_plan reports it
+                undefined = []
+            # Every undefined ${...} at once (reading the plan stops at the first), then
+            # stand-ins for them so that the rest of the file is still checked.
+            for _, message in undefined:
+                problems.add(message)
+            stand_in = {**env, **{name: _UNDEFINED for name, _ in undefined}}
         try:
-            plan = load_plan(trial_file, variables=variables, environ=env,
+            plan = load_plan(trial_file, variables=variables, environ=stand_in,
                              default_days=_STAND_IN_DAYS)
         except HpoError as err:
             problems.add(str(err), corner)
