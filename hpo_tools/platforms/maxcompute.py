@@ -5,9 +5,11 @@
   a value are stripped, JSON values (``-Dcluster='{"ps":{"count":1}}'``, quoted or not) are kept
   whole. Any other command is submitted with ``odps.run_sql``.
 - pyodps' own wait loops swallow KeyboardInterrupt (API-NOTES §0.5), so :class:`MaxComputeJob`
-  polls the instance itself, between waits on a ``threading.Event`` that :meth:`cancel` sets.
-  Sub-instances of a PAI job are recorded as they appear; every logview address is written to the
-  job's log and the ``on_update`` callback runs so that the runner saves them in the registry.
+  polls the instance itself, in a daemon thread of its own: any status call can hang on the
+  network, and the caller's thread (the runner's, which must cancel within NNI's 5 s) only reads
+  the state that thread publishes. Sub-instances of a PAI job are recorded as they appear; every
+  logview address is written to the job's log and the ``on_update`` callback runs (from that
+  thread) so that the runner saves them in the registry.
 - :meth:`MaxComputeJob.cancel` stops every recorded instance, in parallel, within 2.5 s.
 - Credentials: ``access_id`` / ``access_key`` (as the runner resolved them) or, when not given,
   the environment variables named by ``credential_env`` (default ``ODPS_ACCESS_ID`` /
@@ -33,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from hpo_tools.errors import ConfigError, HpoError, MetricReadError, PlatformError
+from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
 from hpo_tools.metrics.sources import MetricPoint, MetricSource, register_source_type
 from hpo_tools.platforms.base import Job, JobState, OutputFilter, Platform, UpdateCallback
 
@@ -61,6 +63,7 @@ _CANCEL_TIMEOUT = 2.5
 _INTERRUPT_TICK = 0.1  # how soon a waiting metric query notices interrupt()
 _INTERRUPTED_STOP_TIMEOUT = 0.5
 _MAX_POLL_ERRORS = 20
+_MIN_POLL_PAUSE = 0.01
 _STEP_COLUMNS = ("step", "global_step")
 
 
@@ -324,6 +327,12 @@ def _stop_all(stops: Sequence[Tuple[str, Callable[[], Any]]], timeout: float) ->
 class MaxComputeJob(Job):
     """One MaxCompute instance (a PAI xflow or an SQL statement) and its sub-instances.
 
+    A daemon thread owned by the job (started by :meth:`MaxComputePlatform.submit`) makes every
+    status call: it asks the instance every ``poll_interval`` seconds, records sub-instances and
+    logview addresses, publishes the state under a lock and calls ``on_update``. :meth:`poll`
+    and :meth:`wait` only read what it published, so a status call that hangs on the network
+    never blocks the caller (the runner's main thread, which must cancel within NNI's 5 s).
+
     Attributes:
         instance_ids: The main instance id, then each sub-instance id as it appeared.
         logviews: Instance id -> logview address.
@@ -350,11 +359,11 @@ class MaxComputeJob(Job):
         self._on_update = on_update
         self._output_filter = output_filter
         self._state = JobState.RUNNING
-        self._wake = threading.Event()
         self._lock = threading.Lock()  # guards the fields above
-        self._check_lock = threading.Lock()  # one status check at a time
-        self._last_check = float("-inf")
-        self._poll_errors = 0
+        self._changed = threading.Condition(self._lock)  # notified when the state changes
+        self._stop_following = threading.Event()  # set by cancel() and close()
+        self._follower: Optional[threading.Thread] = None
+        self._poll_errors = 0  # only the follower thread touches it
 
     @property
     def logview(self) -> Optional[str]:
@@ -367,8 +376,6 @@ class MaxComputeJob(Job):
             return text
         try:
             return self._output_filter(text)
-        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-            raise
         except Exception:
             _logger.exception("output filter failed; a status line was dropped")
             return ""
@@ -385,29 +392,54 @@ class MaxComputeJob(Job):
             _logger.warning("cannot write to %s: %s", self.log_path, err)
 
     def _notify(self) -> None:
+        """Run ``on_update`` (from the follower thread, or the thread that cancels)."""
         if self._on_update is not None:
             try:
                 self._on_update(self)
-            except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-                raise
             except Exception:  # the runner logs its own failures; never break the poll loop
                 _logger.exception("on_update failed for instance %s", self.job_id)
 
-    def _record_logview(self, name: str, instance: Any) -> None:
+    # -- the follower thread (every network call but cancel's stop() calls) -------------------
+
+    def _start_following(self) -> None:
+        """Start the thread that follows the instance (once, from ``submit``)."""
+        self._follower = threading.Thread(
+            target=self._follow, name=f"odps-follow-{self.job_id}", daemon=True
+        )
+        self._follower.start()
+
+    def _follow(self) -> None:
+        """Check the instance now and then every ``poll_interval`` s until it ends or we stop."""
+        try:
+            if self._record_logview("", self._instance):
+                self._notify()
+            # A poll_interval of 0 (tests) must not spin a core: checks are 10 ms apart at least.
+            pause = max(self._platform.poll_interval, _MIN_POLL_PAUSE)
+            while not self._stop_following.is_set():
+                if self._check().is_finished:
+                    return
+                self._stop_following.wait(pause)
+        except Exception as err:  # a bug here must not leave wait() waiting for ever
+            _logger.exception("following instance %s failed", self.job_id)
+            self._finish(JobState.FAILED, f"following instance {self.job_id} failed: {err}")
+
+    def _record_logview(self, name: str, instance: Any) -> bool:
+        """Ask for ``instance``'s logview address, log it; False when there is none."""
         instance_id = str(instance.id)
         try:
             address = str(instance.get_logview_address())
-        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-            raise
         except Exception as err:
             _logger.info("no logview for instance %s: %s", instance_id, err)
-            return
-        self.logviews[instance_id] = address
+            return False
+        with self._lock:
+            self.logviews[instance_id] = address
         label = f"{self.kind} {self.name}".strip() if name == "" else f"sub-instance {name}"
         _logger.info("%s instance %s logview: %s", label, instance_id, address)
         self.write_log(f"[maxcompute] {label} instance {instance_id} logview: {address}")
+        return True
 
     def _record_sub_instances(self) -> bool:
+        """Record the sub-instances that appeared; stop them when the job was cancelled."""
         if self.kind != "xflow":
             return False
         subs = self._platform.client().get_xflow_sub_instances(self._instance)
@@ -419,45 +451,33 @@ class MaxComputeJob(Job):
                     continue
                 self._instances[sub_id] = sub
                 self.instance_ids.append(sub_id)
+                cancelled = self._state is JobState.CANCELLED
+            if cancelled:  # appeared after cancel() took its list: stop it here
+                _logger.info("stopping sub-instance %s, which appeared after the cancel", sub_id)
+                _stop_all([(sub_id, sub.stop)], _CANCEL_TIMEOUT)
             self._record_logview(str(name), sub)
             new = True
         return new
 
-    def poll(self) -> JobState:
-        """Check the instance (at most every ``poll_interval`` s); return the state."""
-        with self._lock:
-            if self._state.is_finished:
-                return self._state
-            due = time.monotonic() - self._last_check >= self._platform.poll_interval
-        if not due or not self._check_lock.acquire(blocking=False):
-            return self._state
-        try:
-            return self._check()
-        finally:
-            self._check_lock.release()
-
     def _check(self) -> JobState:
-        self._last_check = time.monotonic()
+        """One round of status calls (network); publish the result."""
         try:
             terminated = bool(self._instance.is_terminated())
             changed = self._record_sub_instances()  # also those that appeared at the end
             successful = bool(self._instance.is_successful()) if terminated else False
-        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-            raise
         except Exception as err:  # network trouble: keep going, give up after many in a row
             self._poll_errors += 1
             _logger.warning("checking instance %s failed (%d in a row): %s",
                             self.job_id, self._poll_errors, err)
             if self._poll_errors < _MAX_POLL_ERRORS:
-                return self._state
+                return self.poll()
             return self._finish(JobState.FAILED, f"status unknown after {self._poll_errors} "
                                 f"failed checks: {err}")
         self._poll_errors = 0
-        with self._lock:
-            if self._state.is_finished:  # cancelled meanwhile
-                return self._state
         if changed:
-            self._notify()
+            self._notify()  # new instance ids: the runner saves them at once
+        if self.poll().is_finished:  # cancelled meanwhile
+            return self.poll()
         if not terminated:
             return JobState.RUNNING
         if successful:
@@ -472,8 +492,6 @@ class MaxComputeJob(Job):
                 for name, task in statuses.items()
                 if str(getattr(task.status, "value", task.status)).upper() != "SUCCESS"
             ]
-        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-            raise
         except Exception as err:
             return f"instance {self.job_id} failed ({err})"
         detail = ", ".join(failed) if failed else "not successful"
@@ -481,48 +499,65 @@ class MaxComputeJob(Job):
 
     def _finish(self, state: JobState, message: str) -> JobState:
         message = self._filtered(message)  # an SDK error can quote the key it refused
-        with self._lock:
-            if self._state.is_finished:
-                return self._state
-            self._state = state
-            self.message = message
-        self._wake.set()
+        if self.poll().is_finished:
+            return self.poll()
+        # In the log before waiters wake: the runner prints the log's tail when a job failed.
         _logger.info("maxcompute instance %s %s %s", self.job_id, state.value, message)
         self.write_log(f"[maxcompute] instance {self.job_id} {state.value}"
                        + (f": {message}" if message else ""))
+        with self._lock:
+            if self._state.is_finished:  # cancelled meanwhile
+                return self._state
+            self._state = state
+            self.message = message
+            self._changed.notify_all()
         self._notify()
         return state
 
+    # -- what callers use: no network but cancel's bounded stop() calls -----------------------
+
+    def poll(self) -> JobState:
+        """The state the follower thread last published (never a network call)."""
+        with self._lock:
+            return self._state
+
     def wait(self, timeout: Optional[float] = None) -> JobState:
-        """Poll until finished or ``timeout`` s pass; :meth:`cancel` wakes it at once."""
+        """Block until the job finishes or ``timeout`` s pass; :meth:`cancel` wakes it at once."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            state = self.poll()
-            if state.is_finished:
-                return state
-            pause = self._platform.poll_interval
-            if deadline is not None:
+        with self._changed:
+            while not self._state.is_finished:
+                if deadline is None:
+                    self._changed.wait()
+                    continue
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return state
-                pause = min(pause, left)
-            self._wake.wait(pause)
+                    break
+                self._changed.wait(left)
+            return self._state
 
     def cancel(self) -> None:
-        """Stop every recorded instance (in parallel, within 2.5 s). Idempotent."""
+        """Stop following and stop every recorded instance (in parallel, within 2.5 s).
+
+        Idempotent. A sub-instance that the follower thread finds after this is stopped there.
+        """
         with self._lock:
             if self._state.is_finished:
                 return
             self._state = JobState.CANCELLED
             self.message = "cancelled"
             instances = list(self._instances.items())
-        self._wake.set()
+            self._changed.notify_all()
+        self._stop_following.set()
         _logger.info("cancelling maxcompute instances %s", ", ".join(i for i, _ in instances))
         # Sub-instances first: they are what burns resources.
         stops = [(instance_id, instance.stop) for instance_id, instance in reversed(instances)]
         _stop_all(stops, _CANCEL_TIMEOUT)
         self.write_log(f"[maxcompute] instance {self.job_id} cancelled")
         self._notify()
+
+    def close(self) -> None:
+        """Stop following the instance (it keeps running); :meth:`poll` keeps the last state."""
+        self._stop_following.set()
 
     def describe(self) -> Dict[str, Any]:
         """Platform, settings (no credentials), job id, project and every instance id."""
@@ -603,6 +638,8 @@ class MaxComputePlatform(Platform):
         self._client_lock = threading.Lock()
         self._closed = threading.Event()
         self._interrupted = False  # set by interrupt(), from a signal handler: no lock
+        self._jobs: List[MaxComputeJob] = []
+        self._jobs_lock = threading.Lock()
         _bind_table_source(self)
 
     @property
@@ -670,8 +707,6 @@ class MaxComputePlatform(Platform):
             else:
                 _logger.info("submitting SQL (%d characters)", len(parsed.sql))
                 instance = client.run_sql(parsed.sql)
-        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-            raise
         except Exception as err:
             what = f"PAI -name {parsed.name}" if parsed.kind == "xflow" else "SQL"
             raise PlatformError(
@@ -684,8 +719,10 @@ class MaxComputePlatform(Platform):
         )
         job.write_log(f"[maxcompute] submitted {parsed.kind} {parsed.name} instance {job.job_id}"
                       .replace("  ", " "))
-        job._record_logview("", instance)
-        job._notify()
+        job._notify()  # the registry holds the instance id before anything else can go wrong
+        with self._jobs_lock:
+            self._jobs.append(job)
+        job._start_following()  # its logview and status: in the job's thread, off this one
         return job
 
     def cancel_described(self, description: Mapping[str, Any]) -> bool:
@@ -701,8 +738,6 @@ class MaxComputePlatform(Platform):
         for instance_id in instance_ids:
             try:
                 terminated = client.get_instance(instance_id, project=project).is_terminated()
-            except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-                raise
             except Exception as err:  # unknown: try to stop it anyway
                 _logger.info("status of instance %s unknown: %s", instance_id, err)
                 terminated = False
@@ -732,8 +767,6 @@ class MaxComputePlatform(Platform):
         client = self.client()
         try:
             instance = client.run_sql(sql)
-        except HpoError:  # e.g. the runner's cancellation, raised by its signal handler
-            raise
         except Exception as err:
             raise MetricReadError(f"metric_source table: query failed to start: {err}") from err
         deadline = time.monotonic() + self.query_timeout
@@ -756,7 +789,7 @@ class MaxComputePlatform(Platform):
                 raise MetricReadError(f"metric_source table: query instance {instance.id} failed")
             with instance.open_reader() as reader:
                 return [dict(record) for record in reader]
-        except HpoError:  # MetricReadError above, or the runner's cancellation
+        except MetricReadError:  # ours, from the loop above: as it is
             raise
         except Exception as err:
             raise MetricReadError(f"metric_source table: reading query results: {err}") from err
@@ -782,8 +815,12 @@ class MaxComputePlatform(Platform):
         self._interrupted = True
 
     def close(self) -> None:
-        """Interrupt running metric queries; submitted jobs keep running."""
+        """Interrupt running metric queries and stop following jobs; the jobs keep running."""
         self._closed.set()
+        with self._jobs_lock:
+            jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.close()
 
 
 def _seconds(name: str, value: Any) -> float:

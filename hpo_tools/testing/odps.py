@@ -11,6 +11,10 @@ shipped code path is the one under test; only the network is missing.
 - A PAI instance grows its planned sub-instances one per status check
   (``get_xflow_sub_instances``).
 - ``stop()`` / ``stop_instance()`` terminate an instance and are counted in ``stop_calls``.
+- A service that stops answering: set ``hang_status`` to a ``threading.Event`` and every status
+  call (``is_terminated``, ``is_successful``, ``get_task_statuses``,
+  ``get_xflow_sub_instances``) blocks until that Event is set; ``hung_calls`` counts the calls
+  blocked right now. ``stop()`` is not affected (``Plan.stop_delay`` slows it down).
 - SQL results for the ``table`` metric source: :meth:`FakeODPS.set_sql_result`, read with
   ``open_reader()`` (rows are dicts; ``dict(record)`` works on real pyodps records too).
 
@@ -108,6 +112,7 @@ class FakeInstance:
 
     def is_terminated(self, retry: bool = True, blocking: bool = False, **kwargs: Any) -> bool:
         """True after ``plan.polls`` checks, or once stopped."""
+        self._odps._hang_if_asked()
         with self._lock:
             self.status_checks += 1
             checks = self.status_checks
@@ -120,12 +125,14 @@ class FakeInstance:
 
     def is_successful(self, retry: bool = True, **kwargs: Any) -> bool:
         """Terminated, not stopped, not planned to fail."""
+        self._odps._hang_if_asked()
         return (self._stopped or self.status_checks > self.plan.polls) and not (
             self.plan.fail or self._stopped
         )
 
     def get_task_statuses(self, retry: bool = True, **kwargs: Any) -> Dict[str, FakeTask]:
         """One task, SUCCESS, FAILED, CANCELLED or RUNNING."""
+        self._odps._hang_if_asked()
         if self._stopped:
             status = "CANCELLED"
         elif self.status_checks <= self.plan.polls:
@@ -170,6 +177,9 @@ class FakeODPS:
             deliberately not kept).
         status_error: When set, ``is_terminated()`` raises it (network trouble).
         submit_error: When set, the next ``run_xflow``/``run_sql`` raises it.
+        hang_status: When set to an Event, status calls block until it is set (a service that
+            does not answer); set the Event to release them.
+        hung_calls: How many status calls are blocked by ``hang_status`` right now.
     """
 
     def __init__(self, *, polls: int = 2, project: str = "fake_project",
@@ -182,6 +192,8 @@ class FakeODPS:
         self.connections = 0
         self.status_error: Optional[BaseException] = None
         self.submit_error: Optional[BaseException] = None
+        self.hang_status: Optional[threading.Event] = None
+        self.hung_calls = 0
         self._plans: List[Plan] = []
         self._sql_results: List[tuple] = []
         self._ids = itertools.count(1)
@@ -224,6 +236,18 @@ class FakeODPS:
         with self._lock:
             return self._plans.pop(0) if self._plans else dataclasses.replace(self.default_plan)
 
+    def _hang_if_asked(self) -> None:
+        release = self.hang_status
+        if release is None:
+            return
+        with self._lock:
+            self.hung_calls += 1
+        try:
+            release.wait()
+        finally:
+            with self._lock:
+                self.hung_calls -= 1
+
     def _raise_submit_error(self) -> None:
         if self.submit_error is not None:
             error, self.submit_error = self.submit_error, None
@@ -257,6 +281,7 @@ class FakeODPS:
     def get_xflow_sub_instances(self, instance: FakeInstance, project: Optional[str] = None
                                 ) -> "collections.OrderedDict[str, FakeInstance]":
         """The sub-instances the PAI instance has started so far (name -> instance)."""
+        self._hang_if_asked()
         return collections.OrderedDict(instance.sub_instances)
 
     def get_instance(self, id_: str, project: Optional[str] = None) -> FakeInstance:

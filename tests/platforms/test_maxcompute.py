@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hpo_tools.errors import ConfigError, HpoError, MetricReadError, PlatformError
+from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
 from hpo_tools.jobs import JobRegistry
 from hpo_tools.metrics import Follower, MetricSpec, build_source
 from hpo_tools.metrics import sources as metric_sources
@@ -41,10 +41,30 @@ def fake():
 
 @pytest.fixture
 def platform(fake):
-    return MaxComputePlatform(
+    platform = MaxComputePlatform(
         project="p", endpoint="http://service.fake.example/api", access_id=ACCESS_ID,
         access_key=ACCESS_KEY, poll_interval=0, odps_factory=fake.connect,
     )
+    yield platform
+    platform.close()  # no follower thread outlives its test
+
+
+@pytest.fixture
+def hang(fake):
+    """Make every status call of ``fake`` block until the returned Event is set (at teardown
+    at the latest)."""
+    release = threading.Event()
+    fake.hang_status = release
+    yield release
+    release.set()
+
+
+def _until(condition, timeout=5.0):
+    """Wait for ``condition()`` (the follower thread works in the background)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -115,9 +135,11 @@ def test_pai_command_goes_to_run_xflow_with_parsed_parameters(platform, fake, tm
     assert job.job_id == call["instance_id"]
 
 
-def test_job_runs_until_the_instance_terminates_successfully(platform, fake, tmp_path):
+def test_job_runs_until_the_instance_terminates_successfully(platform, fake, tmp_path, hang):
     job = platform.submit("PAI -name x -Dcmd=train", log_path=tmp_path / "trial.log")
+    # the service has not answered yet: the job runs
     assert job.poll() is JobState.RUNNING
+    hang.set()
     assert job.wait(timeout=5) is JobState.SUCCEEDED
     # our own poll loop asked the instance, never pyodps' wait_for_* (which swallow SIGINT)
     assert fake.instances[job.job_id].status_checks == 3
@@ -128,18 +150,17 @@ def test_sub_instances_are_recorded_as_they_appear(platform, fake, tmp_path):
     updates = []
     job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log",
                           on_update=lambda j: updates.append(list(j.describe()["instance_ids"])))
-    job.poll()
-    job.poll()
+    assert job.wait(timeout=5) is JobState.SUCCEEDED
     main = fake.instances[job.job_id]
     train, evaluate = main.sub_instances["train"], main.sub_instances["eval"]
-    # each new sub-instance is handed to the runner at once, so the registry can cancel it
-    assert updates[-1] == [job.job_id, train.id, evaluate.id]
-    assert updates[0] == [job.job_id]
+    # each new sub-instance is handed to the runner as it appears (one per status check), so
+    # the registry can cancel it before the job ends
+    seen = [ids for i, ids in enumerate(updates) if i == 0 or ids != updates[i - 1]]
+    assert seen == [[job.job_id], [job.job_id, train.id], [job.job_id, train.id, evaluate.id]]
     log = (tmp_path / "trial.log").read_text()
     # logview addresses are in the trial log for users
     assert f"instance {train.id} logview: https://logview" in log
     assert set(job.logviews) == {job.job_id, train.id, evaluate.id}
-    assert job.wait(timeout=5) is JobState.SUCCEEDED
 
 
 def test_failed_instance_fails_the_job_with_the_task_status(platform, fake, tmp_path):
@@ -167,31 +188,22 @@ def test_submit_refused_by_the_service_is_a_platform_error(platform, fake, tmp_p
 
 
 def test_status_errors_are_retried_not_fatal(platform, fake, tmp_path):
-    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
     fake.status_error = ConnectionError("network down")
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    instance = fake.instances[job.job_id]
+    _until(lambda: instance.status_checks >= 3)
     # a network blip must not fail a day-long training job
     assert job.poll() is JobState.RUNNING
     fake.status_error = None
     assert job.wait(timeout=5) is JobState.SUCCEEDED
 
 
-class _Cancelled(HpoError):
-    """Stands for the runner's TrialCancelled, which its SIGINT handler raises anywhere."""
-
-
-def test_a_cancellation_raised_during_a_status_check_propagates(platform, fake, tmp_path):
-    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
-    fake.status_error = _Cancelled("trial cancelled by SIGINT")
-    # taken for a network blip, it would leave the PAI job running after NNI's SIGINT
-    with pytest.raises(_Cancelled):
-        job.poll()
-
-
-def test_a_cancellation_raised_during_a_table_query_propagates(platform, fake):
+def test_a_keyboard_interrupt_during_a_table_query_propagates(platform, fake):
     source = build_source("table", "SELECT * FROM eval_result", spec=SPEC)
-    fake.status_error = _Cancelled("trial cancelled by SIGINT")
-    # not turned into a MetricReadError that the follower would log and retry
-    with pytest.raises(_Cancelled):
+    # SIGINT without the runner's handler (Python's default) raises KeyboardInterrupt in
+    # whatever SDK call runs: it must not become a MetricReadError the follower logs and retries
+    fake.status_error = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
         source.poll()
 
 
@@ -199,10 +211,70 @@ def test_poll_interval_limits_status_checks(fake, tmp_path):
     platform = MaxComputePlatform(project="p", endpoint="e", access_id="a", access_key="b",
                                   poll_interval=60, odps_factory=fake.connect)
     job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    instance = fake.instances[job.job_id]
+    _until(lambda: instance.status_checks == 1)  # the first check comes at once
     for _ in range(5):
+        assert job.wait(timeout=0.02) is JobState.RUNNING
         job.poll()
-    # the runner calls wait(timeout=1) in a loop; the service is asked once per interval
-    assert fake.instances[job.job_id].status_checks == 1
+    # the runner calls wait(timeout=0.1) in a loop: that never asks the service, the
+    # job's thread does, once per interval
+    assert instance.status_checks == 1
+    platform.close()
+
+
+# -- a service that stops answering -----------------------------------------------------------
+
+
+def test_poll_and_wait_return_while_every_status_call_hangs(platform, fake, tmp_path, hang):
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    _until(lambda: fake.hung_calls == 1)  # the job's thread is stuck in is_terminated()
+    started = time.monotonic()
+    assert job.poll() is JobState.RUNNING
+    assert job.wait(timeout=0.2) is JobState.RUNNING
+    # the runner's main thread calls these between looks at its cancel flag: a hung
+    # connection must not stop it from seeing NNI's SIGINT
+    assert time.monotonic() - started < 1.0
+
+
+def test_cancel_is_bounded_and_stops_the_instance_while_status_calls_hang(
+    platform, fake, tmp_path, hang
+):
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    _until(lambda: fake.hung_calls == 1)
+    started = time.monotonic()
+    job.cancel()
+    # NNI SIGKILLs the runner 5 s after SIGINT; the PAI job must be stopped before that
+    assert time.monotonic() - started < 3.0
+    assert fake.instances[job.job_id].stop_calls == 1
+    assert job.poll() is JobState.CANCELLED
+
+
+def test_a_sub_instance_found_after_cancel_is_stopped_too(platform, fake, tmp_path, hang):
+    fake.plan_next(polls=100, sub_instances=["train"])
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    _until(lambda: fake.hung_calls == 1)  # mid-check: the sub-instance starts meanwhile
+    job.cancel()  # knows only the main instance
+    hang.set()
+    main = fake.instances[job.job_id]
+    _until(lambda: "train" in main.sub_instances and main.sub_instances["train"].stopped)
+    # it would otherwise train on, paid, with nothing left to stop it
+    assert main.sub_instances["train"].id in job.instance_ids
+    assert job.poll() is JobState.CANCELLED
+
+
+def test_platform_close_stops_following_but_not_the_job(platform, fake, tmp_path):
+    fake.plan_next(polls=10**6)
+    job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
+    instance = fake.instances[job.job_id]
+    _until(lambda: instance.status_checks >= 2)
+    platform.close()
+    time.sleep(0.05)  # a check in flight when close() came may still end
+    checks = instance.status_checks
+    time.sleep(0.1)
+    # no thread left asking the service after the trial is over (poll_interval 0: 10 ms)
+    assert instance.status_checks == checks
+    # jobs keep running when the platform closes (the runner cancels what it must)
+    assert not instance.stopped and job.poll() is JobState.RUNNING
 
 
 # -- cancelling -------------------------------------------------------------------------------
@@ -211,8 +283,7 @@ def test_poll_interval_limits_status_checks(fake, tmp_path):
 def test_cancel_stops_every_recorded_instance(platform, fake, tmp_path):
     fake.plan_next(polls=100, sub_instances=["train", "eval"])
     job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
-    job.poll()
-    job.poll()
+    _until(lambda: len(job.instance_ids) == 3)
     job.cancel()
     assert job.poll() is JobState.CANCELLED
     # the main instance and each sub-instance are stopped once
@@ -257,7 +328,7 @@ def test_cancel_described_rebuilds_the_client_from_env_and_stops_live_instances(
 ):
     fake.plan_next(polls=100, sub_instances=["train"])
     job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log")
-    job.poll()
+    _until(lambda: len(job.instance_ids) == 2)
     description = json.loads(json.dumps(job.describe()))
     monkeypatch.setenv("ODPS_ACCESS_ID", ACCESS_ID)
     monkeypatch.setenv("ODPS_ACCESS_KEY", ACCESS_KEY)
@@ -289,6 +360,7 @@ def test_registry_cancel_live_stops_a_maxcompute_job(platform, fake, tmp_path, m
     record = registry.new("t1", platform=platform)
     job = platform.submit("PAI -name x", log_path=tmp_path / "trial.log",
                           on_update=lambda j: registry.mark_job(record, 1, j, JobState.RUNNING))
+    platform.close()  # NNI killed the runner: nobody follows the job any more
     # what trial_end does after NNI killed the runner
     assert registry.cancel_live("t1") == [job.job_id]
     assert fake.instances[job.job_id].stopped
