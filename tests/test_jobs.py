@@ -294,6 +294,45 @@ def test_cancel_all_live_sweeps_every_trial(registry, tmp_path, local_jobs):
     assert all(not _running(job.pid) for job in local_jobs)
 
 
+class _UnreachablePlatform(Platform):
+    """A platform whose cancel hangs, like pyodps retrying an unreachable MaxCompute."""
+
+    name = "unreachable"
+    release = threading.Event()
+
+    def submit(self, command, **kwargs):  # pragma: no cover - never used
+        raise NotImplementedError
+
+    def cancel_described(self, description):
+        self.release.wait(30)
+        return True
+
+
+def test_cancel_all_live_cancels_other_trials_while_one_platform_hangs(
+    registry, tmp_path, local_jobs, monkeypatch
+):
+    monkeypatch.setitem(platforms_base._PLATFORMS, "unreachable", _UnreachablePlatform)
+    monkeypatch.setattr(_UnreachablePlatform, "release", threading.Event())
+    # "a_hang" sorts first: a sweep one trial after another spends the whole budget on it.
+    hanging = registry.new("a_hang", platform="unreachable")
+    registry.mark_job(hanging, 1, _ListedJob("h1", {"platform": "unreachable"}))
+    platform = LocalPlatform(grace_period=0.5)
+    job = platform.submit("sleep 60", log_path=tmp_path / "b.log")
+    local_jobs.append(job)
+    registry.mark_job(registry.new("b_local", platform=platform), 1, job, JobState.RUNNING)
+    started = time.monotonic()
+    try:
+        cancelled = registry.cancel_all_live(timeout=2.0)
+    finally:
+        _UnreachablePlatform.release.set()
+    # The local job is cancelled although the other trial's platform never answers...
+    assert cancelled == {"b_local": [job.job_id]}
+    assert not _running(job.pid)
+    # ...within the one overall deadline, and the hanging job is not claimed cancelled.
+    assert time.monotonic() - started < 3.0
+    assert registry.load("a_hang").jobs[0].state is JobState.RUNNING
+
+
 def test_record_file_is_plain_json_with_a_version(registry):
     registry.save(registry.new("t1", experiment_id="e", platform="local"))
     data = json.loads(registry.path("t1").read_text())
