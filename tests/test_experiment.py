@@ -683,16 +683,20 @@ class FakeNniExperiment:
     """Stands in for ``nni.experiment.Experiment`` (the NNI boundary of ``run_experiment``).
 
     ``start`` lays out the experiment directory through ``on_start(root)`` (what the trials would
-    write); ``stop`` records that it was called. NNI's REST answers come from :class:`FakeNniRest`.
+    write); ``stop`` records that it was called and, given ``stop_error``, fails to reach the
+    manager the way NNI 3.0's ``Experiment._stop_nni_manager`` does (logs the exception with its
+    traceback on ``nni.experiment``, then kills the process). NNI's REST answers come from
+    :class:`FakeNniRest`.
     """
 
-    def __init__(self, config, *, on_start=None):
+    def __init__(self, config, *, on_start=None, stop_error=None):
         self.config = config
         self.id = "fakeexp1"
         self.port = None
         self.url_prefix = None
         self.stopped = False
         self._on_start = on_start
+        self._stop_error = stop_error
 
     def start(self, port, run_mode=None):
         self.port = port
@@ -702,7 +706,16 @@ class FakeNniExperiment:
             self._on_start(root)
 
     def stop(self):
+        import logging
+
         self.stopped = True
+        if self._stop_error is not None:
+            nni_logger = logging.getLogger("nni.experiment")
+            try:
+                raise self._stop_error
+            except Exception as err:
+                nni_logger.exception(err)
+                nni_logger.warning("Cannot gracefully stop experiment, killing NNI process...")
         self.port = None
 
 
@@ -730,18 +743,19 @@ class FakeNniRest:
 @pytest.fixture
 def fake_nni(monkeypatch):
     """Install fakes for NNI's Experiment and REST calls; returns a function taking
-    (statuses, trials, on_start) that sets them up and returns the experiments created."""
+    (statuses, trials, on_start, stop_error) that sets them up and returns the experiments
+    created."""
     import nni.experiment
     from nni.experiment import rest
 
     created: list[FakeNniExperiment] = []
 
-    def install(statuses, trials=(), on_start=None):
+    def install(statuses, trials=(), on_start=None, stop_error=None):
         fake_rest = FakeNniRest(statuses, trials)
         monkeypatch.setattr(rest, "get", fake_rest.get)
 
         def factory(config):
-            created.append(FakeNniExperiment(config, on_start=on_start))
+            created.append(FakeNniExperiment(config, on_start=on_start, stop_error=stop_error))
             return created[-1]
 
         monkeypatch.setattr(nni.experiment, "Experiment", factory)
@@ -798,3 +812,30 @@ def test_summary_after_ctrl_c_says_interrupted_not_nni_status(tmp_path, fake_nni
     assert result.interrupted
     header = ex.format_summary(result.snapshot).splitlines()[0]
     assert header.startswith("experiment fakeexp1: interrupted after 0:00, 1 trials")
+
+
+def test_cli_run_whose_nni_manager_dies_stops_it_and_prints_one_error_line(
+        tmp_path, capsys, caplog, fake_nni):
+    import requests
+
+    refused = requests.ConnectionError(
+        "HTTPConnectionPool(host='localhost', port=1): Max retries exceeded with url: "
+        "/api/v1/nni/check-status (Caused by NewConnectionError('Connection refused'))")
+
+    def one_trial_done(root):
+        write_trial(root, "A", {"x": 1}, [0.6], config_text="a: 1\n")
+
+    experiments = fake_nni([refused], [("A", "SUCCEEDED")], one_trial_done,
+                           stop_error=refused)
+    code = _cli_run(tmp_path, "--port", "18799")
+    out, err = capsys.readouterr()
+    assert experiments[0].stopped  # the manager's process is still stopped (killed)
+    # A trial succeeded, but the run did not end as it should: not a success.
+    assert code == 1
+    assert "best: trial A" in out
+    assert err.splitlines() == [
+        "error: NNI's manager stopped answering on port 18799 (ConnectionError); the experiment "
+        f"was stopped; see {tmp_path / 'w' / 'fakeexp1' / 'log' / 'nnimanager.log'}"]
+    # No traceback reaches the user: neither ours nor the one NNI logs when stop() fails.
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert "Traceback" not in out + err + caplog.text

@@ -19,9 +19,9 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       prints a summary table, writes the best trial's parameters and its edited training config
       to <experiment dir>/best/ (best_params.json, best_trial.json, pipeline.config) and stops
       the experiment, also on Ctrl-C. Exit 0 when at least one trial succeeded, 1 otherwise
-      (also when NNI's tuner/assessor process died, or the best trial could not be exported:
-      the summary is printed, then the error), 2 on bad input (nothing started), 130
-      after Ctrl-C or SIGTERM. --no-check skips the check.
+      (also when NNI's tuner/assessor process or its manager died, or the best trial could not
+      be exported: the summary is printed, then the error), 2 on bad input (nothing started),
+      130 after Ctrl-C or SIGTERM. --no-check skips the check.
 
   hpo-tools experiment best ID [--experiment-dir DIR] [--mode maximize|minimize]
       Re-export the best trial of a finished or running experiment from its directory.
@@ -103,12 +103,14 @@ def _run(args: argparse.Namespace) -> int:
               "nnictl_stderr.log)", file=sys.stderr)
     _print("")
     _print(experiment.format_summary(result.snapshot, result.export))
+    if result.lost_manager is not None:
+        print(f"error: {result.lost_manager}", file=sys.stderr)
     if result.export_error is not None:
         print(f"error: could not export the best trial: {result.export_error} (retry with "
               f"hpo-tools experiment best {result.experiment_id})", file=sys.stderr)
     if result.interrupted:
         return 130
-    if result.export_error is not None:
+    if result.lost_manager is not None or result.export_error is not None:
         return 1
     return 0 if result.succeeded > 0 else 1
 

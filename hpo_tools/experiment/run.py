@@ -65,6 +65,8 @@ class RunResult:
         timed_out: ``--timeout`` stopped the experiment.
         interrupted: Ctrl-C or SIGTERM stopped it.
         errors: NNI's errors when the status is ERROR.
+        lost_manager: set when a REST call to NNI's manager failed (the manager died or stopped
+            answering): one line saying so; the experiment was stopped all the same.
         export_error: why the best trial could not be exported to ``E/best/`` (e.g. a
             StorageError reading an ``oss://`` base config); None when it was, or there was none.
     """
@@ -78,6 +80,7 @@ class RunResult:
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
     export_error: str | None = None
+    lost_manager: str | None = None
 
     @property
     def succeeded(self) -> int:
@@ -192,6 +195,30 @@ def _decisions_dir_of(config: Any) -> Path | None:
     return Path(exp_dir).expanduser() if exp_dir else None
 
 
+def _request_failure(err: Exception) -> str:
+    """A REST failure in a few words (requests' own message spans a connection pool repr)."""
+    response = getattr(err, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code}"
+    return type(err).__name__
+
+
+@contextlib.contextmanager
+def _nni_stop_quiet(quiet: bool) -> Iterator[None]:
+    """When NNI's manager is known to be gone, ``Experiment.stop()`` logs the failed
+    ``DELETE /experiment`` with a traceback before killing the process: expected, so not shown."""
+    if not quiet:
+        yield
+        return
+    nni_logger = logging.getLogger("nni.experiment")
+    previous = nni_logger.level
+    nni_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        nni_logger.setLevel(previous)
+
+
 def _poll(exp: Any) -> tuple[str, list[tuple[str, str, int | None]], list[str]]:
     from nni.experiment import rest
 
@@ -255,6 +282,7 @@ def run_experiment(
                 checker(trial_file.resolve(), space_file)
 
     import nni.runtime.log
+    import requests
     from nni.experiment import Experiment, RunMode
 
     nni.runtime.log.silence_stdout()
@@ -270,6 +298,7 @@ def run_experiment(
     listed: list[tuple[str, str, int | None]] = []
     errors: list[str] = []
     timed_out = interrupted = False
+    lost_manager: str | None = None
     started = time.monotonic()
     last_line: str | None = None
     last_print = 0.0
@@ -287,7 +316,14 @@ def run_experiment(
                 if on_start is not None:
                     on_start(exp.id, files.root, port)
                 while True:
-                    status, listed, errors = _poll(exp)
+                    try:
+                        status, listed, errors = _poll(exp)
+                    except requests.RequestException as err:
+                        lost_manager = (
+                            f"NNI's manager stopped answering on port {port} "
+                            f"({_request_failure(err)}); the experiment was stopped; see "
+                            f"{files.root / 'log' / 'nnimanager.log'}")
+                        break
                     elapsed = time.monotonic() - started
                     if on_progress is not None:
                         snapshot = build_snapshot(
@@ -314,7 +350,7 @@ def run_experiment(
             except (KeyboardInterrupt, _Terminated):
                 interrupted = True
     finally:
-        with _signals_ignored():
+        with _signals_ignored(), _nni_stop_quiet(lost_manager is not None):
             _logger.info("stopping experiment %s", exp.id)
             try:
                 exp.stop()
@@ -324,11 +360,14 @@ def run_experiment(
     elapsed = time.monotonic() - started
     # After the stop every trial process is gone; trials NNI still listed as live were stopped
     # with the experiment, so their own records (cancelled) now tell what became of them.
-    final_trials = [
+    final_trials: list[tuple[str, str | None, int | None]] | None = [
         (tid, None if s in _LIVE_TRIAL else s, seq) for tid, s, seq in listed
     ]
+    if lost_manager is not None:
+        final_trials = None  # NNI's last list is stale (or was never read): own records only
     snapshot = build_snapshot(
-        files, status=_end_label(status, timed_out, interrupted), nni_trials=final_trials,
+        files, status=_end_label(status, timed_out, interrupted, lost_manager is not None),
+        nni_trials=final_trials,
         elapsed=elapsed, optimize_mode=mode, max_trials=canonical.max_trial_number)
     snapshot = _stopped_live_as_cancelled(snapshot)
     best = snapshot.best
@@ -343,12 +382,15 @@ def run_experiment(
             export_error = _one_line(err)
     return RunResult(
         experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
-        timed_out=timed_out, interrupted=interrupted, errors=errors, export_error=export_error)
+        timed_out=timed_out, interrupted=interrupted, errors=errors, export_error=export_error,
+        lost_manager=lost_manager)
 
 
-def _end_label(status: str, timed_out: bool, interrupted: bool) -> str:
+def _end_label(status: str, timed_out: bool, interrupted: bool, lost_manager: bool) -> str:
     """What the summary says ended the run: NNI's last status, unless we stopped it (then NNI's
     last polled status is RUNNING, which it no longer is)."""
+    if lost_manager:
+        return "NNI's manager lost"
     if interrupted:
         return "interrupted"
     if timed_out:
