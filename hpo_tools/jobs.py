@@ -22,12 +22,13 @@ import re
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from hpo_tools.platforms.base import Job, JobState, Platform, platform_for_description
-from hpo_tools.secrets import is_credential_name
+from hpo_tools.secrets import SecretMasker, credential_env_names, is_credential_name
 
 __all__ = ["JobEntry", "TrialRecord", "JobRegistry", "RECORD_VERSION"]
 
@@ -47,6 +48,29 @@ except ImportError:  # pragma: no cover - Windows: records are still atomic, jus
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _masker(descriptions: Iterable[Mapping[str, Any]] = ()) -> SecretMasker:
+    """A masker for this process's credentials: the values of credential-looking env vars and
+    of the env vars the descriptions' platforms take credentials from (``credential_env``).
+
+    Cancelling runs in the assessor's or ``hpo-tools kill``'s process, where no trial masker
+    filters the log: an SDK error quoting the key it refused must be masked here.
+    """
+    masker = SecretMasker()
+    masker.add_env(credential_env_names(os.environ), os.environ)
+    for description in descriptions:
+        settings = description.get("settings") if isinstance(description, Mapping) else None
+        for where in (description, settings):
+            names = where.get("credential_env") if isinstance(where, Mapping) else None
+            if isinstance(names, (list, tuple)):
+                masker.add_env([str(n) for n in names], os.environ)
+    return masker
+
+
+def _masked_traceback(masker: SecretMasker) -> str:
+    """The exception being handled, formatted, with the secrets masked."""
+    return masker.mask(traceback.format_exc()).rstrip()
 
 
 def _scrub(value: Any) -> Any:
@@ -462,8 +486,11 @@ class JobRegistry:
                 continue
             try:
                 stopped = future.result()
-            except Exception:  # one broken record must not stop the sweep
-                _logger.exception("could not cancel the jobs of trial %s", trial_id)
+            except Exception as err:  # one broken record must not stop the sweep
+                masker = _masker()
+                _logger.warning("could not cancel the jobs of trial %s: %s", trial_id,
+                                masker.mask(str(err) or type(err).__name__))
+                _logger.debug("%s", _masked_traceback(masker))
                 continue
             if stopped:
                 cancelled[trial_id] = stopped
@@ -499,6 +526,7 @@ def _cancel_entries(
     platforms: Dict[Tuple[str, str], Platform] = {}
     outcomes: Dict[str, Union[bool, str]] = {}
     lock = threading.Lock()
+    masker = _masker(entry.description for entry in entries)
 
     def platform_for(description: Mapping[str, Any]) -> Platform:
         name = str(description.get("platform", "")).lower()
@@ -514,11 +542,14 @@ def _cancel_entries(
                 platform_for(entry.description).cancel_described(entry.description)
             )
         except Exception as err:  # never raise for one bad job: log and go on
+            # SDK errors can quote a credential; the message also goes into the record.
+            message = masker.mask(str(err)) or type(err).__name__
             _logger.warning(
                 "could not cancel job %s (command %d): %s",
-                entry.job_id, entry.command_index, err, exc_info=True,
+                entry.job_id, entry.command_index, message,
             )
-            result = str(err).splitlines()[0] if str(err) else type(err).__name__
+            _logger.debug("%s", _masked_traceback(masker))
+            result = next((line for line in message.splitlines() if line.strip()), message)
         with lock:
             outcomes[entry.job_id] = result
 

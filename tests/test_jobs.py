@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -331,6 +332,40 @@ def test_cancel_all_live_cancels_other_trials_while_one_platform_hangs(
     # ...within the one overall deadline, and the hanging job is not claimed cancelled.
     assert time.monotonic() - started < 3.0
     assert registry.load("a_hang").jobs[0].state is JobState.RUNNING
+
+
+SDK_KEY = "refusedKeyValue9876"
+
+
+def _refusing_odps(**kwargs):
+    """An ``odps_factory`` standing in for pyodps' ODPS client: the service refuses the key and
+    quotes it back, as MaxCompute's InvalidAccessKeyId error does."""
+    raise RuntimeError(f"InvalidAccessKeyId: the access key {kwargs['secret_access_key']} "
+                       "is not valid\ndetail line")
+
+
+def test_a_cancel_error_quoting_the_access_key_is_masked_in_the_log_and_the_record(
+    tmp_path, monkeypatch, caplog
+):
+    # Env var names that do not look like credentials: known only from the job's credential_env.
+    monkeypatch.setenv("HPO_TEST_ID", "someAccessId")
+    monkeypatch.setenv("HPO_TEST_KEY", SDK_KEY)
+    registry = JobRegistry(tmp_path / "exp",
+                           platform_overrides={"maxcompute": {"odps_factory": _refusing_odps}})
+    description = {"platform": "maxcompute", "project": "p", "instance_ids": ["20261122x"],
+                   "settings": {"project": "p", "endpoint": "http://odps",
+                                "credential_env": ["HPO_TEST_ID", "HPO_TEST_KEY"]}}
+    registry.mark_job(registry.new("t1", platform="maxcompute"), 1,
+                      _ListedJob("20261122x", description))
+    caplog.set_level(logging.DEBUG, logger="hpo_tools.jobs")
+    assert registry.cancel_live("t1", timeout=5) == []
+    # The assessor's / kill's log has no masker of its own: the error is masked where logged...
+    assert "InvalidAccessKeyId: the access key ***" in caplog.text
+    assert SDK_KEY not in caplog.text
+    # ...and in the record (a file we write).
+    entry = registry.load("t1").jobs[0]
+    assert entry.message == "cancel failed: InvalidAccessKeyId: the access key *** is not valid"
+    assert SDK_KEY not in registry.path("t1").read_text()
 
 
 def test_record_file_is_plain_json_with_a_version(registry):
