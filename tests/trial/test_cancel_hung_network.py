@@ -78,3 +78,44 @@ def test_sigint_while_maxcompute_status_calls_hang_cancels_within_3_seconds(
     record = JobRegistry(tmp_path / "exp" / "E").load("T")
     assert [(j.command_index, j.state) for j in record.jobs] == [(1, JobState.CANCELLED)]
     assert record.state is JobState.CANCELLED
+
+
+def test_a_hung_nni_report_cancels_the_jobs_and_fails_non_zero(tmp_path, monkeypatch):
+    import nni
+
+    from hpo_tools.trial.reporter import NniReporter
+    from hpo_tools.trial.runner import run_trial_file
+
+    from .conftest import TRAIN
+
+    release = threading.Event()
+    hung = {}
+
+    def hang(metric):  # NNI's manager takes the connection and never answers
+        hung.setdefault("at", time.monotonic())
+        release.wait(30)
+
+    monkeypatch.setattr(nni, "get_next_parameter", lambda: {})
+    monkeypatch.setattr(nni, "report_intermediate_result", hang)
+    trial = tmp_path / "trial.ini"
+    trial.write_text(
+        "[platform_config]\nname=Local\n"
+        f"cmd1={TRAIN} --lr 0.01 --model_dir ${{NNI_OUTPUT_DIR}}/model --steps 100 --sleep 0.1\n"
+        "[metric_config]\nmetric_source=${NNI_OUTPUT_DIR}/model/eval_val\n"
+        'metric_dict={"auc": 1}\n'
+    )
+    try:
+        outcome = run_trial_file(trial, NniReporter(report_timeout=0.5), exp_dir=tmp_path / "exp",
+                                 interval=0.05)
+        ended = time.monotonic()
+    finally:
+        release.set()
+    assert "at" in hung, "no report was sent: the test proved nothing"
+    # the report's bound (0.5 s) plus cancelling the job: far inside NNI's 5 s
+    assert ended - hung["at"] < 3.0
+    # a trial that could not report is not a success (NNI would feed nothing to the tuner)
+    assert outcome.status == "cancelled" and outcome.exit_code != 0
+    assert "no answer in 0.5 s" in outcome.message
+    exp = tmp_path / "exp" / nni.get_experiment_id()
+    record = JobRegistry(exp).load(nni.get_trial_id())
+    assert record.jobs[0].state is JobState.CANCELLED

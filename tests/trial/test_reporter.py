@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import threading
+import time
 
 import pytest
 import requests
@@ -34,34 +37,87 @@ def test_under_nni_follows_nni_platform(env, expected):
     assert under_nni(env) is expected
 
 
-class _StoppedNni:
-    """Stands in for the `nni` module after the experiment stopped (channel gone)."""
+@pytest.fixture
+def nni_module(monkeypatch):
+    """The real ``nni`` module, its channel calls replaced per test (the fake channel)."""
+    import nni
 
-    def report_intermediate_result(self, metric):
-        raise requests.exceptions.ConnectionError("Connection refused")
-
-    report_final_result = report_intermediate_result
-
-    def get_next_parameter(self):
-        return None
+    monkeypatch.setattr(nni, "get_next_parameter", lambda: {"lr": 0.1})
+    return nni
 
 
-def _nni_reporter() -> NniReporter:
-    reporter = NniReporter.__new__(NniReporter)
-    reporter._nni = _StoppedNni()
-    reporter._parameter_id = None
-    return reporter
+def _refused(metric):
+    raise requests.exceptions.ConnectionError("Connection refused")
 
 
-def test_nni_connection_error_becomes_channel_lost():
-    # requests' ConnectionError is not the builtin one; both must be recognised.
+def test_nni_connection_error_becomes_channel_lost(nni_module, monkeypatch):
+    # What nni.report_* raise once the experiment stopped (API-NOTES §0.9); requests'
+    # ConnectionError is not the builtin one, both must be recognised.
+    monkeypatch.setattr(nni_module, "report_intermediate_result", _refused)
     with pytest.raises(ReporterChannelLost, match="channel lost"):
-        _nni_reporter().report_intermediate({"default": 1.0})
+        NniReporter().report_intermediate({"default": 1.0})
 
 
-def test_closed_channel_giving_no_parameters_is_channel_lost():
+def test_closed_channel_giving_no_parameters_is_channel_lost(nni_module, monkeypatch):
+    monkeypatch.setattr(nni_module, "get_next_parameter", lambda: None)
     with pytest.raises(ReporterChannelLost, match="no parameters"):
-        _nni_reporter().get_parameters()
+        NniReporter().get_parameters()
+
+
+def test_reports_reach_nni_in_order_each_before_the_call_returns(nni_module, monkeypatch):
+    sent = []
+
+    def slow_send(kind):
+        def send(metric):
+            time.sleep(random.random() / 200)  # answers of varying speed
+            sent.append((kind, metric["default"]))
+        return send
+
+    monkeypatch.setattr(nni_module, "report_intermediate_result", slow_send("intermediate"))
+    monkeypatch.setattr(nni_module, "report_final_result", slow_send("final"))
+    reporter = NniReporter()
+    for step in range(30):
+        reporter.report_intermediate({"default": float(step)})
+        # sent when the call returns: nothing is lost if the runner exits right after
+        assert sent[-1] == ("intermediate", float(step))
+    reporter.report_final({"default": 99.0})
+    # the tuner and assessor see the steps in order, then the final
+    assert sent == [("intermediate", float(i)) for i in range(30)] + [("final", 99.0)]
+
+
+def test_a_hung_report_is_channel_lost_within_the_timeout(nni_module, monkeypatch):
+    release = threading.Event()
+    calls = []
+
+    def hang(metric):  # NNI's HTTP send has no timeout: a manager that never answers
+        calls.append(metric)
+        release.wait(30)
+
+    monkeypatch.setattr(nni_module, "report_intermediate_result", hang)
+    reporter = NniReporter(report_timeout=0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ReporterChannelLost, match="no answer in 0.3 s"):
+            reporter.report_intermediate({"default": 0.5})
+        # the runner then cancels its jobs: it must get there well within NNI's 5 s
+        assert time.monotonic() - started < 1.0
+        started = time.monotonic()
+        with pytest.raises(ReporterChannelLost):
+            reporter.report_final({"default": 0.6})
+        # a later report fails at once instead of queueing behind the hung one
+        assert time.monotonic() - started < 0.1 and len(calls) == 1
+    finally:
+        release.set()
+
+
+def test_other_nni_errors_are_not_taken_for_a_lost_channel(nni_module, monkeypatch):
+    def reject(metric):
+        raise TypeError("metric must be a number or a dict with 'default'")
+
+    monkeypatch.setattr(nni_module, "report_final_result", reject)
+    # a bug in what we send must show as itself, not as a stopped experiment
+    with pytest.raises(TypeError, match="default"):
+        NniReporter().report_final({"default": 1.0})
 
 
 class _LosesChannel(ConsoleReporter):
