@@ -449,17 +449,17 @@ def test_find_experiment_dir_suggests_a_close_id(exp_root):
         ex.find_experiment_dir("abcd1235", str(exp_root.parent))
 
 
-def test_unknown_id_under_a_given_experiment_dir_does_not_ask_for_that_option(exp_root):
+def test_unknown_id_under_a_given_working_dir_does_not_ask_for_that_option(exp_root):
     with pytest.raises(ConfigError) as err:
         ex.find_experiment_dir("zzzz", str(exp_root.parent))
-    # The user passed --experiment-dir already; telling them to pass it is no help.
-    assert "pass --experiment-dir" not in str(err.value)
+    # The user passed --working-dir already; telling them to pass it is no help.
+    assert "pass --working-dir" not in str(err.value)
     assert str(exp_root.parent / "zzzz") in str(err.value)
 
 
 def test_unknown_id_without_experiment_dir_suggests_the_option(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # ~/nni-experiments and NNI's manifest: empty
-    with pytest.raises(ConfigError, match=r"pass --experiment-dir"):
+    with pytest.raises(ConfigError, match=r"pass --working-dir or --experiment-dir"):
         ex.find_experiment_dir("zzzz")
 
 
@@ -468,16 +468,51 @@ def test_unknown_id_without_experiment_dir_suggests_the_option(tmp_path, monkeyp
 
 def test_cli_best_reexports_and_prints_the_summary(exp_root, capsys):
     _recorded_experiment(exp_root)
-    code = main(["experiment", "best", exp_root.name, "--experiment-dir", str(exp_root.parent)])
+    code = main(["experiment", "best", exp_root.name, "--working-dir", str(exp_root.parent)])
     out = capsys.readouterr().out
     assert code == 0
     assert "best: trial bbbbb, score 0.7500" in out
     assert json.loads((exp_root / "best" / "best_params.json").read_text()) == {"lr": 0.02}
 
 
+def test_cli_best_experiment_dir_is_the_experiment_directory_itself(exp_root, capsys):
+    _recorded_experiment(exp_root)
+    # Same meaning as `kill --experiment-dir` / `retry --experiment-dir`: E, not its parent.
+    code = main(["experiment", "best", exp_root.name, "--experiment-dir", str(exp_root)])
+    assert code == 0
+    assert "best: trial bbbbb, score 0.7500" in capsys.readouterr().out
+    assert json.loads((exp_root / "best" / "best_params.json").read_text()) == {"lr": 0.02}
+
+
+def test_cli_best_experiment_dir_given_the_working_dir_names_both_right_options(exp_root, capsys):
+    _recorded_experiment(exp_root)
+    work = exp_root.parent
+    code = main(["experiment", "best", exp_root.name, "--experiment-dir", str(work)])
+    err = capsys.readouterr().err
+    # The old meaning of the option: refuse it (nothing exported) and say what to pass instead.
+    assert code == 2
+    assert f"pass --working-dir {work} or --experiment-dir {exp_root}" in err
+    assert not (exp_root / "best").exists()
+
+
+def test_cli_best_experiment_dir_of_another_experiment_is_refused(exp_root, capsys):
+    _recorded_experiment(exp_root)
+    code = main(["experiment", "best", "otherid1", "--experiment-dir", str(exp_root)])
+    assert code == 2
+    assert "expected the directory of experiment 'otherid1'" in capsys.readouterr().err
+
+
+def test_cli_best_refuses_working_dir_and_experiment_dir_together(exp_root, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["experiment", "best", exp_root.name, "--working-dir", str(exp_root.parent),
+              "--experiment-dir", str(exp_root)])
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_cli_best_exits_1_when_no_trial_succeeded(exp_root, capsys):
     write_trial(exp_root, "F", {"lr": 0.8}, [0.5], status="failed")
-    code = main(["experiment", "best", exp_root.name, "--experiment-dir", str(exp_root.parent)])
+    code = main(["experiment", "best", exp_root.name, "--working-dir", str(exp_root.parent)])
     assert code == 1
     assert "best: none" in capsys.readouterr().out
 
@@ -784,7 +819,10 @@ def test_cli_run_whose_best_export_fails_prints_the_summary_then_one_error_line(
     assert err.splitlines() == [line for line in err.splitlines() if line.startswith("error: ")]
     assert err.startswith("error: could not export the best trial: ")
     assert "best/pipeline.config: cannot write" in err
-    assert err.rstrip().endswith("(retry with hpo-tools experiment best fakeexp1)")
+    # The retry command works as printed: --experiment-dir names E itself.
+    assert err.rstrip().endswith(
+        f"(retry with hpo-tools experiment best fakeexp1 --experiment-dir "
+        f"{tmp_path / 'w' / 'fakeexp1'})")
     assert experiments[0].stopped
 
 

@@ -23,8 +23,13 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       be exported: the summary is printed, then the error), 2 on bad input (nothing started),
       130 after Ctrl-C or SIGTERM. --no-check skips the check.
 
-  hpo-tools experiment best ID [--experiment-dir DIR] [--mode maximize|minimize]
-      Re-export the best trial of a finished or running experiment from its directory.
+  hpo-tools experiment best ID [--working-dir DIR | --experiment-dir DIR]
+                           [--mode maximize|minimize]
+      Re-export the best trial of a finished or running experiment from its directory: the
+      experiment directory itself with --experiment-dir (as in `kill` and `retry`), else ID/
+      under --working-dir (as in `experiment run`), else where NNI's manifest says, else
+      ~/nni-experiments/ID. Exit 0 when a best trial was exported, 1 when no trial has
+      succeeded yet, 2 when there is no such experiment directory.
 
 The best trial is chosen from each trial's own record (params.json / result.json written by the
 trial runner), never from NNI's database, which can pair a trial with another trial's parameters.
@@ -54,9 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Re-export the best trial of a finished or running experiment to "
                     "<experiment dir>/best/.")
     best.add_argument("experiment_id", metavar="ID", help="NNI experiment id")
-    best.add_argument("--experiment-dir", default=None, metavar="DIR",
-                      help="the experiment working directory holding ID/ (default: where NNI's "
-                           "manifest says, else ~/nni-experiments)")
+    where = best.add_mutually_exclusive_group()
+    where.add_argument("--working-dir", default=None, metavar="DIR",
+                       help="the experiment working directory that holds ID/, as in `experiment "
+                            "run` (default: where NNI's manifest says, else ~/nni-experiments)")
+    where.add_argument("--experiment-dir", "--experiment_dir", dest="experiment_dir",
+                       default=None, metavar="DIR",
+                       help="the experiment directory itself (<working dir>/ID), as in `kill` "
+                            "and `retry`")
     best.add_argument("--mode", choices=("maximize", "minimize"), default=None,
                       help="rank trials this way (default: the tuner's optimize_mode)")
 
@@ -107,7 +117,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {result.lost_manager}", file=sys.stderr)
     if result.export_error is not None:
         print(f"error: could not export the best trial: {result.export_error} (retry with "
-              f"hpo-tools experiment best {result.experiment_id})", file=sys.stderr)
+              f"hpo-tools experiment best {result.experiment_id} --experiment-dir "
+              f"{result.files.root})", file=sys.stderr)
     if result.interrupted:
         return 130
     if result.lost_manager is not None or result.export_error is not None:
@@ -118,7 +129,10 @@ def _run(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     from hpo_tools import experiment
 
-    root = experiment.find_experiment_dir(args.experiment_id, args.experiment_dir)
+    if args.experiment_dir is not None:
+        root = experiment.given_experiment_dir(args.experiment_id, args.experiment_dir)
+    else:
+        root = experiment.find_experiment_dir(args.experiment_id, args.working_dir)
     files = experiment.experiment_files(root)
     snapshot, export = experiment.export_best_of_experiment(files, args.mode)
     _print(experiment.format_summary(snapshot, export))

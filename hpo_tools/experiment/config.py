@@ -172,6 +172,37 @@ def _stored_profile(files: ExperimentFiles) -> dict[str, Any] | None:
     return None
 
 
+def given_experiment_dir(experiment_id: str, experiment_dir: str | os.PathLike[str]) -> Path:
+    """Check an experiment directory ``E`` the user named for an experiment id.
+
+    ``E`` is ``<experimentWorkingDirectory>/<experiment id>``, so its name is the id; the working
+    directory that holds ``<id>/`` is refused with the two ways to name it right.
+
+    Args:
+        experiment_id: NNI's experiment id.
+        experiment_dir: the directory given as ``--experiment-dir``.
+
+    Returns:
+        ``E``.
+
+    Raises:
+        ConfigError: not a directory, or the directory of another experiment.
+    """
+    root = Path(experiment_dir).expanduser()
+    if (root / experiment_id).is_dir() and root.name != experiment_id:
+        raise ConfigError(
+            f"--experiment-dir {root}: this is the working directory that holds {experiment_id}/,"
+            f" not the experiment directory; pass --working-dir {root} or --experiment-dir "
+            f"{root / experiment_id}")
+    if not root.is_dir():
+        raise ConfigError(f"--experiment-dir {root}: no such directory (expected the directory "
+                          f"of experiment {experiment_id!r})")
+    if root.name != experiment_id:
+        raise ConfigError(f"--experiment-dir {root}: expected the directory of experiment "
+                          f"{experiment_id!r}, named {experiment_id}/, got {root.name}/")
+    return root
+
+
 def experiment_files(root: Path) -> ExperimentFiles:
     """The files of the experiment in ``root``, with the decisions directory from its profile."""
     files = ExperimentFiles(Path(root))
@@ -224,7 +255,7 @@ def find_experiment_dir(experiment_id: str, working_dir: str | None = None) -> P
     root = base / experiment_id
     if not root.is_dir():
         known = [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
-        hint = " (pass --experiment-dir)" if working_dir is None else ""
+        hint = " (pass --working-dir or --experiment-dir)" if working_dir is None else ""
         raise ConfigError(
             f"{root}: no experiment directory for id {experiment_id!r}"
             f"{did_you_mean(experiment_id, known)}{hint}")

@@ -227,7 +227,7 @@ def test_best_reexport_from_the_directory_alone_matches(finished, capsys):
     first = result.export.params_path.read_text()
     result.export.params_path.unlink()
     code = main(["experiment", "best", result.experiment_id, "--experiment-dir",
-                 str(result.files.root.parent)])
+                 str(result.files.root)])
     assert code == 0
     # Same choice from the directory alone (mode read back from NNI's database).
     assert result.export.params_path.read_text() == first
