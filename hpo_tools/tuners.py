@@ -27,13 +27,16 @@ Use it in an experiment config::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from nni.tuner import Tuner
+
+# Only the record reader: hpo_tools.experiment imports its modules lazily, so neither the
+# experiment runner nor the best-trial export is loaded into NNI's dispatcher.
+from hpo_tools.experiment.records import ExperimentFiles
 
 __all__ = ["SafeTpeTuner", "ended_without_result"]
 
@@ -43,6 +46,10 @@ _logger = logging.getLogger(__name__)
 def ended_without_result(experiment_dir: Path) -> dict[Any, str]:
     """Parameter ids of trials whose own record says they ended without a final result.
 
+    The records are read by :func:`hpo_tools.experiment.records.read_trial_run`, the reader
+    ``hpo-tools experiment`` uses, so a record that is not (yet) valid JSON or not a JSON object
+    is skipped, never an exception in NNI's dispatcher.
+
     Args:
         experiment_dir: ``E``; trials are ``E/environments/*/trials/<id>/``.
 
@@ -50,14 +57,9 @@ def ended_without_result(experiment_dir: Path) -> dict[Any, str]:
         ``{parameter_id: trial_id}`` for trials with ``result.json`` status failed or cancelled.
     """
     ended: dict[Any, str] = {}
-    for result_path in experiment_dir.glob("environments/*/trials/*/result.json"):
-        try:
-            result = json.loads(result_path.read_text(encoding="utf-8"))
-            params = json.loads((result_path.parent / "params.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if result.get("status") in ("failed", "cancelled") and not result.get("final"):
-            ended[params.get("parameter_id")] = result_path.parent.name
+    for run in ExperimentFiles(Path(experiment_dir)).trial_runs():
+        if run.status in ("failed", "cancelled") and not run.final and run.parameter_id is not None:
+            ended[run.parameter_id] = run.trial_id
     return ended
 
 

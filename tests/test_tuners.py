@@ -73,3 +73,25 @@ def test_ended_without_result_reads_the_trials_own_records(tmp_path):
     _trial(tmp_path, "AAAAA", 3, "failed", final=False)
     _trial(tmp_path, "BBBBB", 4, "succeeded", final=True)
     assert ended_without_result(tmp_path) == {3: "AAAAA"}
+
+
+@pytest.mark.parametrize("broken", ["params.json", "result.json"])
+def test_ended_without_result_skips_a_record_that_is_not_a_json_object(tmp_path, broken):
+    _trial(tmp_path, "AAAAA", 3, "failed", final=False)
+    _trial(tmp_path, "BBBBB", 4, "failed", final=False)
+    (tmp_path / "environments" / "local-env" / "trials" / "BBBBB" / broken).write_text("[]")
+    # Valid JSON of the wrong shape must not raise inside NNI's dispatcher (that kills it).
+    assert ended_without_result(tmp_path) == {3: "AAAAA"}
+
+
+def test_importing_the_tuner_leaves_the_experiment_runner_unloaded():
+    import subprocess
+    import sys
+
+    code = ("import sys, hpo_tools.tuners; "
+            "print(*(m for m in sys.modules if m.startswith('hpo_tools.experiment.')))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    # The tuner runs in NNI's dispatcher: only the record reader may come along, not the
+    # experiment runner, the best-trial export or their dependencies.
+    assert set(out.split()) <= {"hpo_tools.experiment.records"}

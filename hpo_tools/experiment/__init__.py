@@ -23,6 +23,10 @@ Modules, one job each (this package re-exports their public names):
 * ``progress``: snapshots, the progress line and the summary table.
 * ``run``: ``run_experiment`` (the NNI lifecycle) and ``export_best_of_experiment``.
 
+The names are imported on first use (PEP 562), so that importing one module, e.g.
+``hpo_tools.experiment.records`` from ``hpo_tools.tuners`` inside NNI's dispatcher, does not load
+the others (``run`` and ``best`` with their dependencies).
+
 Example:
     >>> result = run_experiment("examples/search/local_easyrec/begin/config.yml", timeout=600)
     >>> result.export.config_path  # E/best/pipeline.config
@@ -30,53 +34,97 @@ Example:
 
 from __future__ import annotations
 
-from hpo_tools.experiment.best import (
-    BestExport,
-    classic_edited_config,
-    export_best,
-    select_best,
-)
-from hpo_tools.experiment.config import (
-    DEFAULT_WORKING_DIRECTORY,
-    experiment_files,
-    find_experiment_dir,
-    given_experiment_dir,
-    load_experiment_config,
-    optimize_mode_of,
-    stored_optimize_mode,
-    stored_trial_file,
-    trial_file_from_command,
-)
-from hpo_tools.experiment.progress import (
-    Snapshot,
-    TrialView,
-    build_snapshot,
-    format_progress,
-    format_summary,
-)
-from hpo_tools.experiment.records import (
-    ExperimentFiles,
-    TrialRun,
-    read_assessor_decisions,
-    read_trial_run,
-)
-from hpo_tools.experiment.run import (
-    HEARTBEAT_INTERVAL,
-    POLL_INTERVAL,
-    Checker,
-    RunResult,
-    default_checker,
-    export_best_of_experiment,
-    free_port,
-    path_with_interpreter_first,
-    run_experiment,
-)
-from hpo_tools.experiment.status import (
-    Outcome,
-    classify_trial,
-    dispatcher_failure,
-    experiment_finished,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hpo_tools.experiment.best import (
+        BestExport,
+        classic_edited_config,
+        export_best,
+        select_best,
+    )
+    from hpo_tools.experiment.config import (
+        DEFAULT_WORKING_DIRECTORY,
+        experiment_files,
+        find_experiment_dir,
+        given_experiment_dir,
+        load_experiment_config,
+        optimize_mode_of,
+        stored_optimize_mode,
+        stored_trial_file,
+        trial_file_from_command,
+    )
+    from hpo_tools.experiment.progress import (
+        Snapshot,
+        TrialView,
+        build_snapshot,
+        format_progress,
+        format_summary,
+    )
+    from hpo_tools.experiment.records import (
+        ExperimentFiles,
+        TrialRun,
+        read_assessor_decisions,
+        read_trial_run,
+    )
+    from hpo_tools.experiment.run import (
+        HEARTBEAT_INTERVAL,
+        POLL_INTERVAL,
+        Checker,
+        RunResult,
+        default_checker,
+        export_best_of_experiment,
+        free_port,
+        path_with_interpreter_first,
+        run_experiment,
+    )
+    from hpo_tools.experiment.status import (
+        Outcome,
+        classify_trial,
+        dispatcher_failure,
+        experiment_finished,
+    )
+
+_EXPORTS = {
+    "BestExport": "best",
+    "classic_edited_config": "best",
+    "export_best": "best",
+    "select_best": "best",
+    "DEFAULT_WORKING_DIRECTORY": "config",
+    "experiment_files": "config",
+    "find_experiment_dir": "config",
+    "given_experiment_dir": "config",
+    "load_experiment_config": "config",
+    "optimize_mode_of": "config",
+    "stored_optimize_mode": "config",
+    "stored_trial_file": "config",
+    "trial_file_from_command": "config",
+    "Snapshot": "progress",
+    "TrialView": "progress",
+    "build_snapshot": "progress",
+    "format_progress": "progress",
+    "format_summary": "progress",
+    "ExperimentFiles": "records",
+    "TrialRun": "records",
+    "read_assessor_decisions": "records",
+    "read_trial_run": "records",
+    "HEARTBEAT_INTERVAL": "run",
+    "POLL_INTERVAL": "run",
+    "Checker": "run",
+    "RunResult": "run",
+    "default_checker": "run",
+    "export_best_of_experiment": "run",
+    "free_port": "run",
+    "path_with_interpreter_first": "run",
+    "run_experiment": "run",
+    "Outcome": "status",
+    "classify_trial": "status",
+    "dispatcher_failure": "status",
+    "experiment_finished": "status",
+}
+"""Public name -> the module of this package that defines it."""
+
 
 __all__ = [
     "POLL_INTERVAL",
@@ -115,3 +163,17 @@ __all__ = [
     "Checker",
     "default_checker",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
