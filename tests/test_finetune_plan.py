@@ -483,3 +483,37 @@ def test_finetune_example_configs_load_and_guard_tpe_against_mispaired_trials(
     assert config.tuner.class_name == "hpo_tools.tuners.SafeTpeTuner"
     assert (path.parent / config.tuner.code_directory / "pai_assessor.py").is_file()
     assert config.tuner.class_args["optimize_mode"] == "maximize"
+
+
+def test_a_later_days_storage_error_fails_the_trial_instead_of_calling_the_file_bad(
+    tmp_path: Path,
+) -> None:
+    # Day 2's source config is missing: a StorageError before day 2 launches, after day 1 ran.
+    (tmp_path / "pipeline_20220615.config").write_text("train_config { num_steps: 2 }\n")
+    text = f"""\
+[finetune_config]
+start_time=20220615
+end_time=20220616
+model_dir=${{NNI_OUTPUT_DIR}}/model/{{bizdate}}
+fine_tune_checkpoint=/models/begin
+
+[platform_config]
+name=Local
+cmd1=echo from {{fine_tune_checkpoint}} && {TRAIN} --lr 0.01 --model_dir {{model_dir}} --steps 1
+    --sleep 0
+
+[metric_config]
+metric_source={{model_dir}}/eval_val
+metric_dict={{"auc": 1}}
+
+[params_config]
+params_src_dst_filepath1={tmp_path}/pipeline_{{bizdate}}.config,{{model_dir}}/pipeline.config
+"""
+    reporter = ConsoleReporter({}, trial_id="later")
+    outcome = run_finetune_file(write(tmp_path, text), reporter, exp_dir=tmp_path / "exp",
+                                interval=0.1)
+    # Day 1 trained, so this is a failed trial (exit 1), not a bad trial file (exit 2)...
+    assert outcome.status == "failed" and outcome.exit_code == 1
+    # ...whose message names the day and the file, and day 1's result still reached NNI.
+    assert "day 20220616" in outcome.message and "pipeline_20220616.config" in outcome.message
+    assert len(reporter.intermediate) == 1 and reporter.final is None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from hpo_tools.dates import Day
+from hpo_tools.errors import HpoError
 from hpo_tools.finetune.adapters import DayRegistry, DayReporter
 from hpo_tools.finetune.plan import FinetunePlan, load_plan
 from hpo_tools.trial.reporter import Reporter
@@ -82,11 +83,12 @@ def _previous_configs(path: Path) -> list[str]:
 
 
 def _failed_command(message: str, settings: Any) -> str:
+    """`` (command cmdN: TEXT)`` when ``message`` names one of the day's commands, else ``""``."""
     name = message.split(" ", 1)[0] if message else ""
     for command in settings.commands:
         if command.name == name:
-            return f"{command.name}: {command.text}"
-    return name or "unknown command"
+            return f" (command {command.name}: {command.text})"
+    return ""
 
 
 def run_finetune(
@@ -164,8 +166,6 @@ def run_finetune(
             _logger.info("resume: day %s already finished for this trial; skipped", day)
             report = _report(done)
         else:
-            config_dir = day_dir(trial_dir, day) / "sources"
-            settings = plan.day_settings(day, chain_first_day=chain, config_dir=config_dir)
             day_context = TrialContext(
                 context.exp_id,
                 context.trial_id,
@@ -173,20 +173,32 @@ def run_finetune(
                 TrialPaths(context.paths.experiment_dir, day_dir(trial_dir, day)),
                 context.parameter_id,
             )
-            day_reporter = DayReporter(reporter, context.params, day)
-            _logger.info("day %s: training (log: %s)", day, day_context.paths.log_path)
-            # Within a day, resume skips the commands that already succeeded for it.
-            settings = dataclasses.replace(settings, resume=resume and day.bizdate not in again)
-            day_outcome = run_trial(
-                settings,
-                day_reporter,
-                day_context,
-                masker=build_masker(settings, env),
-                registry=DayRegistry(adapter, day),
-                platform=platform_factory(settings) if platform_factory else None,
-                interval=interval,
-                stderr=stderr,
-            )
+            settings = first
+            try:
+                config_dir = day_dir(trial_dir, day) / "sources"
+                settings = plan.day_settings(day, chain_first_day=chain, config_dir=config_dir)
+                day_reporter = DayReporter(reporter, context.params, day)
+                _logger.info("day %s: training (log: %s)", day, day_context.paths.log_path)
+                # Within a day, resume skips the commands that already succeeded for it.
+                settings = dataclasses.replace(
+                    settings, resume=resume and day.bizdate not in again
+                )
+                day_outcome = run_trial(
+                    settings,
+                    day_reporter,
+                    day_context,
+                    masker=build_masker(settings, env),
+                    registry=DayRegistry(adapter, day),
+                    platform=platform_factory(settings) if platform_factory else None,
+                    interval=interval,
+                    stderr=stderr,
+                )
+            except HpoError as err:
+                if not reports:
+                    raise  # nothing has trained yet: a bad trial file (exit 2, nothing launched)
+                # Earlier days trained: a later day's config or storage problem fails the trial
+                # (exit 1) like a failed command, rather than calling the file bad.
+                day_outcome = TrialOutcome(status="failed", exit_code=EXIT_FAILED, message=str(err))
             outcome.configs.extend(day_outcome.configs)
             if day_outcome.status != "succeeded" or day_outcome.final is None:
                 command = build_masker(settings, env).mask(
@@ -195,8 +207,8 @@ def run_finetune(
                 outcome.status = day_outcome.status
                 outcome.exit_code = day_outcome.exit_code or EXIT_FAILED
                 outcome.message = (
-                    f"day {day} {day_outcome.status}: {day_outcome.message} "
-                    f"(command {command}); log: {day_context.paths.log_path}"
+                    f"day {day} {day_outcome.status}: {day_outcome.message}{command}; "
+                    f"log: {day_context.paths.log_path}"
                 )
                 _logger.error("%s", outcome.message)
                 write_json_atomic(context.paths.result_path, outcome.to_dict())
