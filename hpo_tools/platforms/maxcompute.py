@@ -324,6 +324,50 @@ def _stop_all(stops: Sequence[Tuple[str, Callable[[], Any]]], timeout: float) ->
     return len(finished)
 
 
+class _Query:
+    """A ``table`` metric query running in its own thread: its instance, result, and one stop."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.rows: List[Dict[str, Any]] = []
+        self.error: Optional[BaseException] = None
+        self._instance: Any = None
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    def run(self, query: Callable[[], List[Dict[str, Any]]]) -> None:
+        """Run ``query`` (in the query's thread) and keep what came of it."""
+        try:
+            self.rows = query()
+        except BaseException as err:  # handed to the waiting thread, which raises it
+            self.error = err
+        finally:
+            self.done.set()
+
+    def started(self, instance: Any) -> None:
+        """The query's instance exists: stop it at once if a stop was asked for meanwhile."""
+        with self._lock:
+            self._instance = instance
+            stop_now = self._stopped
+        if stop_now:
+            _stop_all([(str(instance.id), instance.stop)], _CANCEL_TIMEOUT)
+
+    def name(self) -> str:
+        """``instance <id>``, or a placeholder before ``run_sql`` returned."""
+        instance = self._instance
+        return f"instance {instance.id}" if instance is not None else "(not started)"
+
+    def stop(self, timeout: float) -> None:
+        """Stop the query's instance once (within ``timeout`` s); later if not started yet."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            instance = self._instance
+        if instance is not None:
+            _stop_all([(str(instance.id), instance.stop)], timeout)
+
+
 class MaxComputeJob(Job):
     """One MaxCompute instance (a PAI xflow or an SQL statement) and its sub-instances.
 
@@ -758,32 +802,51 @@ class MaxComputePlatform(Platform):
     def run_query(self, sql: str) -> List[Dict[str, Any]]:
         """Run ``sql`` and return its rows as dicts (column -> value).
 
-        Our own wait loop (pyodps' would swallow KeyboardInterrupt), bounded by
-        ``query_timeout``; :meth:`close` interrupts it.
+        The query's pyodps calls run in a daemon thread (any of them can hang on the network);
+        this thread waits for it and gives up within 0.1 s of :meth:`interrupt` or
+        :meth:`close`, stopping the query instance. Our own wait loop (pyodps' would swallow
+        KeyboardInterrupt), bounded by ``query_timeout``.
 
         Raises:
-            MetricReadError: The query failed, timed out, or the platform was closed.
+            MetricReadError: The query failed, timed out, was interrupted or the platform closed.
         """
         client = self.client()
+        query = _Query()
+        worker = threading.Thread(target=query.run, args=(lambda: self._query(client, sql, query),),
+                                  name="odps-metric-query", daemon=True)
+        worker.start()
+        try:
+            while not (query.done.wait(_INTERRUPT_TICK) or self._stop_queries()):
+                pass
+            if self._stop_queries():
+                # The trial's jobs are cancelled next: a slow stop of this query goes on
+                # in its thread and must not use up their time.
+                query.stop(_INTERRUPTED_STOP_TIMEOUT)
+                raise MetricReadError(f"metric_source table: query {query.name()} was interrupted")
+        except BaseException:  # KeyboardInterrupt without the runner's handler, or the above
+            query.stop(_INTERRUPTED_STOP_TIMEOUT)
+            raise
+        if query.error is not None:
+            raise query.error
+        return query.rows
+
+    def _query(self, client: Any, sql: str, query: _Query) -> List[Dict[str, Any]]:
+        """The query's pyodps calls (in the query's thread)."""
         try:
             instance = client.run_sql(sql)
         except Exception as err:
             raise MetricReadError(f"metric_source table: query failed to start: {err}") from err
+        query.started(instance)
         deadline = time.monotonic() + self.query_timeout
         pause = min(1.0, self.poll_interval) if self.poll_interval > 0 else 0.0
         try:
             while not instance.is_terminated():
-                stopped = self._closed.is_set() or self._interrupted
-                if stopped or time.monotonic() > deadline:
-                    # Interrupted: the trial's jobs are cancelled next; a slow stop of this
-                    # query goes on in its thread and must not use up their time.
-                    timeout = _INTERRUPTED_STOP_TIMEOUT if stopped else _CANCEL_TIMEOUT
-                    _stop_all([(str(instance.id), instance.stop)], timeout)
-                    why = "was interrupted" if stopped else (
-                        f"did not finish in {self.query_timeout:g} s")
-                    raise MetricReadError(
-                        f"metric_source table: query instance {instance.id} {why}"
-                    )
+                if self._stop_queries():  # the waiting thread stops the instance and says so
+                    return []
+                if time.monotonic() > deadline:
+                    query.stop(_CANCEL_TIMEOUT)
+                    raise MetricReadError(f"metric_source table: query instance {instance.id} "
+                                          f"did not finish in {self.query_timeout:g} s")
                 self._pause(pause)
             if not instance.is_successful():
                 raise MetricReadError(f"metric_source table: query instance {instance.id} failed")
@@ -797,6 +860,10 @@ class MaxComputePlatform(Platform):
     def table_source(self, location: str, spec: MetricSpec) -> TableSource:
         """The ``table`` metric source for the query ``location``, run by this platform."""
         return TableSource(location, spec, run_query=self.run_query)
+
+    def _stop_queries(self) -> bool:
+        """Whether metric queries must give up (:meth:`interrupt` or :meth:`close` came)."""
+        return self._interrupted or self._closed.is_set()
 
     def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, waking within 0.1 s of :meth:`close` or :meth:`interrupt`."""

@@ -198,13 +198,19 @@ def test_status_errors_are_retried_not_fatal(platform, fake, tmp_path):
     assert job.wait(timeout=5) is JobState.SUCCEEDED
 
 
-def test_a_keyboard_interrupt_during_a_table_query_propagates(platform, fake):
+def test_a_keyboard_interrupt_during_a_table_query_propagates_and_stops_it(platform, fake,
+                                                                          hang):
+    import _thread
+
     source = build_source("table", "SELECT * FROM eval_result", spec=SPEC)
-    # SIGINT without the runner's handler (Python's default) raises KeyboardInterrupt in
-    # whatever SDK call runs: it must not become a MetricReadError the follower logs and retries
-    fake.status_error = KeyboardInterrupt()
+    # SIGINT without the runner's handler (Python's default) raises KeyboardInterrupt in the
+    # main thread, here while it waits for a query whose status call hangs
+    threading.Timer(0.2, _thread.interrupt_main).start()
     with pytest.raises(KeyboardInterrupt):
         source.poll()
+    # not turned into a MetricReadError the follower would log and retry, and the query
+    # instance is not left running
+    assert fake.instances[fake.submitted[-1]["instance_id"]].stopped
 
 
 def test_poll_interval_limits_status_checks(fake, tmp_path):
@@ -490,6 +496,21 @@ def test_interrupt_stops_a_running_table_query_at_once(fake):
     # cancellation (NNI SIGKILLs the runner 5 s after its SIGINT).
     assert time.monotonic() - started < 1.0
     # ...and the query instance is not left running.
+    assert fake.instances[fake.submitted[-1]["instance_id"]].stopped
+
+
+def test_interrupt_stops_a_table_query_whose_status_call_hangs(fake, hang):
+    platform = MaxComputePlatform(project="p", endpoint="e", access_id="a", access_key="b",
+                                  poll_interval=1.0, query_timeout=600, odps_factory=fake.connect)
+    threading.Timer(0.3, platform.interrupt).start()
+    started = time.monotonic()
+    with pytest.raises(MetricReadError, match="interrupted"):
+        platform.run_query("SELECT * FROM eval_result")
+    # the query's is_terminated() never answers; the runner's main thread must still get to
+    # cancel the trial's jobs within NNI's 5 s (it waited for ever before)
+    assert fake.hung_calls == 1
+    assert time.monotonic() - started < 1.0
+    # ...and the query instance is stopped all the same
     assert fake.instances[fake.submitted[-1]["instance_id"]].stopped
 
 
