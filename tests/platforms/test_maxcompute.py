@@ -274,10 +274,11 @@ def test_platform_close_stops_following_but_not_the_job(platform, fake, tmp_path
     instance = fake.instances[job.job_id]
     _until(lambda: instance.status_checks >= 2)
     platform.close()
-    time.sleep(0.05)  # a check in flight when close() came may still end
-    checks = instance.status_checks
-    time.sleep(0.1)
+    job._follower.join(timeout=5)  # a check in flight when close() came may still end
     # no thread left asking the service after the trial is over (poll_interval 0: 10 ms)
+    assert not job._follower.is_alive()
+    checks = instance.status_checks
+    time.sleep(0.05)
     assert instance.status_checks == checks
     # jobs keep running when the platform closes (the runner cancels what it must)
     assert not instance.stopped and job.poll() is JobState.RUNNING
