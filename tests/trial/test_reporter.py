@@ -105,7 +105,7 @@ def test_a_hung_report_is_channel_lost_within_the_timeout(nni_module, monkeypatc
         with pytest.raises(ReporterChannelLost):
             reporter.report_final({"default": 0.6})
         # a later report fails at once instead of queueing behind the hung one
-        assert time.monotonic() - started < 0.1 and len(calls) == 1
+        assert time.monotonic() - started < 0.25 and len(calls) == 1
     finally:
         release.set()
 
