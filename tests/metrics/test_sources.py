@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from hpo_tools.errors import ConfigError
@@ -248,8 +251,22 @@ def test_json_document_larger_than_one_read_chunk(tmp_path, monkeypatch):
 
 
 def test_table_type_is_provided_by_the_maxcompute_platform_module():
-    # `table` needs no import by the caller: build_source loads the provider module, whose
-    # factory explains what the query needs when no MaxCompute platform is configured.
-    with pytest.raises(ConfigError, match="MaxCompute"):
-        build_source("table", "SELECT step, auc FROM t", spec=MetricSpec.from_config({"auc": 1}))
-    assert sources_module._FACTORIES["table"].__module__ == "hpo_tools.platforms.maxcompute"
+    # `table` needs no import by the caller: in a fresh process (as a trial runner is),
+    # build_source loads the provider module, whose factory explains what the query needs when
+    # no MaxCompute platform is configured. A fresh process, because creating a MaxCompute
+    # platform anywhere in this test session binds `table` to it for the whole process.
+    code = (
+        "from hpo_tools.errors import ConfigError\n"
+        "from hpo_tools.metrics import MetricSpec, build_source\n"
+        "from hpo_tools.metrics import sources\n"
+        "try:\n"
+        "    build_source('table', 'SELECT step, auc FROM t',"
+        " spec=MetricSpec.from_config({'auc': 1}))\n"
+        "except ConfigError as err:\n"
+        "    print('error:', err)\n"
+        "print('module:', sources._FACTORIES['table'].__module__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "error:" in done.stdout and "MaxCompute" in done.stdout, done.stdout
+    assert "module: hpo_tools.platforms.maxcompute" in done.stdout
