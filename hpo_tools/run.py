@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo_tools.errors import HpoError
@@ -77,16 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _is_finetune(args: argparse.Namespace) -> bool:
-    """Finetune when a window is given or the file has days of its own (docs/finetune.md)."""
-    if args.start_time or args.end_time:
-        return True
-    from hpo_tools.finetune import is_finetune_text
+    """A window on the command line makes any trial file a finetune trial (docs/finetune.md).
 
-    try:
-        text = Path(args.config).read_text(encoding="utf-8")
-    except OSError:
-        return False  # the runner reports the unreadable file
-    return is_finetune_text(text)
+    A file with days of its own is recognised by :func:`~hpo_tools.trial.runner.run_trial_file`,
+    which hands it to :mod:`hpo_tools.finetune` (``hpo-tools run`` goes through it as well).
+    """
+    return bool(args.start_time or args.end_time)
 
 
 def _reporter(environ: Mapping[str, str]) -> Reporter:
