@@ -1,0 +1,265 @@
+"""How `hpo-tools experiment run` ends when things go wrong, each through a real NNI experiment.
+
+One tiny setup is shared: a platform trial file whose job prints a stdout metric line (and, per
+test, sleeps or removes its own edited config), a one-choice search space, one trial at a time.
+Each experiment takes roughly 10-20 s, most of it NNI starting and stopping. After every test no
+process of the experiment may be left: NNI's manager and dispatcher, the trial runner, the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hpo_tools.cli import main
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+BASE_CONFIG = "train_config {\n  num_steps: 100\n}\n"
+SEARCH_SPACE = {"train_config.num_steps": {"_type": "choice", "_value": [5]}}
+
+# The job prints one scored step (the stdout regex below) and then does what the test needs.
+# MARKER is passed as the job's argv[1] so the job's process can be found (and killed) by it.
+TRIAL_INI = """\
+[platform_config]
+name=Local
+cmd1=python -c "import sys, time; print('auc=0.6', flush=True); time.sleep({sleep})" {marker}
+{more}
+[metric_config]
+metric_type=stdout
+metric_dict={{"auc=([0-9.]+)": 1}}
+optimize_mode=maximize
+
+[params_config]
+params_src_dst_filepath1=pipeline.config,${{NNI_OUTPUT_DIR}}/configs/pipeline.config
+"""
+
+CONFIG_YML = """\
+searchSpaceFile: search_space.json
+trialCommand: python3 -m hpo_tools.run --config trial.ini
+trialCodeDirectory: .
+trialConcurrency: 1
+maxTrialNumber: 1
+maxTrialDuration: 120s
+experimentWorkingDirectory: {work}
+tuner:
+  name: Random
+  classArgs: {{optimize_mode: maximize, seed: 1}}
+trainingService:
+  platform: local
+"""
+
+# How long the test waits for NNI to start a trial's job (a few seconds on an idle machine).
+JOB_START_TIMEOUT = 90
+
+
+class Setup:
+    """The experiment files of one test, and what identifies its processes."""
+
+    def __init__(self, root: Path, *, sleep: float, more: str = "") -> None:
+        self.root = root
+        self.marker = f"hpo-failures-e2e-{uuid.uuid4().hex[:12]}"
+        (root / "pipeline.config").write_text(BASE_CONFIG)
+        (root / "search_space.json").write_text(json.dumps(SEARCH_SPACE))
+        (root / "trial.ini").write_text(TRIAL_INI.format(sleep=sleep, marker=self.marker,
+                                                         more=more))
+        self.config = root / "config.yml"
+        self.config.write_text(CONFIG_YML.format(work=root / "nni"))
+        self.work = root / "nni"
+        self._experiment_id: str | None = None
+
+    def experiment_id(self) -> str | None:
+        """The id of the (single) experiment started under this setup's working directory."""
+        if self._experiment_id is not None:
+            return self._experiment_id
+        # NNI adds a `_latest` symlink beside the experiment directory.
+        dirs = ([d.name for d in self.work.iterdir() if d.is_dir() and not d.is_symlink()]
+                if self.work.is_dir() else [])
+        if len(dirs) == 1:
+            self._experiment_id = dirs[0]
+        return self._experiment_id
+
+    def processes(self) -> dict[int, str]:
+        """Live processes of this setup: NNI's manager and dispatcher (the experiment id is on
+        their command line), the runner (NNI_EXP_ID in its environment), the job (the marker)."""
+        exp_id = self.experiment_id()
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                raw = (entry / "cmdline").read_bytes()
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state == "Z" or not raw:
+                continue
+            cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
+            if self.marker in cmdline or (exp_id is not None and (
+                    exp_id in cmdline or f"NNI_EXP_ID={exp_id}".encode() in environ)):
+                found[int(entry.name)] = cmdline
+        return found
+
+    def wait_for_job(self, proc: subprocess.Popen | None = None) -> None:
+        """Wait until NNI has started the trial's job (its process carries the marker)."""
+        deadline = time.monotonic() + JOB_START_TIMEOUT
+        while not any(self.marker in c for c in self.processes().values()):
+            if proc is not None and proc.poll() is not None:
+                pytest.fail(f"hpo-tools exited ({proc.returncode}) before the job started")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no job started within {JOB_START_TIMEOUT} s; load average "
+                            f"{os.getloadavg()}")
+            time.sleep(0.2)
+
+    def kill_leftovers(self) -> dict[int, str]:
+        """SIGKILL whatever of this setup still runs (so a failed test leaves nothing behind);
+        returns what was found."""
+        left = self.processes()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return left
+
+    def assert_nothing_left(self) -> None:
+        # The stop must take everything with it: a left manager holds its port, a left job
+        # keeps using the machine. NNI reaps its children asynchronously: allow a moment.
+        deadline = time.monotonic() + 10
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert self.processes() == {}
+
+
+@pytest.fixture
+def setup_factory(tmp_path):
+    """Creates the shared tiny experiment setup; kills its leftover processes after the test."""
+    made: list[Setup] = []
+
+    def make(*, sleep: float, more: str = "") -> Setup:
+        made.append(Setup(tmp_path, sleep=sleep, more=more))
+        return made[-1]
+
+    yield make
+    for setup in made:
+        setup.kill_leftovers()
+
+
+def _start_cli(setup: Setup, port: int, *extra: str) -> subprocess.Popen:
+    """`hpo-tools experiment run` as a user starts it: its own session (a terminal's Ctrl-C goes
+    to the foreground process group), output through pipes."""
+    hpo_tools = Path(sys.executable).with_name("hpo-tools")
+    return subprocess.Popen(
+        [str(hpo_tools), "experiment", "run", str(setup.config), "--port", str(port), *extra],
+        cwd=setup.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+
+
+def _manager_pid(setup: Setup, port: int) -> int:
+    """The pid of NNI's manager (node running nni_node/main.js on our port)."""
+    for pid, cmdline in setup.processes().items():
+        if "main.js" in cmdline and f"--port {port}" in cmdline:
+            return pid
+    raise AssertionError(f"no NNI manager on port {port} among {setup.processes()}")
+
+
+def test_cli_run_whose_best_export_fails_prints_the_summary_then_one_error_line(
+        setup_factory, free_port, capsys):
+    # The trial succeeds with a score, but its last command removes the edited config that
+    # params.json lists: the export of the best trial then cannot read it.
+    setup = setup_factory(sleep=0, more="cmd2=rm ${NNI_OUTPUT_DIR}/configs/pipeline.config")
+    code = main(["experiment", "run", str(setup.config), "--port", str(free_port)])
+    out, err = capsys.readouterr()
+    exp_id = setup.experiment_id()
+    assert exp_id is not None, out + err
+    root = setup.work / exp_id
+    # The experiment ran and its trial succeeded: the summary is worth printing...
+    assert f"experiment {exp_id}: DONE after" in out, out + err
+    assert "best: trial " in out and "score 0.6000" in out, out + err
+    # ...then exactly one error line, and exit 1 (not 0: nothing exported; not 2: the
+    # input was fine).
+    assert code == 1, out + err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: could not export the best trial: "), err
+    assert "configs/pipeline.config: cannot read the trial's edited config" in err
+    # The retry command works as printed: --experiment-dir names the experiment itself.
+    assert err.rstrip().endswith(
+        f"(retry with hpo-tools experiment best {exp_id} --experiment-dir {root})"), err
+    assert not (root / "best" / "pipeline.config").exists()
+    setup.assert_nothing_left()
+
+
+def test_summary_after_a_timeout_says_stopped_by_timeout_not_nni_status(
+        setup_factory, free_port, capsys):
+    setup = setup_factory(sleep=120)
+    code = main(["experiment", "run", str(setup.config), "--port", str(free_port),
+                 "--timeout", "3"])
+    out, err = capsys.readouterr()
+    exp_id = setup.experiment_id()
+    assert exp_id is not None, out + err
+    # NNI still said RUNNING when the timeout stopped it; the summary must say what
+    # happened instead.
+    header = out.split("\n\n", 1)[1].splitlines()[0]
+    assert header.startswith(f"experiment {exp_id}: stopped by timeout after 0:0"), out
+    assert "timeout: stopped after 3 s" in out
+    assert code == 1, out + err  # no trial succeeded in 3 s (the job sleeps 120 s)
+    setup.assert_nothing_left()
+
+
+def test_summary_after_ctrl_c_says_interrupted_not_nni_status(setup_factory, free_port):
+    setup = setup_factory(sleep=120)
+    proc = _start_cli(setup, free_port)
+    try:
+        setup.wait_for_job(proc)
+        # Ctrl-C in a terminal: SIGINT to the foreground process group.
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        exp_id = setup.experiment_id()
+        assert "interrupted: experiment stopped" in out, out + err
+        header = out.split("\n\n", 1)[1].splitlines()[0]
+        assert header.startswith(f"experiment {exp_id}: interrupted after 0:"), out
+        assert header.endswith("1 trials (maximize)"), out
+        # The interrupted trial was stopped with the experiment, and says so.
+        assert " cancelled " in out.split("\n\n", 1)[1], out
+        assert proc.returncode == 130, out + err
+        assert "Traceback" not in err, err
+        setup.assert_nothing_left()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_cli_run_whose_nni_manager_dies_stops_it_and_prints_one_error_line(
+        setup_factory, free_port):
+    setup = setup_factory(sleep=120)
+    proc = _start_cli(setup, free_port)
+    try:
+        setup.wait_for_job(proc)
+        os.kill(_manager_pid(setup, free_port), signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+        exp_id = setup.experiment_id()
+        log = setup.work / exp_id / "log" / "nnimanager.log"
+        # A run whose manager died did not end as it should: not a success, one error line,
+        # and no traceback (neither ours nor the one NNI logs when it cannot stop the manager).
+        assert proc.returncode == 1, out + err
+        assert err.splitlines() == [
+            f"error: NNI's manager stopped answering on port {free_port} (ConnectionError); "
+            f"the experiment was stopped; see {log}"], err
+        header = out.split("\n\n", 1)[1].splitlines()[0]
+        assert header.startswith(f"experiment {exp_id}: NNI's manager lost after 0:"), out
+        # The trial the dead manager had started must not be left running.
+        setup.assert_nothing_left()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
