@@ -22,7 +22,10 @@ Built-in types (``metric_type``):
     gives ``eval.auc``).
 
 Other types are registered with :func:`register_source_type`; ``table`` (an SQL query on
-MaxCompute) is registered by :mod:`hpo_tools.platforms.maxcompute`, imported on first use.
+MaxCompute) is registered by :mod:`hpo_tools.platforms.maxcompute`, imported on first use. A type
+registered with ``takes_platform=True`` gets the platform the caller passes to
+:func:`build_source` (the trial runner passes the one running the trial); nothing else decides
+which platform a source uses.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from hpo_tools.errors import ConfigError, did_you_mean
 from hpo_tools.metrics.events import EventDirectoryReader, _store, is_remote
@@ -114,22 +117,39 @@ class MetricSource:
         return f"{self.type_name or type(self).__name__}:{self.location}"
 
 
-SourceFactory = Callable[[str, "MetricSpec"], MetricSource]
+SourceFactory = Callable[..., MetricSource]
+"""``factory(location, spec)``, or ``factory(location, spec, platform)`` for a type registered
+with ``takes_platform=True``."""
 
-_FACTORIES: dict[str, SourceFactory] = {}
+
+class _Registered(NamedTuple):
+    factory: SourceFactory
+    takes_platform: bool
+
+
+_FACTORIES: dict[str, _Registered] = {}
 # Types whose factory is registered by a module that is imported on first use.
 _PROVIDERS: dict[str, str] = {"table": "hpo_tools.platforms.maxcompute"}
 
 
-def register_source_type(name: str, factory: SourceFactory) -> None:
+def register_source_type(
+    name: str, factory: SourceFactory, *, takes_platform: bool = False
+) -> None:
     """Make ``metric_type = name`` build sources with ``factory(location, spec)``.
 
     Registering a name again replaces the factory (the last registration wins).
+
+    Args:
+        name: The type name (case-insensitive).
+        factory: Builds the source.
+        takes_platform: Call ``factory(location, spec, platform)`` instead, with the platform
+            given to :func:`build_source` (None when the caller has none, e.g. the CLI); the
+            factory raises ConfigError when that is not a platform it can work with.
     """
     key = name.strip().lower()
     if not key:
         raise ValueError("a metric source type needs a non-empty name")
-    _FACTORIES[key] = factory
+    _FACTORIES[key] = _Registered(factory, bool(takes_platform))
 
 
 def source_types() -> list[str]:
@@ -138,15 +158,27 @@ def source_types() -> list[str]:
 
 
 def build_source(
-    type_name: str, location: str, *, spec: MetricSpec, key: str = "metric_type"
+    type_name: str,
+    location: str,
+    *,
+    spec: MetricSpec,
+    key: str = "metric_type",
+    platform: object | None = None,
 ) -> MetricSource:
     """Build the source of ``type_name`` for ``location``.
 
-    ``key`` is how error messages name the type setting (e.g. ``--type`` in the CLI).
+    Args:
+        type_name: The ``metric_type``.
+        location: What the source reads (a directory, a file, an SQL query).
+        spec: The metric spec.
+        key: How error messages name the type setting (e.g. ``--type`` in the CLI).
+        platform: The platform the job runs on, for types that need it (``table`` runs its
+            query through a MaxCompute platform); ignored by the other types.
 
     Raises:
-        ConfigError: Unknown type (with a did-you-mean), empty location, or a location or
-            ``metric_dict`` the type rejects (e.g. a stdout regex without a capture group).
+        ConfigError: Unknown type (with a did-you-mean), empty location, a location or
+            ``metric_dict`` the type rejects (e.g. a stdout regex without a capture group), or a
+            type that needs a platform ``platform`` is not.
     """
     key_name = key
     key = str(type_name).strip().lower()
@@ -157,17 +189,19 @@ def build_source(
             raise ConfigError(
                 f"{key_name}: {key!r} needs {_PROVIDERS[key]}, which cannot be imported: {err}"
             ) from err
-    factory = _FACTORIES.get(key)
-    if factory is None and key in _PROVIDERS:
+    registered = _FACTORIES.get(key)
+    if registered is None and key in _PROVIDERS:
         raise ConfigError(f"{key_name}: {_PROVIDERS[key]} did not register the {key!r} type")
-    if factory is None:
+    if registered is None:
         raise ConfigError(
             f"{key_name}: unknown source type {type_name!r}; expected one of "
             f"{', '.join(source_types())}" + did_you_mean(key, source_types())
         )
     if not str(location).strip():
         raise ConfigError(f"metric_source: empty location for metric_type {key!r}")
-    return factory(str(location).strip(), spec)
+    if registered.takes_platform:
+        return registered.factory(str(location).strip(), spec, platform)
+    return registered.factory(str(location).strip(), spec)
 
 
 # --- growing files ---------------------------------------------------------------------------

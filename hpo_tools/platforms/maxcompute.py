@@ -17,7 +17,8 @@
   Only the variable *names* are in :meth:`MaxComputePlatform.settings` and job descriptions, so
   another process (the assessor) rebuilds the client from its own environment.
 - The ``table`` metric source (``metric_type=table``, ``metric_source=<SQL query>``) runs its query
-  through the client of the MaxCompute platform created last in this process.
+  through the client of the MaxCompute platform passed to ``build_source(..., platform=...)`` (the
+  trial runner passes the platform running the trial); without one it is a ConfigError.
 
 ``odps`` is imported only inside functions: importing this module costs nothing.
 """
@@ -684,7 +685,6 @@ class MaxComputePlatform(Platform):
         self._interrupted = False  # set by interrupt(), from a signal handler: no lock
         self._jobs: List[MaxComputeJob] = []
         self._jobs_lock = threading.Lock()
-        _bind_table_source(self)
 
     @property
     def project(self) -> str:
@@ -986,16 +986,21 @@ class TableSource(MetricSource):
         return points
 
 
-def _table_source_without_platform(location: str, spec: MetricSpec) -> MetricSource:
-    raise ConfigError(
-        "metric_type=table runs its query on MaxCompute: set [platform_config] name=MaxCompute "
-        "and [odps_config] project_name / odps_endpoint"
-    )
+def table_source(location: str, spec: MetricSpec, platform: object) -> TableSource:
+    """The ``table`` metric source: the query ``location``, run by ``platform``.
+
+    Registered as ``metric_type=table`` (``takes_platform``): ``build_source`` passes the
+    platform its caller gives.
+
+    Raises:
+        ConfigError: ``platform`` is not a :class:`MaxComputePlatform` (e.g. None, in the CLI).
+    """
+    if not isinstance(platform, MaxComputePlatform):
+        raise ConfigError(
+            "metric_type=table runs its query on MaxCompute: set [platform_config] name=MaxCompute "
+            "and [odps_config] project_name / odps_endpoint"
+        )
+    return platform.table_source(location, spec)
 
 
-def _bind_table_source(platform: MaxComputePlatform) -> None:
-    """Make ``metric_type=table`` run its queries on ``platform`` (the last one created)."""
-    register_source_type("table", platform.table_source)
-
-
-register_source_type("table", _table_source_without_platform)
+register_source_type("table", table_source, takes_platform=True)

@@ -202,13 +202,17 @@ def prepare_trial(
     return settings, context
 
 
-def build_follower(settings: TrialSettings, log_path: Path, interval: float = 1.0) -> Any:
+def build_follower(
+    settings: TrialSettings, log_path: Path, interval: float = 1.0, *, platform: Any = None
+) -> Any:
     """The metrics follower of a trial (nothing is read yet).
 
     Args:
         settings: the trial's settings (``[metric_config]``).
         log_path: the trial log, the default location of a ``stdout`` source.
         interval: seconds between polls.
+        platform: the platform running the trial, for sources that read through it (``table``
+            queries run on the MaxCompute platform); None when there is none.
 
     Raises:
         ConfigError: a bad metric setting, naming the trial file and ``[metric_config]``.
@@ -228,7 +232,10 @@ def build_follower(settings: TrialSettings, log_path: Path, interval: float = 1.
         )
         # stdout without a source: the trial log the jobs write to.
         locations = [s or str(log_path) for s in metric.sources] or [str(log_path)]
-        sources = [build_source(metric.metric_type, loc, spec=spec) for loc in locations]
+        sources = [
+            build_source(metric.metric_type, loc, spec=spec, platform=platform)
+            for loc in locations
+        ]
     except ConfigError as err:
         raise ConfigError(f"{where} {err}") from err
     return Follower(sources, spec, interval=interval)
@@ -424,7 +431,9 @@ class _Run:
     # -- metrics -----------------------------------------------------------------------------
 
     def build_follower(self) -> Any:
-        return build_follower(self.settings, self.context.paths.log_path, self.interval)
+        return build_follower(
+            self.settings, self.context.paths.log_path, self.interval, platform=self.platform
+        )
 
     def report_new_steps(self, *, last: bool = False) -> None:
         """Report the steps scored since the last call; ``last`` also takes what a poll keeps

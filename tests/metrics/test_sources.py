@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from hpo_tools.errors import ConfigError
@@ -251,22 +248,45 @@ def test_json_document_larger_than_one_read_chunk(tmp_path, monkeypatch):
 
 
 def test_table_type_is_provided_by_the_maxcompute_platform_module():
-    # `table` needs no import by the caller: in a fresh process (as a trial runner is),
-    # build_source loads the provider module, whose factory explains what the query needs when
-    # no MaxCompute platform is configured. A fresh process, because creating a MaxCompute
-    # platform anywhere in this test session binds `table` to it for the whole process.
-    code = (
-        "from hpo_tools.errors import ConfigError\n"
-        "from hpo_tools.metrics import MetricSpec, build_source\n"
-        "from hpo_tools.metrics import sources\n"
-        "try:\n"
-        "    build_source('table', 'SELECT step, auc FROM t',"
-        " spec=MetricSpec.from_config({'auc': 1}))\n"
-        "except ConfigError as err:\n"
-        "    print('error:', err)\n"
-        "print('module:', sources._FACTORIES['table'].__module__)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "error:" in done.stdout and "MaxCompute" in done.stdout, done.stdout
-    assert "module: hpo_tools.platforms.maxcompute" in done.stdout
+    # `table` needs no import by the caller: build_source loads the provider module, whose
+    # factory explains what the query needs when no MaxCompute platform is passed. In-process:
+    # whatever platforms other tests created, nothing is bound to `table` but this factory.
+    with pytest.raises(ConfigError, match="MaxCompute"):
+        build_source("table", "SELECT step, auc FROM t", spec=MetricSpec.from_config({"auc": 1}))
+    registered = sources_module._FACTORIES["table"]
+    assert registered.factory.__module__ == "hpo_tools.platforms.maxcompute"
+    assert registered.takes_platform  # it gets the caller's platform, not a global one
+
+
+def test_a_type_registered_with_takes_platform_gets_the_platform_passed(monkeypatch):
+    seen = []
+
+    def factory(location, spec, platform):
+        seen.append(platform)
+        return JsonSource(location, spec)
+
+    monkeypatch.setattr(sources_module, "_FACTORIES", dict(sources_module._FACTORIES))
+    register_source_type("needs-platform", factory, takes_platform=True)
+    spec = MetricSpec.from_config({"a": 1})
+    marker = object()
+
+    build_source("needs-platform", "x.json", spec=spec, platform=marker)
+    build_source("needs-platform", "x.json", spec=spec)
+
+    # the caller's platform, and None (not some other platform) when the caller has none
+    assert seen == [marker, None]
+
+
+def test_a_plain_factory_is_called_without_the_platform(monkeypatch):
+    calls = []
+
+    def factory(location, spec):  # the (location, spec) shape: a platform must not break it
+        calls.append(location)
+        return JsonSource(location, spec)
+
+    monkeypatch.setattr(sources_module, "_FACTORIES", dict(sources_module._FACTORIES))
+    register_source_type("plain", factory)
+
+    build_source("plain", "x.json", spec=MetricSpec.from_config({"a": 1}), platform=object())
+
+    assert calls == ["x.json"]

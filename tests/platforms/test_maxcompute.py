@@ -14,8 +14,7 @@ import pytest
 from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
 from hpo_tools.jobs import JobRegistry
 from hpo_tools.metrics import Follower, MetricSpec, build_source
-from hpo_tools.metrics import sources as metric_sources
-from hpo_tools.platforms import JobState, create_platform, maxcompute, platform_for_description
+from hpo_tools.platforms import JobState, create_platform, platform_for_description
 from hpo_tools.platforms.maxcompute import MaxComputePlatform, TableSource, parse_command
 from hpo_tools.testing.odps import FakeODPS
 
@@ -202,7 +201,7 @@ def test_a_keyboard_interrupt_during_a_table_query_propagates_and_stops_it(platf
                                                                           hang):
     import _thread
 
-    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC)
+    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC, platform=platform)
     # SIGINT without the runner's handler (Python's default) raises KeyboardInterrupt in the
     # main thread, here while it waits for a query whose status call hangs
     threading.Timer(0.2, _thread.interrupt_main).start()
@@ -445,7 +444,7 @@ def test_table_source_turns_rows_into_steps(platform, fake):
         {"global_step": 100, "auc": 0.7, "loss": 0.5, "note": "x"},
         {"global_step": 200, "auc": 0.8, "loss": 0.4, "note": "y"},
     ])
-    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC)
+    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC, platform=platform)
     points = source.poll()
     # step column + metric columns; MaxCompute lower-cases column names, keys keep theirs
     assert [(p.step, dict(p.values)) for p in points] == [
@@ -470,7 +469,8 @@ def test_table_source_feeds_the_follower_to_a_final_report(platform, fake):
     fake.set_sql_result("eval_result", [
         {"step": 1, "auc": 0.7, "loss": 0.5}, {"step": 2, "auc": 0.8, "loss": 0.2},
     ])
-    follower = Follower([build_source("table", "SELECT * FROM eval_result", spec=SPEC)], SPEC)
+    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC, platform=platform)
+    follower = Follower([source], SPEC)
     final = follower.close()
     # final mode "final": the last step's weighted score
     assert final.step == 2
@@ -479,7 +479,7 @@ def test_table_source_feeds_the_follower_to_a_final_report(platform, fake):
 
 def test_failed_table_query_is_a_metric_read_error(platform, fake):
     fake.plan_next(polls=0, fail=True)
-    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC)
+    source = build_source("table", "SELECT * FROM eval_result", spec=SPEC, platform=platform)
     # the follower logs it and retries on the next poll
     with pytest.raises(MetricReadError, match="failed"):
         source.poll()
@@ -515,11 +515,44 @@ def test_interrupt_stops_a_table_query_whose_status_call_hangs(fake, hang):
     assert fake.instances[fake.submitted[-1]["instance_id"]].stopped
 
 
-def test_table_source_without_a_maxcompute_platform_is_a_config_error(monkeypatch):
-    monkeypatch.setitem(metric_sources._FACTORIES, "table",
-                        maxcompute._table_source_without_platform)
+def test_table_source_without_a_maxcompute_platform_is_a_config_error(platform):
+    # A MaxCompute platform exists in this process, but none is passed (as in the
+    # `hpo-tools metrics` CLI): creating a platform must not make `table` use it.
     with pytest.raises(ConfigError, match="name=MaxCompute"):
         build_source("table", "SELECT 1", spec=SPEC)
+
+
+def test_table_source_on_another_platform_is_a_config_error(platform):
+    local = create_platform("Local")
+    # a Local trial has no MaxCompute client to run the query with
+    with pytest.raises(ConfigError, match=r"\[odps_config\] project_name"):
+        build_source("table", "SELECT 1", spec=SPEC, platform=local)
+
+
+def test_table_query_runs_on_the_platform_passed_whatever_was_created_last():
+    fake_a, fake_b = FakeODPS(), FakeODPS()
+    fake_a.set_sql_result("eval_result", [{"step": 1, "auc": 0.1, "loss": 0.0}])
+    fake_b.set_sql_result("eval_result", [{"step": 1, "auc": 0.2, "loss": 0.0}])
+    platform_a = MaxComputePlatform(project="a", endpoint="e", access_id="i", access_key="k",
+                                    poll_interval=0.01, odps_factory=fake_a.connect)
+    platform_b = MaxComputePlatform(project="b", endpoint="e", access_id="i", access_key="k",
+                                    poll_interval=0.01, odps_factory=fake_b.connect)
+    # B was created last, and a description rebuilt after it; A's source still queries A.
+    rebuilt = platform_for_description(
+        {"platform": "MaxCompute", "settings": platform_a.settings()},
+        odps_factory=FakeODPS().connect,
+    )
+    try:
+        query = "SELECT * FROM eval_result"
+        source_a = build_source("table", query, spec=SPEC, platform=platform_a)
+        assert [p.values["auc"] for p in source_a.poll()] == [0.1]
+        assert len(fake_a.submitted) == 1 and fake_b.submitted == []
+        source_b = build_source("table", query, spec=SPEC, platform=platform_b)
+        assert [p.values["auc"] for p in source_b.poll()] == [0.2]
+        assert len(fake_b.submitted) == 1 and len(fake_a.submitted) == 1
+    finally:
+        for each in (platform_a, platform_b, rebuilt):
+            each.close()
 
 
 # -- the fake stays true to pyodps ------------------------------------------------------------
