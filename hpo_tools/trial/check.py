@@ -95,13 +95,26 @@ def _read(path: str, problems: _Problems, cache: dict[str, str | None]) -> str |
 
 
 def _check_metrics(settings: TrialSettings, problems: _Problems) -> None:
+    """Build the trial's metric sources as the runner would, on the trial's own platform.
+
+    Creating a platform contacts nothing (MaxCompute builds its client on first use), and the
+    sources read nothing until polled, so this launches and reads nothing.
+    """
+    from hpo_tools.platforms import create_platform
     from hpo_tools.trial.runner import build_follower
 
     try:
-        follower = build_follower(settings, Path("trial.log"))
+        platform = create_platform(settings.platform, **settings.platform_options())
     except ConfigError as err:
         problems.add(str(err))
         return
+    try:
+        follower = build_follower(settings, Path("trial.log"), platform=platform)
+    except ConfigError as err:
+        problems.add(str(err))
+        return
+    finally:
+        platform.close()
     for source in follower.sources:
         source.close()
 

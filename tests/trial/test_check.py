@@ -190,3 +190,27 @@ def test_check_command_with_a_schema_checks_a_finetune_file_against_it(
     out = capsys.readouterr().out
     # --proto-path must reach the finetune checker (it did for other trial files only).
     assert code == 0, out
+
+
+def test_table_metrics_of_a_maxcompute_trial_check_clean_without_contacting_it(
+    tmp_path, write_trial, pipeline, space, monkeypatch
+):
+    # A table metric runs on the trial's MaxCompute platform; check builds that platform (lazily,
+    # no client) instead of reporting "table needs MaxCompute" for a correct file.
+    import hpo_tools.platforms.maxcompute as maxcompute
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("check must not build an ODPS client")
+
+    monkeypatch.setattr(maxcompute, "_default_odps_factory", no_network)
+    monkeypatch.setenv("HPO_TEST_ODPS_KEY", "whatever-secret")
+    trial = write_trial(
+        "[platform_config]\nname=MaxCompute\ncmd1=SELECT 1;\n"
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://e\n"
+        "access_id=id\naccess_key=${HPO_TEST_ODPS_KEY}\n"
+        "[metric_config]\nmetric_type=table\n"
+        "metric_source=SELECT step, auc FROM eval_${trial_id}\n"
+        'metric_dict={"auc": 1}\n'
+        + f"[params_config]\nparams_src_dst_filepath1={pipeline},${{NNI_OUTPUT_DIR}}/p.config\n"
+    )
+    assert check_trial_file(trial, space({LR_PATH: {"_type": "uniform", "_value": [0, 1]}})) == []
