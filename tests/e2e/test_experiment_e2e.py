@@ -20,6 +20,8 @@ from hpo_tools import experiment as ex
 from hpo_tools.cli import main
 from hpo_tools.pbtxt import Document, apply_edits
 
+from .procs import processes_of
+
 # The experiment alone takes ~40 s on 2 idle cores; the bound leaves room for a machine several
 # times slower, and is below pytest's timeout so that a slow run ends with our diagnosis and NNI
 # stopped instead of pytest-timeout's stack dump.
@@ -82,26 +84,6 @@ assessor:
 trainingService:
   platform: local
 """
-
-
-def _processes_of(experiment_id: str) -> list[str]:
-    """Live processes that belong to the experiment: NNI's manager and dispatcher (the id is on
-    their command line) and trials and their jobs (NNI_EXP_ID in their environment)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state == "Z":
-            continue
-        if experiment_id in cmdline or f"NNI_EXP_ID={experiment_id}".encode() in environ:
-            found.append(f"{entry.name}: {cmdline[:120]}")
-    return found
 
 
 def _diagnosis(result: ex.RunResult) -> str:
@@ -218,7 +200,7 @@ def test_the_trainer_built_the_model_the_exported_params_describe(finished):
 
 def test_no_trial_or_nni_process_is_left_running(finished):
     _, _, result = finished
-    assert _processes_of(result.experiment_id) == []
+    assert processes_of(result.experiment_id) == []
 
 
 def test_best_reexport_from_the_directory_alone_matches(finished, capsys):
@@ -288,4 +270,4 @@ def test_timeout_stops_the_experiment_and_every_trial_job(tmp_path, free_port):
     assert all(v.run.status == "cancelled" for v in result.snapshot.trials), _diagnosis(result)
     assert result.export is None
     # No NNI manager, runner or sleeping job survives the stop.
-    assert _processes_of(result.experiment_id) == []
+    assert processes_of(result.experiment_id) == []

@@ -21,6 +21,8 @@ import pytest
 
 from hpo_tools.cli import main
 
+from .procs import live_processes
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 BASE_CONFIG = "train_config {\n  num_steps: 100\n}\n"
@@ -92,21 +94,10 @@ class Setup:
         their command line), the runner (NNI_EXP_ID in its environment), the job (the marker)."""
         exp_id = self.experiment_id()
         found = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                raw = (entry / "cmdline").read_bytes()
-                environ = (entry / "environ").read_bytes().split(b"\0")
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state == "Z" or not raw:
-                continue
-            cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
-            if self.marker in cmdline or (exp_id is not None and (
-                    exp_id in cmdline or f"NNI_EXP_ID={exp_id}".encode() in environ)):
-                found[int(entry.name)] = cmdline
+        for pid, cmdline, environ in live_processes():
+            if cmdline and (self.marker in cmdline or (exp_id is not None and (
+                    exp_id in cmdline or f"NNI_EXP_ID={exp_id}".encode() in environ))):
+                found[pid] = cmdline
         return found
 
     def wait_for_job(self, proc: subprocess.Popen | None = None) -> None:

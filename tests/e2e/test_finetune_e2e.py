@@ -19,29 +19,13 @@ import pytest
 
 from hpo_tools import experiment as ex
 
+from .procs import processes_of
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "search" / "local_easyrec"
 DAYS = ["20220614", "20220615", "20220616"]
-
-
-def _processes_of(experiment_id: str) -> list[str]:
-    """Live processes of the experiment (id on the command line or NNI_EXP_ID in the env)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (experiment_id in cmdline
-                             or f"NNI_EXP_ID={experiment_id}".encode() in environ):
-            found.append(f"{entry.name}: {cmdline[:120]}")
-    return found
 
 
 @pytest.fixture
@@ -101,4 +85,4 @@ def test_local_finetune_example_runs_day_by_day_through_nni(finished) -> None:
     own = next(v for v in succeeded if v.trial_id == result.export.trial_id)
     assert best == own.run.params
     # Nothing of the experiment is left running.
-    assert _processes_of(result.experiment_id) == []
+    assert processes_of(result.experiment_id) == []

@@ -8,7 +8,6 @@ retry: a trial whose job fails is re-submitted with the parameters of its own pa
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ import pytest
 
 from hpo_tools.cli import main
 from hpo_tools.nni_rest import NniRest
+
+from .procs import live_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -51,19 +52,8 @@ optimize_mode=maximize
 def _experiment_processes(exp_id: str) -> list[str]:
     """Live processes with NNI_EXP_ID=<exp_id> in their environment: trials and their jobs."""
     marker = f"NNI_EXP_ID={exp_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if state != "Z" and marker in environ:
-            found.append(f"{entry.name}: {cmdline[:100]}")
-    return found
+    return [f"{pid}: {cmdline[:100]}" for pid, cmdline, environ in live_processes()
+            if marker in environ]
 
 
 def _start(root: Path, port: int, quality: list[float], steps: int, max_trials: int):
