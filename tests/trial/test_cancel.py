@@ -90,15 +90,12 @@ def test_signal_cancels_job_and_exits_non_zero_within_3_seconds(tmp_path, write_
     assert result["status"] == "cancelled" and result["final"] is None
 
 
-def test_sigint_during_a_long_table_metric_query_cancels_within_3_seconds(tmp_path, monkeypatch):
-    """A metric read that blocks (a `table` query) must not keep the runner from cancelling."""
+def _table_metric_trial(tmp_path, monkeypatch):
+    """A MaxCompute trial (one PAI job) scored by a `table` query: (reporter, settings, context)."""
     import io
-    import threading
 
-    from hpo_tools.platforms.maxcompute import MaxComputePlatform
-    from hpo_tools.testing.odps import FakeODPS
     from hpo_tools.trial.reporter import ConsoleReporter
-    from hpo_tools.trial.runner import prepare_trial, run_trial
+    from hpo_tools.trial.runner import prepare_trial
 
     monkeypatch.setenv("ODPS_ACCESS_ID", "fakeAccessId01")
     monkeypatch.setenv("ODPS_ACCESS_KEY", "fakeAccessKey01")
@@ -111,6 +108,18 @@ def test_sigint_during_a_long_table_metric_query_cancels_within_3_seconds(tmp_pa
     )
     reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
     settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    return reporter, settings, context
+
+
+def test_sigint_during_a_long_table_metric_query_cancels_within_3_seconds(tmp_path, monkeypatch):
+    """A metric read that blocks (a `table` query) must not keep the runner from cancelling."""
+    import threading
+
+    from hpo_tools.platforms.maxcompute import MaxComputePlatform
+    from hpo_tools.testing.odps import FakeODPS
+    from hpo_tools.trial.runner import run_trial
+
+    reporter, settings, context = _table_metric_trial(tmp_path, monkeypatch)
     fake = FakeODPS(polls=10**6)  # neither the PAI job nor the metric query ever ends
     platform = MaxComputePlatform(**settings.platform_options(), odps_factory=fake.connect,
                                   poll_interval=0.05)
@@ -160,25 +169,13 @@ def test_sigint_while_waiting_for_parameters_still_writes_result_json(tmp_path, 
 
 def test_sigint_while_reading_the_final_metrics_reports_no_final(tmp_path, monkeypatch):
     """A drain cut short by the cancellation must not be reported as the trial's final result."""
-    import io
     import threading
 
     from hpo_tools.platforms.maxcompute import MaxComputePlatform
     from hpo_tools.testing.odps import FakeODPS
-    from hpo_tools.trial.reporter import ConsoleReporter
-    from hpo_tools.trial.runner import prepare_trial, run_trial
+    from hpo_tools.trial.runner import run_trial
 
-    monkeypatch.setenv("ODPS_ACCESS_ID", "fakeAccessId01")
-    monkeypatch.setenv("ODPS_ACCESS_KEY", "fakeAccessKey01")
-    trial = tmp_path / "trial.ini"
-    trial.write_text(
-        "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext -Dcmd=train\n"
-        "[metric_config]\nmetric_type=table\nmetric_source=SELECT step, auc FROM t\n"
-        'metric_dict={"auc": 1}\n'
-        "[odps_config]\nproject_name=p\nodps_endpoint=http://odps\n"
-    )
-    reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
-    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    reporter, settings, context = _table_metric_trial(tmp_path, monkeypatch)
     fake = FakeODPS(polls=10**6)  # the last query (the drain) never ends
     fake.plan_next(polls=1)  # the PAI job ends at once
     fake.plan_next(polls=0)  # the query while it ran answers at once
