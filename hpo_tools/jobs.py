@@ -3,10 +3,11 @@
 Records live at ``E/hpo-tools/jobs/<trial_id>.json`` (``E`` = the experiment directory). The trial
 runner saves one whenever a job starts or changes state; the assessor's ``trial_end`` and
 ``hpo-tools kill`` read them to cancel jobs still live (:meth:`JobRegistry.cancel_live`), and
-``resume=1`` reads them to skip commands that already succeeded. Writes are atomic (temp file in the
-same directory + ``os.replace``) and serialised between processes with a lock file; a job marked
-cancelled by another process stays cancelled (see :meth:`JobRegistry.save`). Records never hold
-credentials: only the platform's non-secret settings and each job's ``describe()``.
+``resume=1`` reads them to skip commands that already succeeded. Writes are atomic
+(:func:`hpo_tools.storage.write_json_atomic`: temp file in the same directory + ``os.replace``; a
+failed write raises ``StorageError``) and serialised between processes with a lock file; a job
+marked cancelled by another process stays cancelled (see :meth:`JobRegistry.save`). Records never
+hold credentials: only the platform's non-secret settings and each job's ``describe()``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 import traceback
@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from hpo_tools.platforms.base import Job, JobState, Platform, platform_for_description
 from hpo_tools.secrets import SecretMasker, credential_env_names, is_credential_name
+from hpo_tools.storage import write_json_atomic
 
 __all__ = ["JobEntry", "TrialRecord", "JobRegistry", "RECORD_VERSION"]
 
@@ -277,20 +278,8 @@ class JobRegistry:
             return None
 
     def _write(self, record: TrialRecord) -> None:
-        path = self.path(record.trial_id)
         record.updated_at = _now()
-        text = json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{record.trial_id}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json_atomic(self.path(record.trial_id), record.to_json(), sort_keys=True)
 
     # -- records -----------------------------------------------------------------------------
 
@@ -333,6 +322,9 @@ class JobRegistry:
         ``cancel_live`` in another process, and ``record`` has it pending, running or failed
         (a killed job exits non-zero), CANCELLED is kept, in the file and in ``record``. The
         same holds for the trial's state, unless ``record`` has a live job (a resumed attempt).
+
+        Raises:
+            StorageError: the record cannot be written (naming its path); the old one is intact.
         """
         with self._locked(record.trial_id):
             on_disk = self._read(record.trial_id)

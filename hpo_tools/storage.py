@@ -6,6 +6,10 @@
     text = storage.read_text("oss://my-bucket/configs/pipeline.config")
     storage.write_text("trial/configs/pipeline.config", text)      # temp file + os.replace
     new_bytes = storage.read_bytes("oss://b/model/eval_val/events.out.tfevents.1", offset=4096)
+    storage.write_json_atomic("trial/result.json", {"final": None})   # local state files
+
+Every atomic local write in the package goes through :func:`write_bytes_atomic` (and
+:func:`write_json_atomic` on top of it).
 
 OSS credentials come from the environment (``OSS_ACCESS_KEY_ID``, ``OSS_ACCESS_KEY_SECRET``,
 ``OSS_ENDPOINT``) or else from an ossutil-style file (``~/.ossutilconfig``, section
@@ -18,10 +22,12 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import errno
 import functools
+import json
 import logging
 import os
-import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +43,8 @@ __all__ = [
     "read_bytes",
     "write_text",
     "write_bytes",
+    "write_bytes_atomic",
+    "write_json_atomic",
     "exists",
     "size",
     "list_dir",
@@ -239,7 +247,7 @@ class Storage:
             with _oss_errors(text, "write"):
                 self._bucket(bucket_name).put_object(key, data)
             return
-        _atomic_write(Path(text), data)
+        write_bytes_atomic(text, data)
 
     def exists(self, path: str | os.PathLike[str]) -> bool:
         """True when ``path`` is an existing file (or local directory) / OSS object."""
@@ -385,34 +393,72 @@ def _storage_error(path: str, action: str, err: Any) -> StorageError:
     return StorageError(f"{path}: cannot {action} it on OSS: {detail}")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    directory = path.parent
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to the local file ``path`` so that no reader ever sees it half-written.
+
+    The bytes go to a temp file in the same directory, named for this process and thread plus a
+    random part (``.<name>.<pid>.<thread>.<hex>.tmp``, created exclusively), are flushed to disk,
+    and the temp file is renamed over ``path`` with ``os.replace``. Missing parent directories
+    are created. A file that is replaced keeps its mode; a new one gets ``0o666`` minus the umask
+    (applied by the kernel, so the process's umask is never changed). On any failure the temp
+    file is removed and ``path`` is left as it was.
+
+    Raises:
+        StorageError: naming the path, when it cannot be written (the ``OSError`` is chained),
+            or when it is an ``oss://`` (or other remote) path: use :func:`write_bytes` there.
+    """
+    text = Storage._check(path)
+    if text.startswith("oss://"):
+        raise StorageError(f"{text}: atomic writes are for local paths; use storage.write_bytes")
+    target = Path(text)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            mode = path.stat().st_mode & 0o7777
+            mode: int | None = target.stat().st_mode & 0o7777
         except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+            mode = None
+        fd, tmp = _create_temp(target)
     except OSError as err:
-        raise StorageError(f"{path}: cannot write ({err.strerror or err})") from err
+        raise StorageError(f"{target}: cannot write ({err.strerror or err})") from err
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException as err:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         if isinstance(err, OSError):
-            raise StorageError(f"{path}: cannot write ({err.strerror or err})") from err
+            raise StorageError(f"{target}: cannot write ({err.strerror or err})") from err
         raise
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, *, sort_keys: bool = False) -> None:
+    """Write ``data`` as JSON (``indent=2``, then a newline) with :func:`write_bytes_atomic`.
+
+    The data is serialised before any file is touched, so a value JSON cannot hold raises
+    ``TypeError``/``ValueError`` and leaves no temp file behind.
+
+    Raises:
+        StorageError: see :func:`write_bytes_atomic`.
+    """
+    text = json.dumps(data, indent=2, sort_keys=sort_keys) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _create_temp(target: Path) -> tuple[int, str]:
+    """Create and open a fresh temp file beside ``target``: (descriptor, path)."""
+    prefix = f".{target.name}.{os.getpid()}.{threading.get_ident()}."
+    for _ in range(100):
+        tmp = os.path.join(target.parent, f"{prefix}{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - a leftover of a dead process, same pid
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temp file name", str(target))  # pragma: no cover
 
 
 @functools.lru_cache(maxsize=1)

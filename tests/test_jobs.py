@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hpo_tools.errors import StorageError
 from hpo_tools.jobs import JobRegistry, TrialRecord
 from hpo_tools.platforms import Job, JobState, Platform
 from hpo_tools.platforms import base as platforms_base
@@ -82,7 +83,7 @@ def test_save_is_atomic_when_the_write_fails(registry, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match=r"t1\.json: cannot write \(disk full\)"):
         registry.save(record)
     # the old record is intact and no temp file is left behind
     assert registry.path("t1").read_text() == before

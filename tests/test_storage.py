@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
+import threading
 
 import pytest
 
@@ -83,7 +85,7 @@ def test_local_write_keeps_existing_file_mode(tmp_path):
     path.write_text("old\n")
     path.chmod(0o640)
     Storage().write_text(path, "new\n")
-    # mkstemp creates 0600 files; the user's mode must survive the rewrite.
+    # The temp file is created with the umask's mode; the user's mode must survive the rewrite.
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
@@ -174,6 +176,118 @@ def test_module_write_bytes_writes_raw_bytes(tmp_path):
     path = tmp_path / "raw.bin"
     storage.write_bytes(path, b"\x00\xff\r\n")
     assert path.read_bytes() == b"\x00\xff\r\n"
+
+
+# ---------------------------------------------------------------- atomic helpers
+
+
+def test_write_json_atomic_writes_indented_json_with_a_trailing_newline(tmp_path):
+    # The runner's params.json / result.json format: indent=2, keys in insertion order, "\n".
+    data = {"b": 1, "a": [1.5, None, True], "name": "é"}
+    path = tmp_path / "result.json"
+    storage.write_json_atomic(path, data)
+    assert path.read_text(encoding="utf-8") == json.dumps(data, indent=2) + "\n"
+
+
+def test_write_json_atomic_sorts_keys_on_request(tmp_path):
+    # The job registry writes its records with sorted keys (stable diffs between saves).
+    path = tmp_path / "t1.json"
+    storage.write_json_atomic(path, {"b": 1, "a": 2}, sort_keys=True)
+    assert path.read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+def test_write_json_atomic_takes_a_str_path_and_creates_parent_directories(tmp_path):
+    # Trial directories are created lazily; the first write must not need a mkdir first.
+    path = tmp_path / "trials" / "t1" / "params.json"
+    storage.write_json_atomic(str(path), [1, 2])
+    assert json.loads(path.read_text()) == [1, 2]
+
+
+def test_write_json_atomic_of_unserialisable_data_touches_nothing(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("old\n")
+    with pytest.raises(TypeError):
+        storage.write_json_atomic(path, {"x": object()})
+    # Serialising happens before any file is opened: old content intact, no temp file.
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_write_bytes_atomic_failure_names_the_path_and_removes_the_temp_file(tmp_path, monkeypatch):
+    path = tmp_path / "t1.json"
+    path.write_bytes(b"old")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(StorageError, match=r"t1\.json: cannot write \(No space left on device\)"):
+        storage.write_bytes_atomic(path, b"new")
+    # Nothing half-written is visible and nothing is left behind.
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["t1.json"]
+
+
+def test_write_bytes_atomic_temp_name_is_per_process_and_thread(tmp_path, monkeypatch):
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.basename(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    storage.write_bytes_atomic(tmp_path / "x.json", b"{}")
+    # A leftover temp file says which process and thread wrote it; the name sits in the same
+    # directory (os.replace never crosses file systems) and is hidden.
+    prefix = f".x.json.{os.getpid()}.{threading.get_ident()}."
+    assert len(seen) == 1 and seen[0].startswith(prefix) and seen[0].endswith(".tmp")
+
+
+def test_write_bytes_atomic_from_many_threads_at_once(tmp_path):
+    # The runner's reporter thread and its main thread may save the same file concurrently:
+    # every write must succeed and the file must always hold one writer's whole content.
+    path = tmp_path / "result.json"
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def content(n: int, i: int) -> bytes:
+        return f"{n}:{i};".encode() * 1000
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(20):
+                storage.write_bytes_atomic(path, content(n, i))
+        except Exception as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert path.read_bytes() in {content(n, i) for n in range(8) for i in range(20)}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_write_bytes_atomic_new_file_follows_the_umask_which_is_left_alone(tmp_path):
+    old = os.umask(0o027)
+    try:
+        storage.write_bytes_atomic(tmp_path / "new.json", b"{}")
+        # A new file is 0o666 minus the umask, as open() would make it (not mkstemp's 0600);
+        # the process's umask is not touched (other threads create files meanwhile).
+        assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o640
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)
+
+
+def test_write_bytes_atomic_rejects_oss_paths():
+    # oss:// has no rename; one PUT (storage.write_bytes) is atomic there already.
+    with pytest.raises(StorageError, match=r"oss://b/k: atomic writes are for local paths"):
+        storage.write_bytes_atomic("oss://b/k", b"x")
 
 
 # ---------------------------------------------------------------- oss:// through FakeBucket
