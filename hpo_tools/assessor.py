@@ -22,7 +22,6 @@ Rules 1 and 2 need ``s >= start_step`` and at least ``MIN_PEERS`` peers; rule 3 
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import math
@@ -39,9 +38,12 @@ from typing import Any
 # runner's path).
 from nni.assessor import Assessor, AssessResult
 
+from hpo_tools.directions import OptimizeMode
+
 __all__ = [
     "PAIAssessor",
-    "Direction",
+    "OptimizeMode",
+    "parse_optimize_mode",
     "DEFAULT_START_STEP",
     "DEFAULT_MOVING_AVG",
     "DEFAULT_PROPORTION",
@@ -78,31 +80,21 @@ TRIAL_END_TIMEOUT = 10.0
 """Seconds `trial_end` may spend cancelling a trial's jobs (NNI's dispatcher waits on it)."""
 
 
-class Direction(enum.Enum):
-    """Optimisation direction; ``sign`` makes a value normalised (higher is better)."""
+def parse_optimize_mode(optimize_mode: object) -> OptimizeMode:
+    """The direction named by the ``optimize_mode`` classArg (any case).
 
-    MAXIMIZE = "maximize"
-    MINIMIZE = "minimize"
-
-    @property
-    def sign(self) -> float:
-        """+1.0 for maximize, -1.0 for minimize."""
-        return 1.0 if self is Direction.MAXIMIZE else -1.0
-
-    @classmethod
-    def parse(cls, optimize_mode: object) -> Direction:
-        """Return the direction named by ``optimize_mode``.
-
-        Raises:
-            ValueError: when it is neither ``maximize`` nor ``minimize``.
-        """
-        for direction in cls:
-            if isinstance(optimize_mode, str) and optimize_mode.lower() == direction.value:
-                return direction
-        raise ValueError(
-            f"PAIAssessor classArgs optimize_mode={optimize_mode!r}: expected 'maximize' or "
-            f"'minimize' (set assessor.classArgs.optimize_mode in the experiment config)"
-        )
+    Raises:
+        ValueError: when it is neither ``maximize`` nor ``minimize``.
+    """
+    if isinstance(optimize_mode, str):
+        text = optimize_mode.lower()
+        for mode in OptimizeMode:
+            if text == mode.value:
+                return mode
+    raise ValueError(
+        f"PAIAssessor classArgs optimize_mode={optimize_mode!r}: expected 'maximize' or "
+        f"'minimize' (set assessor.classArgs.optimize_mode in the experiment config)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +264,7 @@ class PAIAssessor(Assessor):
         experiment_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        self.direction = Direction.parse(optimize_mode)
+        self.direction = parse_optimize_mode(optimize_mode)
         self.start_step = _check_int("start_step", start_step, 1)
         if not isinstance(moving_avg, bool):
             raise ValueError(

@@ -15,7 +15,7 @@ import hpo_tools.assessor as assessor_module
 from hpo_tools.assessor import (
     DECISIONS_FILE,
     MIN_PEERS,
-    Direction,
+    OptimizeMode,
     PAIAssessor,
     best_so_far,
     experiment_dir_from_env,
@@ -112,7 +112,23 @@ def test_reports_without_improvement_counts_ties_and_nan_as_stale() -> None:
 
 
 def test_optimize_mode_is_case_insensitive() -> None:
-    assert make("Minimize").direction is Direction.MINIMIZE
+    assert make("Minimize").direction is OptimizeMode.MINIMIZE
+
+
+def test_assessor_and_metric_score_share_one_direction_type() -> None:
+    from hpo_tools import metrics
+    from hpo_tools.metrics import score
+
+    # One source of truth: the direction the runner scores with is the one the assessor judges by.
+    assert OptimizeMode is score.OptimizeMode is metrics.OptimizeMode
+    assert make("maximize").direction is score.MetricSpec.from_config({"auc": 1}).optimize_mode
+
+
+@pytest.mark.parametrize("text", [" maximize", "max", None, 1])
+def test_optimize_mode_class_arg_is_not_stripped_or_guessed(text: object) -> None:
+    # classArgs are parsed strictly (unlike a trial file's optimize_mode): the message says the fix.
+    with pytest.raises(ValueError, match=r"expected 'maximize' or 'minimize' \(set assessor"):
+        PAIAssessor(optimize_mode=text)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -439,7 +455,7 @@ def test_code_directory_shim_builds_pai_assessor_the_way_the_dispatcher_does(
                       "experiment_dir": str(tmp_path)},
     })
     assert type(assessor) is PAIAssessor  # the very class, re-exported, not a copy
-    assert (assessor.direction, assessor.start_step) == (Direction.MINIMIZE, 2)
+    assert (assessor.direction, assessor.start_step) == (OptimizeMode.MINIMIZE, 2)
     monkeypatch.delitem(sys.modules, "pai_assessor")
 
 

@@ -19,8 +19,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hpo_tools.directions import OptimizeMode
 from hpo_tools.errors import ConfigError, did_you_mean
 
+# OptimizeMode lives in hpo_tools.directions (the assessor uses it too); re-exported here.
 __all__ = ["FinalMode", "OptimizeMode", "MetricSpec", "Report", "combine"]
 
 
@@ -30,17 +32,6 @@ class FinalMode(enum.Enum):
     FINAL = "final"
     BEST = "best"
     AVG = "avg"
-
-
-class OptimizeMode(enum.Enum):
-    """Whether a higher or a lower score is better; ``sign`` is +1 or -1."""
-
-    MAXIMIZE = "maximize"
-    MINIMIZE = "minimize"
-
-    @property
-    def sign(self) -> int:
-        return 1 if self is OptimizeMode.MAXIMIZE else -1
 
 
 def _parse_enum(kind: type[enum.Enum], value: object, key: str) -> enum.Enum:
