@@ -6,11 +6,13 @@
 and a new, deleted or replaced field is parsed on its own and spliced in. See docs/config-editor.md.
 
 This module holds the public API and the orchestration of ``apply`` (multi-key and ``${name}``
-edits, all or nothing); the parts live beside it, one job each:
+edits, all or nothing); the parts live beside it, one job each, and talk to each other only
+through the package-internal :class:`~hpo_tools.pbtxt.tree.Tree` behind every Document:
 
-- :mod:`hpo_tools.pbtxt.resolve`: selecting nodes by path (``Document`` mixin ``PathResolver``);
+- :mod:`hpo_tools.pbtxt.tree`: the parsed text, its rendering, reload and rollback;
+- :mod:`hpo_tools.pbtxt.resolve`: selecting nodes by path (``Tree`` mixin ``PathResolver``);
 - :mod:`hpo_tools.pbtxt.splice`: inserting, deleting and replacing fields in the text
-  (``Document`` mixin ``Splicer``);
+  (``Tree`` mixin ``Splicer``);
 - :mod:`hpo_tools.pbtxt.targets`: what an edit writes to, checked against the schema;
 - :mod:`hpo_tools.pbtxt.plan`: checking values and queueing writes and splices;
 - :mod:`hpo_tools.pbtxt.values`: value conversion and typing (``RawText``, enums, lists, snippets).
@@ -20,23 +22,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 from hpo_tools.errors import ConfigError, ConfigPathError
 from hpo_tools.pbtxt.paths import parse_path
 from hpo_tools.pbtxt.plan import EditPlanner
-from hpo_tools.pbtxt.resolve import Item, PathResolver
-from hpo_tools.pbtxt.splice import Splicer
-from hpo_tools.pbtxt.syntax import (
-    QUOTES,
-    TOKEN_RE,
-    Body,
-    decode_scalar,
-    escape_string,
-    parse_pieces,
-    scalar_end,
-)
+from hpo_tools.pbtxt.syntax import QUOTES, TOKEN_RE, Body, decode_scalar, escape_string
 from hpo_tools.pbtxt.targets import TargetResolver
+from hpo_tools.pbtxt.tree import Tree
 from hpo_tools.pbtxt.values import RawText, plain_text
 
 __all__ = ["Document", "Message", "apply_edits", "RawText", "MISSING"]
@@ -60,10 +53,10 @@ class Message:
     later; a view of a message that an edit replaced as a whole no longer follows the document.
     """
 
-    __slots__ = ("_doc", "_body")
+    __slots__ = ("_tree", "_body")
 
-    def __init__(self, doc: Document, body: Body) -> None:
-        self._doc = doc
+    def __init__(self, tree: Tree, body: Body) -> None:
+        self._tree = tree
         self._body = body
 
     def get(self, path: str, *, strict: bool = False) -> list[object]:
@@ -79,8 +72,8 @@ class Message:
             int, float, bool or str (enum names are str) for scalar values, :class:`Message` for
             messages.
         """
-        doc = self._doc
-        return [doc._value(node) for node in doc._select(self._body, path, strict)]
+        tree = self._tree
+        return [_value(tree, node) for node in tree.select(self._body, path, strict)]
 
     def get_one(self, path: str, default: object = MISSING) -> object:
         """Return the last selected value (EasyRec reads the last of a repeated singular field).
@@ -89,21 +82,21 @@ class Message:
             ConfigPathError: nothing is selected and no default was given.
         """
         if default is MISSING:
-            nodes = self._doc._select(self._body, path, True)
+            nodes = self._tree.select(self._body, path, True)
             if not nodes:
                 raise ConfigPathError(f"{path}: selects nothing (an empty list)")
-            return self._doc._value(nodes[-1])
-        nodes = self._doc._select(self._body, path, False)
-        return self._doc._value(nodes[-1]) if nodes else default
+            return _value(self._tree, nodes[-1])
+        nodes = self._tree.select(self._body, path, False)
+        return _value(self._tree, nodes[-1]) if nodes else default
 
     def get_text(self, path: str, *, strict: bool = False) -> list[str]:
         """Return each selected value printed in text format, exactly as the file writes it."""
-        doc = self._doc
-        return [doc._node_text(node) for node in doc._select(self._body, path, strict)]
+        tree = self._tree
+        return [tree.node_text(node) for node in tree.select(self._body, path, strict)]
 
     def has(self, path: str) -> bool:
         """True when the path selects at least one value."""
-        return bool(self._doc._select(self._body, path, False))
+        return bool(self._tree.select(self._body, path, False))
 
     def field_names(self) -> list[str]:
         """Names of the fields of this message, in order of first appearance."""
@@ -111,14 +104,24 @@ class Message:
 
     def to_text(self) -> str:
         """This message printed as the file writes it (``{ ... }``; the whole text for the root)."""
-        return self._doc._node_text(self._body)
+        return self._tree.node_text(self._body)
 
     def __repr__(self) -> str:
         return f"Message({self.field_names()!r})"
 
 
-class Document(Message, PathResolver, Splicer):
+def _value(tree: Tree, node: Union[int, Body]) -> object:
+    """A node as a Python value: a decoded scalar or a Message view."""
+    if isinstance(node, int):
+        return decode_scalar(tree.pieces, node)
+    return Message(tree, node)
+
+
+class Document(Message):
     """A whole protobuf text-format document.
+
+    The text, its syntax tree and the edits spliced in live in a package-internal
+    :class:`~hpo_tools.pbtxt.tree.Tree`; a Document is the top-level view of it plus ``apply``.
 
     Example:
         >>> doc = Document.parse('train_config { num_steps: 100 }  # steps\\n')
@@ -129,43 +132,13 @@ class Document(Message, PathResolver, Splicer):
         'train_config { num_steps: 200 }  # steps\\n'
     """
 
-    __slots__ = (
-        "source",
-        "_pieces",
-        "_root",
-        "_n0",
-        "_expand",
-        "_items_cache",
-        "_cond_cache",
-        "_nl",
-        "_unit",
-        "_undo",
-        "_line_start",
-    )
+    __slots__ = ()
 
     def __init__(self, text: str, source: str = "<string>") -> None:
         if not isinstance(text, str):
             raise ConfigError(f"{source}: expected text, got {type(text).__name__}")
-        self.source = source
-        self._load(text)
-        super().__init__(self, self._root)
-
-    def _load(self, text: str) -> None:
-        pieces, root = parse_pieces(text, self.source)
-        self._pieces = pieces
-        self._root = root
-        self._body = root
-        self._n0 = len(pieces)
-        # piece index -> parts (str, or (lo, hi) ranges of appended pieces) printed instead of it
-        self._expand: dict[int, list[Union[str, tuple[int, int]]]] = {}
-        self._items_cache: dict[tuple[int, str], list[Item]] = {}
-        self._cond_cache: dict[tuple[int, str, str], Any] = {}
-        self._nl = "\r\n" if "\r\n" in text else "\n"
-        self._unit: Optional[str] = None
-        self._undo: Optional[list[Callable[[], None]]] = None
-        # first trivia piece of a spliced-in text -> indentation, when that text starts a line
-        # although its own first trivia holds no newline (e.g. at the very start of the file)
-        self._line_start: dict[int, str] = {}
+        tree = Tree(text, source)
+        super().__init__(tree, tree.root)
 
     @classmethod
     def parse(cls, text: str, source: str = "<string>") -> Document:
@@ -176,15 +149,18 @@ class Document(Message, PathResolver, Splicer):
         """
         return cls(text, source)
 
+    @property
+    def source(self) -> str:
+        """What names the text in error messages (a file path, or ``"<string>"``)."""
+        return self._tree.source
+
+    @source.setter
+    def source(self, source: str) -> None:
+        self._tree.source = source
+
     def to_text(self) -> str:
         """The document as text: byte-identical to the parsed text when nothing was edited."""
-        if not self._expand:
-            return "".join(self._pieces[: self._n0])
-        out = self._pieces[: self._n0]
-        for k in self._expand:
-            if k < self._n0:
-                out[k] = self._render(k)
-        return "".join(out)
+        return self._tree.to_text()
 
     def apply(
         self,
@@ -205,62 +181,12 @@ class Document(Message, PathResolver, Splicer):
         Raises:
             ConfigPathError: naming the path and the failing part; the document is unchanged.
         """
-        _apply(self, edits, schema, allow_new_fields)
-
-    # -- rendering ------------------------------------------------------------------------------
-    def _render(self, k: int) -> str:
-        """Text of piece k with its expansion, if any."""
-        parts = self._expand.get(k)
-        if parts is None:
-            return self._pieces[k]
-        return "".join(p if isinstance(p, str) else self._render_range(p[0], p[1]) for p in parts)
-
-    def _render_range(self, lo: int, hi: int) -> str:
-        """Text of pieces lo..hi-1 with their expansions."""
-        expand = self._expand
-        pieces = self._pieces
-        if not expand:
-            return "".join(pieces[lo:hi])
-        return "".join(self._render(i) if i in expand else pieces[i] for i in range(lo, hi))
-
-    def _node_text(self, node: Union[int, Body]) -> str:
-        """A node (a scalar's piece index or a message body) printed as the file writes it."""
-        if isinstance(node, int):
-            return self._render_range(node, scalar_end(self._pieces, node) + 1)
-        if node.open_i < 0:
-            return self.to_text()
-        return self._render_range(node.open_i, node.close_i + 1)
-
-    def _value(self, node: Union[int, Body]) -> object:
-        """A node as a Python value: a decoded scalar or a Message view."""
-        if isinstance(node, int):
-            return decode_scalar(self._pieces, node)
-        return Message(self, node)
-
-    # -- reload and rollback (used by _Editor) --------------------------------------------------
-    def _reload(self, text: str) -> None:
-        """Replace the whole text (after a ${placeholder} edit); views taken before are stale."""
-        pieces, root = parse_pieces(text, self.source)
-        self._pieces = pieces
-        self._root = root
-        self._body = root
-        self._n0 = len(pieces)
-        self._expand = {}
-        self._line_start = {}
-        self._forget()
-
-    def _snapshot(self) -> tuple[Any, ...]:
-        """The state that `_restore` brings back when an ``apply`` fails."""
-        return (list(self._pieces), {k: list(v) for k, v in self._expand.items()}, self._root,
-                self._n0, dict(self._line_start))
-
-    def _restore(self, snapshot: tuple[Any, ...]) -> None:
-        """Undo the field-list changes recorded since the snapshot and bring it back."""
-        for undo in reversed(self._undo or []):
-            undo()
-        self._pieces, self._expand, self._root, self._n0, self._line_start = snapshot
-        self._body = self._root
-        self._forget()
+        tree = self._tree
+        try:
+            _apply(tree, edits, schema, allow_new_fields)
+        finally:
+            # A ${placeholder} edit reparses the text (a new root); a rollback brings one back.
+            self._body = tree.root
 
 
 def apply_edits(
@@ -286,10 +212,10 @@ def apply_edits(
 
 
 class _Editor(TargetResolver, EditPlanner):
-    """Applies one `apply()` call's edits to a document (the document rolls back on failure)."""
+    """Applies one `apply()` call's edits to a document's tree (which rolls back on failure)."""
 
-    def __init__(self, doc: Document, schema: Any, allow_new: bool) -> None:
-        self.doc = doc
+    def __init__(self, tree: Tree, schema: Any, allow_new: bool) -> None:
+        self.tree = tree
         self.schema = getattr(schema, "DESCRIPTOR", schema)
         if self.schema is not None and not hasattr(self.schema, "fields_by_name"):
             raise ConfigPathError(
@@ -337,10 +263,10 @@ class _Editor(TargetResolver, EditPlanner):
         """Replace every ``${name}`` in the text (trivia and tokens) and parse the result."""
         if value is None or isinstance(value, (list, tuple, dict)):
             raise ConfigPathError(f"{key}: expected a number, string or bool, got {value!r}")
-        doc = self.doc
-        text = doc.to_text()
+        tree = self.tree
+        text = tree.to_text()
         if key not in text:
-            raise ConfigPathError(f"{key}: the placeholder does not occur in {doc.source}")
+            raise ConfigPathError(f"{key}: the placeholder does not occur in {tree.source}")
         raw = plain_text(value)
         out = []
         for trivia, token in TOKEN_RE.findall(text):
@@ -352,7 +278,7 @@ class _Editor(TargetResolver, EditPlanner):
                     token = token.replace(key, raw)
             out.append(token)
         try:
-            doc._reload("".join(out))
+            tree.reload("".join(out))
         except ConfigError as exc:
             raise ConfigPathError(f"{key}: {raw!r} in its place does not parse: {exc}") from None
 
@@ -363,8 +289,8 @@ class _Editor(TargetResolver, EditPlanner):
                 f"{path_text}: expected a number, string, bool, list or '{{ ... }}' message, "
                 f"got {value!r}"
             )
-        doc = self.doc
-        path = doc._alias(doc._root, parse_path(path_text))
+        tree = self.tree
+        path = tree.alias(tree.root, parse_path(path_text))
         targets, creations = self.resolve(path)
         # Check every value before the first write, so that one path fails or applies whole.
         self.literals: dict[tuple[str, object], str] = {}
@@ -376,22 +302,22 @@ class _Editor(TargetResolver, EditPlanner):
         for t, literal in writes:
             self.write_scalar(t, literal)
         if writes:
-            doc._invalidate({t for t, _ in writes})
+            tree.invalidate({t for t, _ in writes})
         for plan in plans:
             plan()
 
 
-def _apply(doc: Document, edits: Mapping[str, object], schema: Any, allow_new: bool) -> None:
-    """Run one ``apply`` call's edits; restore the document's snapshot when any of them fails."""
+def _apply(tree: Tree, edits: Mapping[str, object], schema: Any, allow_new: bool) -> None:
+    """Run one ``apply`` call's edits; restore the tree's snapshot when any of them fails."""
     if not isinstance(edits, Mapping):
         raise ConfigPathError(f"edits: expected a mapping of path -> value, got {edits!r}")
-    editor = _Editor(doc, schema, allow_new)
-    snapshot = doc._snapshot()
-    doc._undo = []
+    editor = _Editor(tree, schema, allow_new)
+    snapshot = tree.snapshot()
+    tree.undo = []
     try:
         editor.run(edits)
     except BaseException:
-        doc._restore(snapshot)
+        tree.restore(snapshot)
         raise
     finally:
-        doc._undo = None
+        tree.undo = None

@@ -26,7 +26,7 @@ from hpo_tools.pbtxt.values import (
 )
 
 if TYPE_CHECKING:
-    from hpo_tools.pbtxt.edit import Document
+    from hpo_tools.pbtxt.tree import Tree
 
 __all__ = ["EditPlanner"]
 
@@ -34,11 +34,12 @@ __all__ = ["EditPlanner"]
 class EditPlanner:
     """Mixin of the editor: turn checked values into scalar writes and structural plans.
 
-    Uses the editor's ``doc``, ``kinds`` (field kind per descriptor or literal, for the whole
-    ``apply``) and ``literals`` (converted literal per kind and style, for the current edit).
+    Uses the editor's ``tree`` (see :mod:`hpo_tools.pbtxt.tree`), ``kinds`` (field kind per
+    descriptor or literal, for the whole ``apply``) and ``literals`` (converted literal per kind
+    and style, for the current edit).
     """
 
-    doc: Document
+    tree: Tree
     kinds: dict[Any, str]
     literals: dict[tuple[str, object], str]
 
@@ -69,8 +70,8 @@ class EditPlanner:
     def plan_target(self, path: Path, target: Target, value: object,
                     writes: list[tuple[int, str]], plans: list[Callable[[], None]]) -> None:
         """Check the value for one target; queue scalar writes and structural changes."""
-        doc = self.doc
-        pieces = doc._pieces
+        tree = self.tree
+        pieces = tree.pieces
         step = target.step
         fd = target.fd
         part = Part(target.trail, step.name)
@@ -161,8 +162,8 @@ class EditPlanner:
             lits = [coerce(path, part, value, kind, "", fd)]
             leaf_kind = "scalar"
             lines = []
-        doc = self.doc
-        nl = doc._nl
+        tree = self.tree
+        nl = tree.nl
 
         def leaf(name: str, indent: Optional[str]) -> str:
             if leaf_kind == "scalar":
@@ -175,7 +176,7 @@ class EditPlanner:
             if (indent is None or len(lines) == 1) and not commented:
                 return f"{name} {{ {' '.join(line.strip() for line in lines)} }}"
             indent = indent or ""
-            inner = "".join(nl + (indent + doc._indent_unit() + line if line.strip() else "")
+            inner = "".join(nl + (indent + tree.indent_unit() + line if line.strip() else "")
                             for line in lines)
             return f"{name} {{{inner}{nl}{indent}}}"
 
@@ -184,16 +185,16 @@ class EditPlanner:
                 return leaf(names[i], indent)
             if indent is None:
                 return f"{names[i]} {{ {build(i + 1, None)} }}"
-            deeper = indent + doc._indent_unit()
+            deeper = indent + tree.indent_unit()
             return f"{names[i]} {{{nl}{deeper}{build(i + 1, deeper)}{nl}{indent}}}"
 
-        return lambda: doc._insert(made.body, None, lambda indent: [build(0, indent)])
+        return lambda: tree.insert(made.body, None, lambda indent: [build(0, indent)])
 
     # -- writes ---------------------------------------------------------------------------------
     def write_scalar(self, t: int, literal: str) -> None:
         """Write a literal over the scalar at piece t (empty the rest of its pieces)."""
-        doc = self.doc
-        pieces = doc._pieces
+        tree = self.tree
+        pieces = tree.pieces
         end = scalar_end(pieces, t)
         pieces[t] = literal
         for i in range(t + 1, end + 1):
@@ -201,35 +202,35 @@ class EditPlanner:
 
     def replace_all(self, body: Body, name: str, fields: list[Field], lits: list[str]) -> None:
         """Make the repeated scalar field `name` hold exactly `lits`."""
-        doc = self.doc
+        tree = self.tree
         lists = [f for f in fields if f.kind == LIST]
         if lists:
             first = lists[0]
             value = first.value
-            prefix = doc._render_range(first.ni, value.open_i)
-            sep = doc._render_range(value.close_i + 1, first.ei + 1)
-            doc._replace_field(body, first, f"{prefix}[{', '.join(lits)}]{sep}")
+            prefix = tree.render_range(first.ni, value.open_i)
+            sep = tree.render_range(value.close_i + 1, first.ei + 1)
+            tree.replace_field(body, first, f"{prefix}[{', '.join(lits)}]{sep}")
             for f in fields:
                 if f is not first:
-                    doc._delete_field(body, f)
+                    tree.delete_field(body, f)
             return
         if not lits:
             # Keep the field present (as "name: []") so that later edits can still find it.
             first = fields[0]
-            doc._replace_field(body, first, f"{doc._render(first.ni)}: []")
+            tree.replace_field(body, first, f"{tree.render(first.ni)}: []")
             for f in fields[1:]:
-                doc._delete_field(body, f)
+                tree.delete_field(body, f)
             return
         shared = min(len(fields), len(lits))
         for f, lit in zip(fields[:shared], lits[:shared]):
             self.write_scalar(f.value, lit)
-        doc._invalidate({f.value for f in fields[:shared]})
+        tree.invalidate({f.value for f in fields[:shared]})
         for f in fields[shared:]:
-            doc._delete_field(body, f)
+            tree.delete_field(body, f)
         if len(lits) > len(fields):
             extra = [f"{name}: {lit}" for lit in lits[len(fields):]]
-            doc._insert(body, fields[-1], lambda indent: extra)
+            tree.insert(body, fields[-1], lambda indent: extra)
 
     def replace_contents(self, body: Body, lines: list[str]) -> None:
         """Replace a message's contents by the snippet lines."""
-        self.doc._replace_contents(body, lines)
+        self.tree.replace_contents(body, lines)

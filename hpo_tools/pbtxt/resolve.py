@@ -1,6 +1,6 @@
 """Selecting nodes of a document's syntax tree by config path (the read side of every edit).
 
-:class:`PathResolver` is a mixin of :class:`~hpo_tools.pbtxt.edit.Document`: it walks a parsed
+:class:`PathResolver` is a mixin of :class:`~hpo_tools.pbtxt.tree.Tree`: it walks a parsed
 :class:`~hpo_tools.pbtxt.paths.Path` through the message bodies, applies ``[i]``, ``[a:b]`` and
 ``[key=value]`` selectors, and caches what it reads (the items of a field name per body, the key
 values a condition compares) until an edit writes the pieces they were read from. A *node* is the
@@ -46,22 +46,24 @@ def item_node(item: Item) -> Union[int, Body]:
 
 
 class PathResolver:
-    """Mixin of Document: select nodes by path, with the caches that make repeated reads cheap.
+    """Mixin of Tree: select nodes by path, with the caches that make repeated reads cheap.
 
-    Uses the document's ``_pieces``, ``_root``, ``_items_cache`` and ``_cond_cache``.
+    Uses the tree's ``pieces``, ``root``, ``items_cache`` and ``cond_cache``. Its methods without
+    a leading underscore are part of the tree's package-internal interface (see
+    :mod:`hpo_tools.pbtxt.tree`); the others are used only here.
     """
 
     __slots__ = ()
 
-    _pieces: list[str]
-    _root: Body
-    _items_cache: dict[tuple[int, str], list[Item]]
-    _cond_cache: dict[tuple[int, str, str], Any]
+    pieces: list[str]
+    root: Body
+    items_cache: dict[tuple[int, str], list[Item]]
+    cond_cache: dict[tuple[int, str, str], Any]
 
-    def _items(self, body: Body, name: str) -> Optional[list[Item]]:
+    def field_items(self, body: Body, name: str) -> Optional[list[Item]]:
         """Every item of `name` in body (list fields flattened); None when the field is absent."""
         key = (id(body), name)
-        items = self._items_cache.get(key)
+        items = self.items_cache.get(key)
         if items is None:
             fields = body.by_name().get(name)
             if fields is None:
@@ -72,12 +74,12 @@ class PathResolver:
                     items.extend((field, j) for j in range(len(field.value.items)))
                 else:
                     items.append((field, -1))
-            self._items_cache[key] = items
+            self.items_cache[key] = items
         return items
 
-    def _alias(self, body: Body, path: Path) -> Path:
+    def alias(self, body: Body, path: Path) -> Path:
         """Map ``feature_configs`` <-> ``feature_config.features`` to whichever the file has."""
-        if body is not self._root or not path.steps:
+        if body is not self.root or not path.steps:
             return path
         steps = path.steps
         index = body.by_name()
@@ -105,9 +107,9 @@ class PathResolver:
             return Path(path.text, (new_first,) + steps[2:])
         return path
 
-    def _select(self, body: Body, path_text: str, strict: bool) -> list[Union[int, Body]]:
+    def select(self, body: Body, path_text: str, strict: bool) -> list[Union[int, Body]]:
         """Every node the path selects from body, in text order (raising when strict)."""
-        path = self._alias(body, parse_path(path_text))
+        path = self.alias(body, parse_path(path_text))
         contexts: list[tuple[Body, Trail]] = [(body, None)]
         last = len(path.steps) - 1
         nodes: list[Union[int, Body]] = []
@@ -115,12 +117,12 @@ class PathResolver:
             nodes = []
             next_contexts: list[tuple[Body, Trail]] = []
             for ctx_body, trail in contexts:
-                items = self._items(ctx_body, step.name)
+                items = self.field_items(ctx_body, step.name)
                 if items is None:
                     if strict:
-                        raise self._unknown_field(path, step, ctx_body, trail, None)
+                        raise self.unknown_field(path, step, ctx_body, trail, None)
                     continue
-                positions = self._apply_selectors(path, step, items, ctx_body, trail, strict)
+                positions = self.apply_selectors(path, step, items, ctx_body, trail, strict)
                 show = bool(step.selectors) or len(items) > 1
                 for pos in positions:
                     node = item_node(items[pos])
@@ -136,7 +138,7 @@ class PathResolver:
             contexts = next_contexts
         return nodes
 
-    def _unknown_field(
+    def unknown_field(
         self, path: Path, step: Step, body: Body, trail: Trail, schema_names: Any
     ) -> ConfigPathError:
         """The error for an absent field, with a did-you-mean from the names around."""
@@ -148,7 +150,7 @@ class PathResolver:
             f"{path.text}: no field '{step.name}' in {where}{did_you_mean(step.name, names)}"
         )
 
-    def _apply_selectors(
+    def apply_selectors(
         self,
         path: Path,
         step: Step,
@@ -204,14 +206,14 @@ class PathResolver:
                 elif len(sels) == 1 and isinstance(sels[0], Index):
                     return None
             if node is None:
-                items = self._items(body, step.name) or []
+                items = self.field_items(body, step.name) or []
                 if not sels:
                     node = item_node(items[-1]) if items else None
                 elif len(sels) == 1 and isinstance(sels[0], Index):
                     i = sels[0].index
                     node = item_node(items[i]) if -len(items) <= i < len(items) else None
                 else:
-                    nodes = self._select(body, step.text, False)
+                    nodes = self.select(body, step.text, False)
                     node = nodes[-1] if nodes else None
                 if node is None:
                     return None
@@ -228,10 +230,10 @@ class PathResolver:
         The entry is [values, equality index (built on first use), pieces read].
         """
         cache_key = (id(body), name, key.text)
-        entry = self._cond_cache.get(cache_key)
+        entry = self.cond_cache.get(cache_key)
         if entry is not None:
             return entry
-        pieces = self._pieces
+        pieces = self.pieces
         values: list[Optional[tuple[Optional[float], str, bool]]] = []
         read: list[int] = []
         memo: dict[str, tuple[Optional[float], str, bool]] = {}
@@ -254,7 +256,7 @@ class PathResolver:
                     found = memo[token] = _comparable(pieces, t)
                 values.append(found)
         entry = [values, None, set(read)]
-        self._cond_cache[cache_key] = entry
+        self.cond_cache[cache_key] = entry
         return entry
 
     def _match_condition(
@@ -328,17 +330,17 @@ class PathResolver:
             )
         return matched
 
-    def _invalidate(self, written: set[int]) -> None:
+    def invalidate(self, written: set[int]) -> None:
         """Forget cached condition keys read from any of the written pieces."""
-        cache = self._cond_cache
+        cache = self.cond_cache
         if cache:
             for key in [k for k, entry in cache.items() if not entry[2].isdisjoint(written)]:
                 del cache[key]
 
-    def _forget(self) -> None:
+    def forget(self) -> None:
         """Drop every cached selection (after a structural change or a reload)."""
-        self._items_cache.clear()
-        self._cond_cache.clear()
+        self.items_cache.clear()
+        self.cond_cache.clear()
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {

@@ -1,6 +1,6 @@
 """Text splicing: the structural edits of a document, keeping its layout.
 
-:class:`Splicer` is a mixin of :class:`~hpo_tools.pbtxt.edit.Document`. New, deleted and replaced
+:class:`Splicer` is a mixin of :class:`~hpo_tools.pbtxt.tree.Tree`. New, deleted and replaced
 fields are parsed on their own (:meth:`Splicer._graft`), appended to the document's pieces and
 spliced in through an *expansion* of the piece they replace; inserted fields take their siblings'
 indentation (else the parent's plus the document's indentation unit), a deleted field takes its
@@ -18,40 +18,46 @@ __all__ = ["Splicer"]
 
 
 class Splicer:
-    """Mixin of Document: insert, delete and replace fields in the text.
+    """Mixin of Tree: insert, delete and replace fields in the text.
 
-    Uses the document's ``_pieces``, ``_expand``, ``_root``, ``_nl``, ``_unit``, ``_undo``,
-    ``_line_start`` and ``source``, and its ``_render``/``_render_range``/``_forget`` methods.
+    Uses the tree's attributes and methods declared below. Its methods without a leading
+    underscore (``indent_unit``, ``insert``, ``delete_field``, ``replace_field``,
+    ``replace_contents``) are part of the tree's package-internal interface (see
+    :mod:`hpo_tools.pbtxt.tree`); the others are used only here.
     """
 
     __slots__ = ()
 
     source: str
-    _pieces: list[str]
-    _root: Body
-    _expand: dict[int, list[Union[str, tuple[int, int]]]]
-    _nl: str
-    _unit: Optional[str]
-    _undo: Optional[list[Callable[[], None]]]
-    _line_start: dict[int, str]
+    pieces: list[str]
+    root: Body
+    expand: dict[int, list[Union[str, tuple[int, int]]]]
+    nl: str
+    unit: Optional[str]
+    undo: Optional[list[Callable[[], None]]]
+    line_start: dict[int, str]
+    # methods of Tree and of PathResolver
+    render: Callable[[int], str]
+    render_range: Callable[[int, int], str]
+    forget: Callable[[], None]
 
     def _changing(self, body: Body) -> None:
         """Record body's field list for rollback, and drop caches that depend on structure."""
-        if self._undo is not None:
+        if self.undo is not None:
             old = list(body.fields)
 
             def undo(body: Body = body, old: list[Field] = old) -> None:
                 body.fields[:] = old
                 body.reset_index()
 
-            self._undo.append(undo)
-        self._forget()
+            self.undo.append(undo)
+        self.forget()
 
-    def _indent_unit(self) -> str:
+    def indent_unit(self) -> str:
         """The indentation step of this document (from its first nested field; else 2 spaces)."""
-        if self._unit is None:
-            self._unit = "  "
-            for field in self._root.fields:
+        if self.unit is None:
+            self.unit = "  "
+            for field in self.root.fields:
                 if field.kind != MESSAGE:
                     continue
                 outer = self._line_indent(field.ni)
@@ -59,20 +65,20 @@ class Splicer:
                     inner = self._line_indent(child.ni)
                     if outer is not None and inner is not None and len(inner) > len(outer) \
                             and inner.startswith(outer):
-                        self._unit = inner[len(outer):]
-                        return self._unit
+                        self.unit = inner[len(outer):]
+                        return self.unit
                     break
-        return self._unit
+        return self.unit
 
     def _line_indent(self, i: int) -> Optional[str]:
         """Indentation of the line that token i starts, or None when i does not start a line."""
-        lead = self._render(i - 1)
+        lead = self.render(i - 1)
         p = lead.rfind("\n")
         if p >= 0:
             return lead[p + 1:]
         if i == 1 and not lead.strip(" \t\f\v\ufeff"):
             return lead.replace("\ufeff", "")
-        start = self._line_start.get(i - 1)
+        start = self.line_start.get(i - 1)
         return None if start is None else start + lead
 
     def _child_indent(self, body: Body) -> str:
@@ -82,33 +88,33 @@ class Splicer:
             if indent is not None:
                 return indent
         outer = self._line_indent(body.owner.ni) if body.owner is not None else ""
-        return (outer or "") + self._indent_unit()
+        return (outer or "") + self.indent_unit()
 
     def _graft(self, text: str, line_start: Optional[str] = None) -> tuple[tuple[int, int], Body]:
         """Parse text into new pieces appended to the document; return their range and root.
 
         `line_start` is the indentation of the line the text starts, when it starts one.
         """
-        base = len(self._pieces)
+        base = len(self.pieces)
         pieces, root = parse_pieces(text, f"{self.source} (edited)", base)
-        self._pieces.extend(pieces)
+        self.pieces.extend(pieces)
         if line_start is not None:
-            self._line_start[base] = line_start
+            self.line_start[base] = line_start
         return (base, base + len(pieces)), root
 
     def _blank(self, lo: int, hi: int) -> None:
         """Empty pieces lo..hi (inclusive) and drop the expansions among them."""
-        pieces = self._pieces
+        pieces = self.pieces
         for i in range(lo, hi + 1):
             pieces[i] = ""
-        if self._expand:
-            for k in [k for k in self._expand if lo <= k <= hi]:
-                del self._expand[k]
+        if self.expand:
+            for k in [k for k in self.expand if lo <= k <= hi]:
+                del self.expand[k]
 
-    def _insert(self, body: Body, after: Optional[Field],
+    def insert(self, body: Body, after: Optional[Field],
                 make: Callable[[Optional[str]], list[str]]) -> None:
         """Insert the fields `make(indent)` after `after` (default: body's last field)."""
-        nl = self._nl
+        nl = self.nl
         starts: Optional[str] = None
         if after is None and body.fields:
             after = body.fields[-1]
@@ -126,7 +132,7 @@ class Splicer:
             anchor = body.close_i - 1
             position = 0
             texts = make("")
-            lead = self._render(anchor)
+            lead = self.render(anchor)
             split = len(lead)
             if (not lead.strip() and anchor == 0) or lead.endswith("\n"):
                 text = nl.join(texts) + nl
@@ -135,7 +141,7 @@ class Splicer:
                 text = nl + nl.join(texts)
         else:
             # An empty message: rewrite everything between its braces (comments kept).
-            inner = self._render_range(body.open_i + 1, body.close_i)
+            inner = self.render_range(body.open_i + 1, body.close_i)
             p = inner.find("\n")
             if p >= 0:
                 if p > 0 and inner[p - 1] == "\r":
@@ -147,18 +153,18 @@ class Splicer:
             span, root = self._graft(text)
             self._changing(body)
             self._blank(body.open_i + 1, body.close_i - 1)
-            self._expand[body.open_i + 1] = [span]
+            self.expand[body.open_i + 1] = [span]
             body.fields[:] = root.fields
             body.reset_index()
             return
         span, root = self._graft(text, starts)
         self._changing(body)
-        parts = self._expand.get(anchor)
+        parts = self.expand.get(anchor)
         if parts is None:
-            lead = self._pieces[anchor]
+            lead = self.pieces[anchor]
             if split == -1:
                 split = _line_end(lead)
-            self._expand[anchor] = [lead[:split], span, lead[split:]]
+            self.expand[anchor] = [lead[:split], span, lead[split:]]
         elif isinstance(parts[0], str):
             parts.insert(1, span)  # right after `after`, before what was inserted there before
         else:
@@ -166,7 +172,7 @@ class Splicer:
         body.fields[position:position] = root.fields
         body.reset_index()
 
-    def _delete_field(self, body: Body, field: Field) -> None:
+    def delete_field(self, body: Body, field: Field) -> None:
         """Remove a field, with its line when it was alone on it."""
         self._changing(body)
         self._blank(field.ni, field.ei)
@@ -185,21 +191,21 @@ class Splicer:
 
     def _edge_text(self, i: int, last: bool) -> Optional[str]:
         """The plain text at the end (last) or start of trivia piece i, expansions included."""
-        parts = self._expand.get(i)
+        parts = self.expand.get(i)
         if parts is None:
-            return self._pieces[i]
+            return self.pieces[i]
         part = parts[-1] if last else parts[0]
         return part if isinstance(part, str) else None
 
     def _set_edge_text(self, i: int, text: str, last: bool) -> None:
         """Set the plain text at the end (last) or start of trivia piece i."""
-        parts = self._expand.get(i)
+        parts = self.expand.get(i)
         if parts is None:
-            self._pieces[i] = text
+            self.pieces[i] = text
         else:
             parts[-1 if last else 0] = text
 
-    def _replace_field(self, body: Body, field: Field, text: str) -> None:
+    def replace_field(self, body: Body, field: Field, text: str) -> None:
         """Replace a field by the field(s) parsed from text, keeping its lines and comments."""
         lead_i = field.ni - 1
         indent = self._line_indent(field.ni)
@@ -223,21 +229,21 @@ class Splicer:
         span, root = self._graft(text, starts)
         self._changing(body)
         self._blank(field.ni, field.ei)
-        self._expand[field.ni] = [span]
+        self.expand[field.ni] = [span]
         position = body.fields.index(field)
         body.fields[position:position + 1] = root.fields
         body.reset_index()
 
-    def _replace_contents(self, body: Body, lines: list[str]) -> None:
+    def replace_contents(self, body: Body, lines: list[str]) -> None:
         """Replace everything between a message's braces by the snippet lines."""
-        nl = self._nl
-        if body.close_i - 1 in self._expand:
+        nl = self.nl
+        if body.close_i - 1 in self.expand:
             # Spliced text sits before the '}': only its line structure is known for sure.
-            interior = self._render_range(body.open_i + 1, body.close_i)
+            interior = self.render_range(body.open_i + 1, body.close_i)
             outer = self._line_indent(body.owner.ni) if body.owner is not None else ""
             close_lead = nl + (outer or "") if "\n" in interior else " "
         else:
-            close_lead = self._pieces[body.close_i - 1]
+            close_lead = self.pieces[body.close_i - 1]
         if "\n" in close_lead or len(lines) > 1 or any("#" in line for line in lines):
             indent = self._child_indent(body)
             p = close_lead.rfind("\n")
@@ -257,7 +263,7 @@ class Splicer:
         self._changing(body)
         lo = body.open_i + 1
         self._blank(lo, body.close_i - 1)
-        self._expand[lo] = [span]
+        self.expand[lo] = [span]
         body.fields[:] = root.fields
         body.reset_index()
 

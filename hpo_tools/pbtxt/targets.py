@@ -18,7 +18,7 @@ from hpo_tools.pbtxt.syntax import Body
 from hpo_tools.pbtxt.values import schema_kind
 
 if TYPE_CHECKING:
-    from hpo_tools.pbtxt.edit import Document
+    from hpo_tools.pbtxt.tree import Tree
 
 __all__ = ["Target", "Part", "Creation", "TargetResolver"]
 
@@ -70,17 +70,18 @@ class Creation:
 class TargetResolver:
     """Mixin of the editor: resolve an edit's path into targets and creations.
 
-    Uses the editor's ``doc``, ``schema`` (a Descriptor or None) and ``allow_new``.
+    Uses the editor's ``tree`` (see :mod:`hpo_tools.pbtxt.tree`), ``schema`` (a Descriptor or None)
+    and ``allow_new``.
     """
 
-    doc: Document
+    tree: Tree
     schema: Any
     allow_new: bool
 
     def resolve(self, path: Path) -> tuple[list[Target], list[Creation]]:
         """The targets the path selects and the absent fields it creates (all checked)."""
-        doc = self.doc
-        contexts: list[tuple[Body, Any, Trail]] = [(doc._root, self.schema, None)]
+        tree = self.tree
+        contexts: list[tuple[Body, Any, Trail]] = [(tree.root, self.schema, None)]
         targets: list[Target] = []
         creations: list[Creation] = []
         steps = path.steps
@@ -96,11 +97,11 @@ class TargetResolver:
                     else:
                         targets.append(Target(body, desc, trail, fd, fields, None, step))
                     continue
-                items = doc._items(body, step.name)
+                items = tree.field_items(body, step.name)
                 if items is None:
                     creations.append(self.creation(path, s, body, desc, trail, fd))
                     continue
-                positions = doc._apply_selectors(path, step, items, body, trail, True)
+                positions = tree.apply_selectors(path, step, items, body, trail, True)
                 if s == last:
                     targets.append(Target(body, desc, trail, fd, items, positions, step))
                     continue
@@ -149,7 +150,7 @@ class TargetResolver:
         step = path.steps[s]
         if fd is None and not (self.allow_new and (desc is None or step.name.startswith("["))):
             schema_names = list(desc.fields_by_name) if desc is not None else None
-            raise self.doc._unknown_field(path, step, body, trail, schema_names)
+            raise self.tree.unknown_field(path, step, body, trail, schema_names)
         names: list[str] = []
         for later in path.steps[s:]:
             if later.selectors:
