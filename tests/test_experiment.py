@@ -313,6 +313,122 @@ def test_trial_listed_by_nni_before_its_directory_exists_counts_as_running(exp_r
     assert snap.count(ex.Outcome.RUNNING) == 1 and snap.best is None
 
 
+def test_trial_on_disk_that_nni_has_not_listed_yet_is_in_the_snapshot(exp_root):
+    # NNI's /trial-jobs lags behind the trial's start: the runner has already written its
+    # params.json (and its job runs) while NNI still lists nothing.
+    write_trial(exp_root, "fresh", {"lr": 0.01}, [], status=None)
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), status="RUNNING", nni_trials=[])
+    assert [(t.trial_id, t.nni_status, t.outcome) for t in snap.trials] == [
+        ("fresh", None, ex.Outcome.RUNNING)]
+    assert snap.trials[0].run.params == {"lr": 0.01}
+    assert "RUNNING trials 1: 0 succeeded, 1 running" in ex.format_progress(snap)
+
+
+def test_trials_nni_has_not_listed_come_after_the_listed_ones(exp_root):
+    listed = _recorded_experiment(exp_root)
+    write_trial(exp_root, "fffff", {"lr": 0.04}, [], status=None)
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), nni_trials=listed)
+    assert [t.trial_id for t in snap.trials] == [
+        "aaaaa", "bbbbb", "ccccc", "ddddd", "eeeee", "fffff"]
+    assert snap.trials[-1].nni_status is None
+
+
+def test_trial_known_only_from_its_job_record_is_in_the_snapshot(exp_root, tmp_path):
+    jobs = exp_root / "hpo-tools" / "jobs"
+    jobs.mkdir(parents=True)
+    elsewhere = write_trial(tmp_path / "other-place", "regd1", {"lr": 0.2}, [0.4],
+                            status="cancelled")
+    (jobs / "regd1.json").write_text(json.dumps({
+        "trial_id": "regd1", "experiment_id": exp_root.name, "trial_dir": str(elsewhere),
+        "state": "cancelled", "jobs": []}))
+    (jobs / "nodir.json").write_text(json.dumps({
+        "trial_id": "nodir", "experiment_id": exp_root.name, "trial_dir": "", "jobs": []}))
+    # Not trials of this experiment, or not records at all.
+    (jobs / "other.json").write_text(json.dumps({"trial_id": "other", "experiment_id": "zzz"}))
+    (jobs / ".regd1.x1y2.tmp").write_text("{")
+    (jobs / ".regd1.lock").write_text("")
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), nni_trials=[])
+    views = {t.trial_id: t for t in snap.trials}
+    assert set(views) == {"regd1", "nodir"}
+    assert views["regd1"].outcome is ex.Outcome.CANCELLED
+    assert views["regd1"].run.params == {"lr": 0.2}
+    assert views["nodir"].outcome is ex.Outcome.RUNNING
+
+
+def test_summary_after_a_stop_shows_a_trial_nni_had_not_listed_as_cancelled(exp_root):
+    from hpo_tools.experiment.run import _stopped_live_as_cancelled
+
+    # Ctrl-C right after the trial started: NNI's last list was empty, and the stop killed the
+    # runner before it wrote result.json.
+    write_trial(exp_root, "fresh", {"lr": 0.01}, [], status=None)
+    snap = _stopped_live_as_cancelled(ex.build_snapshot(
+        ex.ExperimentFiles(exp_root), status="interrupted", nni_trials=[], elapsed=12))
+    lines = ex.format_summary(snap).splitlines()
+    assert lines[0] == "experiment abcd1234: interrupted after 0:12, 1 trials (maximize)"
+    assert lines[3].split() == ["fresh", "cancelled", "-", "0", "-", "-"]
+    assert "totals: 0 succeeded, 0 running, 0 stopped by assessor, 1 cancelled, 0 failed" in lines
+
+
+def test_final_read_of_nni_trials_keeps_the_last_list_when_nni_does_not_answer(free_port):
+    from hpo_tools.experiment.run import _final_listed
+
+    class Stopped:
+        port = free_port
+        url_prefix = None
+
+    listed = [("aaaaa", "RUNNING", 0)]
+    assert _final_listed(Stopped(), listed) == listed
+
+
+def test_final_read_of_nni_trials_adds_new_trials_and_updates_statuses():
+    import http.server
+    import threading
+
+    from hpo_tools.experiment.run import _final_listed
+
+    answer = [{"trialJobId": "aaaaa", "status": "SUCCEEDED", "sequenceId": 0},
+              {"trialJobId": "bbbbb", "status": "WAITING", "sequenceId": 1}]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps(answer if self.path == "/api/v1/nni/trial-jobs" else {}).encode()
+            self.send_response(200 if self.path == "/api/v1/nni/trial-jobs" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        class Running:
+            port = server.server_address[1]
+            url_prefix = None
+
+        assert _final_listed(Running(), [("aaaaa", "RUNNING", 0)]) == [
+            ("aaaaa", "SUCCEEDED", 0), ("bbbbb", "WAITING", 1)]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_nni_start_retry_warning_is_kept_off_the_terminal(caplog):
+    import logging
+
+    from hpo_tools.experiment.run import _nni_start_retries_quiet
+
+    nni_logger = logging.getLogger("nni.experiment")
+    with caplog.at_level(logging.WARNING), _nni_start_retries_quiet():
+        nni_logger.warning("Timeout, retry...")
+        nni_logger.warning("something else")
+    nni_logger.warning("Timeout, retry...")  # only while the experiment starts
+    assert [r.getMessage() for r in caplog.records if r.name == "nni.experiment"] == [
+        "something else", "Timeout, retry..."]
+
+
 def test_best_so_far_uses_the_minimize_direction(exp_root):
     listed = _recorded_experiment(exp_root)
     snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), nni_trials=listed,

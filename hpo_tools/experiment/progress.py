@@ -29,7 +29,7 @@ class TrialView:
     Attributes:
         trial_id: NNI's trial id.
         sequence: NNI's sequence id (order of submission); None when unknown.
-        nni_status: NNI's status, or None when NNI is not asked.
+        nni_status: NNI's status, or None when NNI is not asked or has not listed the trial.
         outcome: see :func:`classify_trial`.
         run: the trial's own record.
         decision: the assessor's first Bad decision for it, or None.
@@ -81,7 +81,7 @@ def build_snapshot(
     files: ExperimentFiles,
     *,
     status: str = "-",
-    nni_trials: Sequence[tuple[str, str, int | None]] | None = None,
+    nni_trials: Sequence[tuple[str, str | None, int | None]] | None = None,
     elapsed: float = 0.0,
     optimize_mode: str = "maximize",
     max_trials: int | None = None,
@@ -92,7 +92,10 @@ def build_snapshot(
         files: the experiment directory.
         status: NNI's experiment status.
         nni_trials: ``(trial_id, status, sequence)`` for every trial NNI lists; None to classify
-            from the trials' own records alone (experiment not running).
+            from the trials' own records alone (experiment not running). Trials found in the
+            experiment directory (trial directory or job registry record, see
+            :meth:`ExperimentFiles.known_trials`) that NNI does not list are added after NNI's,
+            classified from their own records.
         elapsed: seconds since the start.
         optimize_mode: ``maximize`` or ``minimize``.
         max_trials: ``maxTrialNumber``, shown in the progress line.
@@ -101,16 +104,16 @@ def build_snapshot(
         The snapshot.
     """
     decisions = read_assessor_decisions(files.decisions_path)
-    dirs = files.trial_dirs()
+    known = files.known_trials()
+    listed: list[tuple[str, str | None, int | None]] = sorted(
+        nni_trials or (), key=lambda t: (t[2] is None, t[2] or 0))
+    # NNI lists a trial some time after its process started: a trial the experiment directory
+    # knows of but NNI did not list (yet) is shown all the same, without an NNI status.
+    named = {trial_id for trial_id, _, _ in listed}
+    listed.extend((trial_id, None, None) for trial_id in known if trial_id not in named)
     views: list[TrialView] = []
-    if nni_trials is None:
-        listed: list[tuple[str, str | None, int | None]] = [
-            (trial_id, None, None) for trial_id in dirs
-        ]
-    else:
-        listed = sorted(nni_trials, key=lambda t: (t[2] is None, t[2] or 0))
     for trial_id, nni_status, sequence in listed:
-        trial_dir = dirs.get(trial_id)
+        trial_dir = known.get(trial_id)
         run = read_trial_run(trial_dir) if trial_dir else TrialRun(trial_id, Path())
         decision = decisions.get(trial_id)
         outcome = classify_trial(nni_status, run.status, decision is not None)

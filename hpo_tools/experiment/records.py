@@ -155,6 +155,52 @@ class ExperimentFiles:
         """The own record of every trial directory (in creation order)."""
         return [read_trial_run(path) for path in self.trial_dirs().values()]
 
+    def registered_trials(self) -> dict[str, Path | None]:
+        """Trials of this experiment with a job registry record, by trial id: their trial
+        directory as the record names it (None when it names none).
+
+        The runner saves ``<E>/hpo-tools/jobs/<trial_id>.json`` when its first job starts; the
+        registry PAIAssessor reads sits under its ``experiment_dir`` (``hpo_dir``), so both are
+        read. Records of another experiment (a shared ``experiment_dir``) are left out.
+        """
+        found: dict[str, Path | None] = {}
+        for base in dict.fromkeys((self.root, self.hpo_dir or self.root)):
+            directory = base / _JOB_RECORDS
+            if not directory.is_dir():
+                continue
+            # Temporary and lock files of the registry start with a dot.
+            paths = [p for p in directory.glob("*.json") if not p.name.startswith(".")]
+            paths.sort(key=_creation_key)
+            for path in paths:
+                record = _read_json(path)
+                if not isinstance(record, dict) or str(record.get("trial_id")) != path.stem:
+                    continue
+                if record.get("experiment_id") not in (None, "", self.experiment_id):
+                    continue
+                trial_dir = record.get("trial_dir")
+                found.setdefault(path.stem, Path(trial_dir) if isinstance(trial_dir, str)
+                                 and trial_dir else None)
+        return found
+
+    def known_trials(self) -> dict[str, Path | None]:
+        """Every trial the experiment directory knows of, by trial id, with its trial directory
+        (None when it has none yet): each trial directory (in creation order), then each trial
+        with only a job registry record.
+
+        NNI's ``/trial-jobs`` lists a trial only some time after its process started, so a trial
+        that was stopped right after its start may be known from here alone.
+        """
+        known: dict[str, Path | None] = dict(self.trial_dirs())
+        for trial_id, trial_dir in self.registered_trials().items():
+            if trial_id not in known:
+                has_dir = trial_dir is not None and trial_dir.is_dir()
+                known[trial_id] = trial_dir if has_dir else None
+        return known
+
+
+_JOB_RECORDS = Path("hpo-tools") / "jobs"
+"""Where the job registry (``hpo_tools.jobs``) keeps one record per trial, under ``E``."""
+
 
 def _creation_key(path: Path) -> tuple[float, str]:
     """Order trial directories by when the runner recorded their parameters."""

@@ -219,17 +219,71 @@ def _nni_stop_quiet(quiet: bool) -> Iterator[None]:
         nni_logger.setLevel(previous)
 
 
+class _StartRetryFilter(logging.Filter):
+    """Drops NNI's ``Timeout, retry...`` warning: while its manager starts, NNI asks it up to
+    three times whether it is up and warns before each retry, which on a busy machine is routine
+    and would be a stray line on stderr. It is logged at debug level instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Timeout, retry"):
+            _logger.debug("NNI's manager is slow to answer while starting (NNI retries)")
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _nni_start_retries_quiet() -> Iterator[None]:
+    """Keep NNI's start-up retry warning off the terminal while ``Experiment.start()`` runs."""
+    nni_logger = logging.getLogger("nni.experiment")
+    retry_filter = _StartRetryFilter()
+    nni_logger.addFilter(retry_filter)
+    try:
+        yield
+    finally:
+        nni_logger.removeFilter(retry_filter)
+
+
+def _listed(trials: list[dict[str, Any]]) -> list[tuple[str, str, int | None]]:
+    """``(trial id, status, sequence id)`` of each trial of NNI's ``/trial-jobs``."""
+    return [
+        (str(t["trialJobId"]), str(t.get("status", "UNKNOWN")), t.get("sequenceId"))
+        for t in trials
+    ]
+
+
 def _poll(exp: Any) -> tuple[str, list[tuple[str, str, int | None]], list[str]]:
     from nni.experiment import rest
 
     check = rest.get(exp.port, "/check-status", exp.url_prefix)
     trials = rest.get(exp.port, "/trial-jobs", exp.url_prefix)
-    listed = [
-        (str(t["trialJobId"]), str(t.get("status", "UNKNOWN")), t.get("sequenceId"))
-        for t in trials
-    ]
     errors = [str(e) for e in (check.get("errors") or [])]
-    return str(check.get("status", "UNKNOWN")), listed, errors
+    return str(check.get("status", "UNKNOWN")), _listed(trials), errors
+
+
+FINAL_POLL_TIMEOUT = 5.0
+"""Seconds allowed for the last read of NNI's trial list, just before the stop."""
+
+
+def _final_listed(
+    exp: Any, listed: list[tuple[str, str, int | None]]
+) -> list[tuple[str, str, int | None]]:
+    """``listed`` updated by one more read of NNI's trial list, just before the stop.
+
+    The last poll can be up to ``poll_interval`` old when Ctrl-C, SIGTERM or the timeout ends
+    the run, and a trial started since then would be missing from it. A failed read (bounded
+    by ``FINAL_POLL_TIMEOUT``) keeps ``listed``: the stop must happen whatever NNI answers.
+    """
+    from hpo_tools.nni_rest import NniRest
+
+    try:
+        rest = NniRest(exp.port, prefix_url=exp.url_prefix, timeout=FINAL_POLL_TIMEOUT)
+        latest = _listed(rest.list_trial_jobs())
+    except Exception as err:  # never keep the experiment from being stopped
+        _logger.debug("could not read NNI's trial list before the stop: %s", err)
+        return listed
+    merged = {t[0]: t for t in listed}
+    merged.update((t[0], t) for t in latest)
+    return list(merged.values())
 
 
 def run_experiment(
@@ -297,7 +351,7 @@ def run_experiment(
     status = "INITIALIZED"
     listed: list[tuple[str, str, int | None]] = []
     errors: list[str] = []
-    timed_out = interrupted = False
+    timed_out = interrupted = manager_up = False
     lost_manager: str | None = None
     started = time.monotonic()
     last_line: str | None = None
@@ -305,13 +359,14 @@ def run_experiment(
     try:
         with _sigterm_raises():
             try:
-                with _interpreter_first_on_path():
+                with _interpreter_first_on_path(), _nni_start_retries_quiet():
                     try:
                         exp.start(port, run_mode=RunMode.Detach)
                     except RuntimeError as err:
                         if "not idle" in str(err):
                             raise ConfigError(f"--port {port}: {_one_line(err)}") from err
                         raise
+                manager_up = True
                 started = time.monotonic()
                 if on_start is not None:
                     on_start(exp.id, files.root, port)
@@ -351,6 +406,8 @@ def run_experiment(
                 interrupted = True
     finally:
         with _signals_ignored(), _nni_stop_quiet(lost_manager is not None):
+            if manager_up and lost_manager is None:
+                listed = _final_listed(exp, listed)
             _logger.info("stopping experiment %s", exp.id)
             try:
                 exp.stop()
@@ -360,6 +417,7 @@ def run_experiment(
     elapsed = time.monotonic() - started
     # After the stop every trial process is gone; trials NNI still listed as live were stopped
     # with the experiment, so their own records (cancelled) now tell what became of them.
+    # build_snapshot adds the trials NNI had not listed yet from the experiment directory.
     final_trials: list[tuple[str, str | None, int | None]] | None = [
         (tid, None if s in _LIVE_TRIAL else s, seq) for tid, s, seq in listed
     ]
