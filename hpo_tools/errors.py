@@ -27,7 +27,25 @@ class HpoError(Exception):
 
 
 class ConfigError(HpoError):
-    """A trial file, training config, search space or option is malformed."""
+    """A trial file, training config, search space or option is malformed.
+
+    Besides the one-line message, an error found in a trial file carries where it is as data:
+    ``source`` (the file), ``section`` and ``key`` (None when the error is not about one
+    section or key). ``hpo-tools check`` uses them to go on past a bad key and report the rest.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        source: str | None = None,
+        section: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.section = section
+        self.key = key
 
 
 class ConfigPathError(ConfigError):

@@ -75,15 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_finetune(args: argparse.Namespace) -> bool:
-    """A window on the command line makes any trial file a finetune trial (docs/finetune.md).
-
-    A file with days of its own is recognised by :func:`~hpo_tools.trial.runner.run_trial_file`,
-    which hands it to :mod:`hpo_tools.finetune` (``hpo-tools run`` goes through it as well).
-    """
-    return bool(args.start_time or args.end_time)
-
-
 def _reporter(environ: Mapping[str, str]) -> Reporter:
     from hpo_tools.trial.reporter import ConsoleReporter, NniReporter, under_nni
 
@@ -99,26 +90,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
         )
+    from hpo_tools.trial.outcome import EXIT_FAILED
     from hpo_tools.trial.reporter import ReporterChannelLost
-    from hpo_tools.trial.runner import EXIT_FAILED, run_trial_file
+    from hpo_tools.trial_files import run_trial_file
 
     try:
         reporter = _reporter(os.environ)
-        if _is_finetune(args):
-            from hpo_tools.finetune import run_finetune_file
-
-            outcome = run_finetune_file(
-                args.config,
-                reporter,
-                exp_dir=args.exp_dir,
-                interval=args.interval,
-                start_time=args.start_time,
-                end_time=args.end_time,
-            )
-        else:
-            outcome = run_trial_file(
-                args.config, reporter, exp_dir=args.exp_dir, interval=args.interval
-            )
+        # A window on the command line makes any trial file a finetune trial; a file with days
+        # of its own is one anyway (hpo_tools.trial_files decides, docs/finetune.md).
+        outcome = run_trial_file(
+            args.config,
+            reporter,
+            exp_dir=args.exp_dir,
+            interval=args.interval,
+            start_time=args.start_time,
+            end_time=args.end_time,
+        )
     except ReporterChannelLost as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED

@@ -693,7 +693,7 @@ def test_example_experiment_configs_load_and_maximize(example):
 
 
 def test_local_example_checks_at_every_corner(monkeypatch):
-    from hpo_tools.trial.check import check_trial_file
+    from hpo_tools.check import check_trial_file
 
     begin = EXAMPLES / "local_easyrec" / "begin"
     monkeypatch.chdir(begin)  # where the trials run
@@ -702,8 +702,8 @@ def test_local_example_checks_at_every_corner(monkeypatch):
 
 def test_maxcompute_example_checks_against_its_base_config_on_oss(monkeypatch):
     from hpo_tools import storage
+    from hpo_tools.check import check_trial_file
     from hpo_tools.testing.oss import FakeBucket
-    from hpo_tools.trial.check import check_trial_file
 
     base = (Path(__file__).resolve().parents[1] / "samples" / "pipeline.config").read_bytes()
     bucket = FakeBucket("my-bucket", {"hpo_tools_example/dbmtl/pipeline.config": base})

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hpo_tools.finetune import run_finetune_file
 from hpo_tools.trial.reporter import ConsoleReporter
+from hpo_tools.trial_files import run_trial_file
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -146,7 +146,7 @@ def test_three_days_chain_fail_on_day_two_then_resume(tmp_path: Path) -> None:
     (tmp_path / "fail-20220615").touch()
 
     first = ConsoleReporter(params, trial_id="t1")
-    failed = run_finetune_file(trial, first, exp_dir=exp_dir, interval=0.2, **window)
+    failed = run_trial_file(trial, first, exp_dir=exp_dir, interval=0.2, **window)
 
     # The injected failure stops the chain on day 2, and the message says where.
     assert failed.status == "failed" and failed.exit_code != 0
@@ -164,7 +164,7 @@ def test_three_days_chain_fail_on_day_two_then_resume(tmp_path: Path) -> None:
 
     (tmp_path / "fail-20220615").unlink()
     second = ConsoleReporter(params, trial_id="t1")
-    resumed = run_finetune_file(trial, second, exp_dir=exp_dir, interval=0.2, **window)
+    resumed = run_trial_file(trial, second, exp_dir=exp_dir, interval=0.2, **window)
 
     assert resumed.status == "succeeded", resumed.message
     # Day 1 was not trained again: its log still has its one start line.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo_tools.finetune.check import check_finetune_file
+from hpo_tools.check import check_trial_file
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "search" / "local_easyrec" / "finetune"
 
@@ -24,7 +24,7 @@ def test_check_reports_every_undefined_placeholder_of_a_finetune_file_at_once(
     trial.write_text(text)
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"train_config.num_steps": {"_type": "choice", "_value": [5]}}))
-    problems = check_finetune_file(trial, space, environ={})
+    problems = check_trial_file(trial, space, environ={})
     joined = "\n".join(problems)
     # All three, each naming its section and key, not only the first one the reader meets.
     assert "[platform_config] cmd1: ${FIRST_UNSET} is not defined" in joined
@@ -39,4 +39,4 @@ def test_check_of_the_local_finetune_example_without_env_is_still_clean(
 ) -> None:
     monkeypatch.chdir(EXAMPLE)
     # NNI_OUTPUT_DIR is a trial variable: no stand-in problem appears for it.
-    assert check_finetune_file("trial.ini", "search_space.json", environ={}) == []
+    assert check_trial_file("trial.ini", "search_space.json", environ={}) == []

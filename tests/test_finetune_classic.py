@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hpo_tools.finetune import load_plan, run_finetune
+from hpo_tools.finetune import read_finetune_file
+from hpo_tools.trial.paths import resolve_paths
+from hpo_tools.trial.plan import TrialVariables
 from hpo_tools.trial.reporter import ConsoleReporter
-from hpo_tools.trial.runner import TrialContext, resolve_paths
-from hpo_tools.trial.settings import TrialVariables
+from hpo_tools.trial.runner import TrialContext, run_plan
 from tests.trial.test_classic_format import LocalEasyRecStandIn
 
 EXAMPLE = (Path(__file__).resolve().parents[1] / "examples" / "search" / "maxcompute_easyrec"
@@ -34,9 +35,9 @@ def _edit_json(pai_command: str) -> dict:
 
 def test_maxcompute_example_builds_one_pai_job_per_day_chained() -> None:
     variables = TrialVariables("E1", "T1", "/out", {})
-    plan = load_plan(EXAMPLE, variables=variables, environ=ENV,
-                     start_time="2022-06-30", end_time="2022-07-01")
-    day1, day2 = (plan.day_settings(day).commands[0].text for day in plan.days)
+    plan = read_finetune_file(EXAMPLE, variables=variables, environ=ENV,
+                              start_time="2022-06-30", end_time="2022-07-01").to_plan()
+    day1, day2 = (stage.commands[0].text for stage in plan.stages)
     # The day's partitions, across a month end.
     assert "-Dtrain_tables=odps://proj/tables/hpo_taobao_like_daily/dt=20220630" in day1
     assert "-Deval_tables=odps://proj/tables/hpo_taobao_like_daily/dt=20220701" in day1
@@ -45,7 +46,7 @@ def test_maxcompute_example_builds_one_pai_job_per_day_chained() -> None:
     assert _edit_json(day1)[CKPT] == "oss://bkt/hpo_tools_example/dbmtl/begin_model/"
     assert _edit_json(day2)[CKPT] == "oss://bkt/hpo_tools_example/dbmtl/finetune/20220630/E1_T1"
     # resume=1 of [finetune_config] reaches the days.
-    assert plan.resume and plan.day_settings(plan.days[1]).resume
+    assert plan.resume
 
 
 def test_classic_file_runs_day_by_day_with_params_and_chain(tmp_path: Path) -> None:
@@ -66,19 +67,15 @@ def test_classic_file_runs_day_by_day_with_params_and_chain(tmp_path: Path) -> N
                                stream=io.StringIO())
     paths = resolve_paths("E1", "T1", exp_dir=tmp_path / "exp", environ={})
     variables = TrialVariables("E1", "T1", str(paths.trial_dir), reporter.get_parameters())
-    plan = load_plan(trial, variables=variables, environ={}, start_time="20220614",
-                     end_time="20220615")
-    stand_ins: list[LocalEasyRecStandIn] = []
+    plan = read_finetune_file(trial, variables=variables, environ={}, start_time="20220614",
+                              end_time="20220615").to_plan()
+    stand_in = LocalEasyRecStandIn()
 
-    def platform(settings):
-        stand_ins.append(LocalEasyRecStandIn())
-        return stand_ins[-1]
-
-    outcome = run_finetune(plan, reporter, TrialContext("E1", "T1", variables.params, paths),
-                           interval=0.05, platform_factory=platform, environ={})
+    outcome = run_plan(plan, reporter, TrialContext("E1", "T1", variables.params, paths),
+                       interval=0.05, platform=stand_in)
 
     assert outcome.status == "succeeded", outcome.message
-    day1, day2 = (stand_in.pai_commands[0] for stand_in in stand_ins)
+    day1, day2 = stand_in.pai_commands
     # The tuner's lr reached each day's -Dedit_config_json; day 2 chains to day 1's model dir.
     assert _edit_json(day1)[lr_path] == 0.03 and _edit_json(day2)[lr_path] == 0.03
     assert _edit_json(day1)[CKPT] == "oss://bucket/begin/"

@@ -1,4 +1,4 @@
-"""Finetune trial files without training: days, per-day settings, chaining, config errors.
+"""Finetune trial files without training: days, per-day stages, chaining, config errors.
 
 The days run through the real runner with tests/trial/fake_train.py where a test runs anything.
 """
@@ -14,9 +14,10 @@ import pytest
 
 from hpo_tools.dates import parse_date
 from hpo_tools.errors import ConfigError
-from hpo_tools.finetune import is_finetune_text, load_plan, run_finetune_file
+from hpo_tools.finetune import is_finetune_text, read_finetune_file
+from hpo_tools.trial.plan import TrialVariables
 from hpo_tools.trial.reporter import ConsoleReporter
-from hpo_tools.trial.settings import TrialVariables
+from hpo_tools.trial_files import run_trial_file
 
 FAKE_TRAIN = Path(__file__).parent / "trial" / "fake_train.py"
 TRAIN = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE_TRAIN))}"
@@ -63,7 +64,7 @@ def write(tmp_path: Path, text: str, name: str = "trial.ini") -> Path:
 
 
 def plan_of(tmp_path: Path, text: str, **kwargs):
-    return load_plan(write(tmp_path, text), variables=VARIABLES, environ={}, **kwargs)
+    return read_finetune_file(write(tmp_path, text), variables=VARIABLES, environ={}, **kwargs)
 
 
 # -- days and per-day settings ------------------------------------------------------------------
@@ -77,7 +78,7 @@ def test_flags_give_the_days_across_a_year_end(tmp_path: Path) -> None:
 
 def test_each_day_gets_its_dates_and_model_dir(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, PLATFORM, start_time="20221231", end_time="20230101")
-    command = plan.day_settings(parse_date("20221231")).commands[0].text
+    command = plan.stage(parse_date("20221231")).commands[0].text
     # {bizdate}/{eval_ymd} are the day and the next one; {model_dir} is this trial's dir.
     assert "--data t_20221231 --eval t_20230101" in command
     assert "--model_dir /out/trial1/model/20221231" in command
@@ -87,7 +88,7 @@ def test_first_day_starts_from_the_begin_model_later_days_from_the_day_before(
     tmp_path: Path,
 ) -> None:
     plan = plan_of(tmp_path, PLATFORM, start_time="20220530", end_time="20220601")
-    texts = [plan.day_settings(day).commands[0].text for day in plan.days]
+    texts = [plan.stage(day).commands[0].text for day in plan.days]
     assert texts[0].endswith("--fine_tune_checkpoint /models/begin")
     # Chained to this trial's own model of the previous day, across the month end.
     assert texts[1].endswith("--fine_tune_checkpoint /out/trial1/model/20220530")
@@ -96,20 +97,21 @@ def test_first_day_starts_from_the_begin_model_later_days_from_the_day_before(
 
 def test_metric_source_is_the_days_own(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, PLATFORM, start_time="20220530", end_time="20220531")
-    metric = plan.day_settings(plan.days[1]).metric
+    metric = plan.stage(plan.days[1]).metric
     assert metric.sources == ("/out/trial1/model/20220531/eval_val",)
 
 
 def test_classic_file_chains_through_edit_config_json(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, CLASSIC, start_time="20220530", end_time="20220531")
-    day1, day2 = (plan.day_settings(day) for day in plan.days)
+    day1, day2 = (plan.stage(day) for day in plan.days)
     # Tables and model_dir carry the day; model_dir gets /<exp_id>_<trial_id> as in begin runs.
     assert "-Dtrain_tables=odps://proj/tables/sample_20220530" in day1.commands[0].text
-    assert day1.model_dir == "oss://bucket/ft/20220530/exp1_trial1"
+    assert plan.model_dir(plan.days[0]) == "oss://bucket/ft/20220530/exp1_trial1"
+    assert "-Dmodel_dir=oss://bucket/ft/20220530/exp1_trial1" in day1.commands[0].text
     # Day 1 keeps the file's begin model; day 2 starts from day 1's model of this trial.
-    assert day1.edit_config_json["train_config.fine_tune_checkpoint"] == "oss://bucket/begin/model"
+    assert day1.config_writes[0].edits["train_config.fine_tune_checkpoint"] == "oss://bucket/begin/model"
     assert (
-        day2.edit_config_json["train_config.fine_tune_checkpoint"]
+        day2.config_writes[0].edits["train_config.fine_tune_checkpoint"]
         == "oss://bucket/ft/20220530/exp1_trial1"
     )
     assert '"train_config.fine_tune_checkpoint":"oss://bucket/ft/20220530/exp1_trial1"' in (
@@ -139,7 +141,7 @@ metric_dict={"auc": 1}
 """
     plan = plan_of(tmp_path, text)
     assert [d.bizdate for d in plan.days] == ["20220615", "20220616"]
-    day2 = plan.day_settings(plan.days[1])
+    day2 = plan.stage(plan.days[1])
     # Only day 2's command and source are left, under their ordinary names.
     assert [c.name for c in day2.commands] == ["cmd1"]
     assert day2.commands[0].text == "train --day 20220616 --from /m/trial1/20220615"
@@ -285,7 +287,7 @@ metric_dict={{"auc": 1}}
 source_list_final_mode=best
 """
     reporter = ConsoleReporter({}, trial_id="jinja")
-    outcome = run_finetune_file(write(tmp_path, text), reporter, exp_dir=tmp_path / "exp",
+    outcome = run_trial_file(write(tmp_path, text), reporter, exp_dir=tmp_path / "exp",
                                 interval=0.1)
     assert outcome.status == "succeeded", outcome.message
     trial_dir = Path(outcome.trial_dir)
@@ -368,22 +370,22 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "search" / "local_e
 
 
 def test_check_passes_the_local_finetune_example(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hpo_tools.finetune.check import check_finetune_file
+    from hpo_tools.check import check_trial_file
 
     monkeypatch.chdir(EXAMPLE)  # paths in trial.ini are relative to the example
-    assert check_finetune_file("trial.ini", "search_space.json", environ={}) == []
+    assert check_trial_file("trial.ini", "search_space.json", environ={}) == []
 
 
 def test_check_reports_a_search_key_that_does_not_resolve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpo_tools.finetune.check import check_finetune_file
+    from hpo_tools.check import check_trial_file
 
     monkeypatch.chdir(EXAMPLE)
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"train_config.optimizer_config[0].adam_optimizer.lr": {
         "_type": "choice", "_value": [0.1]}}))
-    problems = check_finetune_file("trial.ini", space, environ={})
+    problems = check_trial_file("trial.ini", space, environ={})
     # Named once (not once per day), with the path that does not resolve.
     assert len(problems) == 1 and "adam_optimizer.lr" in problems[0], problems
 
@@ -391,7 +393,7 @@ def test_check_reports_a_search_key_that_does_not_resolve(
 def test_check_with_a_schema_catches_a_value_of_the_wrong_type(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpo_tools.finetune.check import check_finetune_file
+    from hpo_tools.check import check_trial_file
     from hpo_tools.pbtxt.schema import load_schema
 
     repo = Path(__file__).resolve().parents[1]
@@ -400,7 +402,7 @@ def test_check_with_a_schema_catches_a_value_of_the_wrong_type(
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"train_config.num_steps": {"_type": "choice",
                                                             "_value": [100, "many"]}}))
-    problems = check_finetune_file("trial.ini", space, environ={}, schema=schema)
+    problems = check_trial_file("trial.ini", space, environ={}, schema=schema)
     # `hpo-tools check --proto-path ...` on a finetune file checks types as for any trial file:
     # 100 fits the integer field, "many" does not, and the corner that has it is named.
     assert len(problems) == 1 and "many" in problems[0] and "corner 2/2" in problems[0], problems
@@ -458,7 +460,7 @@ metric_source={model_dir}/eval_val
 metric_dict={"auc": 1}
 """
     reporter = ConsoleReporter({}, trial_id="secret")
-    outcome = run_finetune_file(write(tmp_path, text), reporter, exp_dir=tmp_path / "exp",
+    outcome = run_trial_file(write(tmp_path, text), reporter, exp_dir=tmp_path / "exp",
                                 interval=0.1, start_time="20220601", end_time="20220602")
     assert outcome.status == "failed"
     # The message names the command, with the credential masked.
@@ -510,7 +512,7 @@ metric_dict={{"auc": 1}}
 params_src_dst_filepath1={tmp_path}/pipeline_{{bizdate}}.config,{{model_dir}}/pipeline.config
 """
     reporter = ConsoleReporter({}, trial_id="later")
-    outcome = run_finetune_file(write(tmp_path, text), reporter, exp_dir=tmp_path / "exp",
+    outcome = run_trial_file(write(tmp_path, text), reporter, exp_dir=tmp_path / "exp",
                                 interval=0.1)
     # Day 1 trained, so this is a failed trial (exit 1), not a bad trial file (exit 2)...
     assert outcome.status == "failed" and outcome.exit_code == 1

@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print every problem; 0 when there is none."""
+    from hpo_tools.check import check_trial_file
     from hpo_tools.commands.edit import load_schema_from_args
-    from hpo_tools.trial.check import check_trial_file
 
     problems = check_trial_file(
         args.config, args.search_space, schema=load_schema_from_args(args)

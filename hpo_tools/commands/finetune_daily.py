@@ -86,19 +86,16 @@ def load_params(text: str | None) -> dict[str, Any]:
     return parse_params(text if text.lstrip().startswith(("{", "@")) else "@" + text)
 
 
-def _learning_rate_params(plan: Any, learning_rate: float) -> dict[str, float]:
+def _learning_rate_params(finetune: Any, learning_rate: float) -> dict[str, float]:
     """Edits setting every learning rate of the day's training config(s)."""
     from hpo_tools import storage
     from hpo_tools.lr import plan_learning_rate
     from hpo_tools.pbtxt import Document
 
-    settings = plan.day_settings(plan.days[0])
-    sources = [edit.src for edit in settings.config_edits]
-    if settings.config_path:
-        sources.append(settings.config_path)
+    sources = [write.src for write in finetune.first.stages[0].config_writes]
     if not sources:
         raise ConfigError(
-            f"{plan.source}: --learning-rate needs a training config: [params_config] "
+            f"{finetune.source}: --learning-rate needs a training config: [params_config] "
             "params_src_dst_filepath (platform format) or -Dconfig (classic)"
         )
     edits: dict[str, float] = {}
@@ -111,18 +108,21 @@ def _learning_rate_params(plan: Any, learning_rate: float) -> dict[str, float]:
     return edits
 
 
-def _worse(score: float, floor: float, optimize_mode: str) -> bool:
-    return score < floor if optimize_mode == "maximize" else score > floor
+def _worse(score: float, floor: float, optimize_mode: Any) -> bool:
+    """Whether ``score`` is on the wrong side of ``floor`` for ``optimize_mode``."""
+    return optimize_mode.sign * score < optimize_mode.sign * floor
 
 
 def run(args: argparse.Namespace) -> int:
     """Run (or skip) the day; check the floor; the exit code says how it went."""
     from hpo_tools.dates import Day, parse_date
-    from hpo_tools.finetune import load_plan, run_finetune
+    from hpo_tools.finetune import read_finetune_file
     from hpo_tools.jobs import JobRegistry
+    from hpo_tools.trial.paths import resolve_paths
+    from hpo_tools.trial.plan import TrialVariables
     from hpo_tools.trial.reporter import ConsoleReporter
-    from hpo_tools.trial.runner import TrialContext, TrialLogging, build_masker, resolve_paths
-    from hpo_tools.trial.settings import TrialVariables
+    from hpo_tools.trial.runner import TrialContext, run_plan
+    from hpo_tools.trial.trial_log import TrialLogging, build_masker
 
     if not _PLAIN_NAME.match(args.job) or args.job in (".", ".."):
         raise ConfigError(f"--job {args.job!r}: expected a plain name (letters, digits, '_', "
@@ -134,11 +134,13 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     paths = resolve_paths("daily", args.job, exp_dir=args.exp_dir, environ={})
     variables = TrialVariables("daily", args.job, str(paths.trial_dir), params)
-    plan = load_plan(args.config, variables=variables, days=[day], own_model_dir=False)
+    finetune = read_finetune_file(args.config, variables=variables, days=[day],
+                                  own_model_dir=False)
     if args.learning_rate is not None:
-        params = {**params, **_learning_rate_params(plan, args.learning_rate)}
+        params = {**params, **_learning_rate_params(finetune, args.learning_rate)}
         variables = TrialVariables("daily", args.job, str(paths.trial_dir), params)
-        plan = load_plan(args.config, variables=variables, days=[day], own_model_dir=False)
+        finetune = read_finetune_file(args.config, variables=variables, days=[day],
+                                      own_model_dir=False)
 
     record = JobRegistry(paths.experiment_dir).load(args.job)
     finished = list(record.finished_stages) if record is not None else []
@@ -155,17 +157,11 @@ def run(args: argparse.Namespace) -> int:
 
     reporter = ConsoleReporter(params, experiment_id="daily", trial_id=args.job)
     context = TrialContext("daily", args.job, params, paths)
-    masker = build_masker(plan.day_settings(day, chain_first_day=chain))
+    plan = finetune.to_plan(chain_first_day=chain, resume=True,
+                            retrain=[day] if args.retrain else ())
+    masker = build_masker(plan.secrets)
     with TrialLogging(paths, masker):
-        outcome = run_finetune(
-            plan,
-            reporter,
-            context,
-            interval=args.interval,
-            chain_first_day=chain,
-            resume=True,
-            retrain=[day] if args.retrain else (),
-        )
+        outcome = run_plan(plan, reporter, context, masker=masker, interval=args.interval)
     if outcome.status != "succeeded" or outcome.final is None:
         print(f"error: {outcome.message}", file=sys.stderr)
         return outcome.exit_code or EXIT_FAILED
@@ -173,11 +169,11 @@ def run(args: argparse.Namespace) -> int:
     what = "already done, not trained again" if already else "finetuned"
     print(f"day {day} {what}: score {score:.6g} {json.dumps(outcome.final['values'])}; "
           f"files in {outcome.trial_dir}")
-    optimize_mode = plan.day_settings(day, chain_first_day=chain).metric.optimize_mode
+    optimize_mode = plan.optimize_mode
     if args.min_score is not None and _worse(score, args.min_score, optimize_mode):
         print(
             f"error: day {day}: score {score:.6g} is worse than --min-score {args.min_score:g} "
-            f"({optimize_mode})",
+            f"({optimize_mode.value})",
             file=sys.stderr,
         )
         return EXIT_UNDER_FLOOR

@@ -164,6 +164,11 @@ def run(args: argparse.Namespace) -> int:
         source_list_final_mode=args.source_mode,
         key="--metric-dict" if args.metric_dict else "--metric",
     )
+    from hpo_tools.platforms import needs_platform_message
+
+    elsewhere = needs_platform_message(args.source_type)
+    if elsewhere is not None:  # no platform here: the trial runner reads such sources
+        raise ConfigError(f"--type {args.source_type}: {elsewhere} (hpo-tools run reads it)")
     sources = [
         build_source(args.source_type, location, spec=spec, key="--type")
         for location in args.sources

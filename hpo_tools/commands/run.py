@@ -103,7 +103,7 @@ def check_trial_id(trial_id: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the trial; the exit code is the trial's."""
     from hpo_tools.trial.reporter import ConsoleReporter
-    from hpo_tools.trial.runner import run_trial_file
+    from hpo_tools.trial_files import run_trial_file
 
     trial_id = check_trial_id(args.trial_id)
     params = parse_params(args.params)

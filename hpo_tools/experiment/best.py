@@ -118,19 +118,23 @@ def classic_edited_config(
     """
     from hpo_tools import storage
     from hpo_tools.pbtxt import apply_edits
-    from hpo_tools.trial.settings import TrialVariables, parse_trial_text
+    from hpo_tools.trial.plan import TrialVariables
+    from hpo_tools.trial.settings import parse_trial_text
 
     text = trial_file.read_text(encoding="utf-8")
     variables = TrialVariables(experiment_id, best.trial_id, str(best.trial_dir),
                                dict(best.params or {}))
-    settings = parse_trial_text(text, source=str(trial_file), variables=variables)
-    if settings.format != "classic" or not settings.config_path:
+    plan = parse_trial_text(text, source=str(trial_file), variables=variables)
+    # A config write without a destination is a record of what the platform edits itself
+    # (the classic -Dconfig with -Dedit_config_json): no edited file exists to copy.
+    remote_edits = [w for w in plan.stages[0].config_writes if w.dst is None]
+    if not remote_edits:
         return None
-    source = settings.config_path
+    write = remote_edits[0]
+    source = write.src
     if not storage.is_remote(source) and not Path(source).is_absolute():
         source = str((code_dir or trial_file.parent) / source)
-    edited = apply_edits(storage.read_text(source), dict(settings.edit_config_json or {}),
-                         source=source)
+    edited = apply_edits(storage.read_text(source), dict(write.edits), source=source)
     return source, edited
 
 

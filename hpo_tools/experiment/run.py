@@ -94,7 +94,7 @@ Checker = Callable[[Path, Path], None]
 
 def default_checker(trial_file: Path, search_space_file: Path) -> None:
     """``hpo-tools check`` of the trial file (``run_experiment`` calls it in the code directory)."""
-    from hpo_tools.trial.check import check_or_raise
+    from hpo_tools.check import check_or_raise
 
     check_or_raise(trial_file, search_space_file)
 

@@ -1,21 +1,16 @@
-"""Finetune mode: a trial replays consecutive days through the one trial runner.
+"""Finetune mode: a trial replays consecutive days, each day one stage of the trial's plan.
 
-See docs/finetune.md. :mod:`~hpo_tools.finetune.plan` turns a finetune trial file into its days
-and one ordinary trial file per day; :mod:`~hpo_tools.finetune.runner` runs the days in order
-with :func:`hpo_tools.trial.runner.run_trial`, chaining checkpoints, reporting one intermediate
-result per day and the combined final result; :mod:`~hpo_tools.finetune.adapters` holds the
-per-day reporter and registry adapters.
+See docs/finetune.md. :mod:`~hpo_tools.finetune.plan` turns a finetune trial file into a
+:class:`~hpo_tools.trial.plan.TrialPlan` with one stage per day (checkpoints chained in the
+plan); the one trial runner (:func:`hpo_tools.trial.runner.run_plan`) runs it.
 """
 
 from __future__ import annotations
 
-from hpo_tools.finetune.plan import FinetunePlan, is_finetune_text, load_plan
-from hpo_tools.finetune.runner import run_finetune, run_finetune_file
+from hpo_tools.finetune.plan import (
+    FinetuneFile,
+    is_finetune_text,
+    read_finetune_file,
+)
 
-__all__ = [
-    "FinetunePlan",
-    "is_finetune_text",
-    "load_plan",
-    "run_finetune",
-    "run_finetune_file",
-]
+__all__ = ["FinetuneFile", "is_finetune_text", "read_finetune_file"]

@@ -1,6 +1,6 @@
-"""A finetune trial file -> its days, and one ordinary trial file text per day.
+"""A finetune trial file -> a :class:`~hpo_tools.trial.plan.TrialPlan` with one stage per day.
 
-A finetune trial file is a trial file (either format, docs/trials.md) whose values may use
+A finetune trial file is a trial file (either format, docs/trial-files.md) whose values may use
 
 - ``{bizdate}``, ``{eval_ymd}``, ``{predate}``: the day trained, the day after, the day before
   (:mod:`hpo_tools.dates`);
@@ -13,148 +13,82 @@ The days come from ``--start_time``/``--end_time``, else ``[finetune_config] sta
 else from Jinja day lists: keys ``cmd<N>_<YYYYMMDD>`` and ``metric_source_<YYYYMMDD>`` (what
 ``{% for bizdate in date_list %}cmd1_{{bizdate}}=...{% endfor %}`` renders to).
 
-The classic format (``config_finetune.ini``) chains through ``-Dedit_config_json``: its
-``train_config.fine_tune_checkpoint`` is the begin model on the first day, and the previous day's
-``-Dmodel_dir`` (``.../<exp_id>_<trial_id>``) afterwards.
+Each day's text (its day keys selected, placeholders filled in) is parsed by the ordinary trial
+file parser (:mod:`hpo_tools.trial.settings`) into the day's stage. Where the format decides
+the model directory and chains days by a config edit (the classic ``config_finetune.ini``:
+``-Dmodel_dir/<exp_id>_<trial_id>`` and ``train_config.fine_tune_checkpoint`` in
+``-Dedit_config_json``; see ``TrialPlan.model_dir`` / ``checkpoint_edit``), the chained
+checkpoint is passed to the parser as that edit; otherwise the file chains itself through
+``{fine_tune_checkpoint}``, which must appear somewhere.
 
-:func:`load_plan` reads the file once; :meth:`FinetunePlan.day_settings` gives the ordinary
-:class:`~hpo_tools.trial.settings.TrialSettings` of one day, which the one trial runner runs.
+:func:`read_finetune_file` reads the file once; :meth:`FinetuneFile.to_plan` builds every day's
+stage; the one trial runner
+(:func:`hpo_tools.trial.runner.run_plan`) runs them, one intermediate result per day, the days'
+scores combined by ``source_list_final_mode`` (default ``avg``).
 """
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from hpo_tools.dates import Day, day_range, parse_date, placeholder_names, substitute_dates
+from hpo_tools.dates import Day, placeholder_names, substitute_dates
 from hpo_tools.errors import ConfigError, did_you_mean
+from hpo_tools.finetune.days import (
+    FINETUNE_SECTION,
+    day_keys,
+    find_days,
+    is_finetune_text,
+    select_day_keys,
+    source_list_final_mode,
+    split_finetune_section,
+)
+from hpo_tools.metrics.score import FinalMode
 from hpo_tools.trial import templating
-from hpo_tools.trial.settings import TrialSettings, TrialVariables, parse_trial_text
+from hpo_tools.trial.plan import COMMANDS_PER_STAGE, Stage, TrialPlan, TrialVariables
+from hpo_tools.trial.settings import parse_trial_text, read_text
 
 __all__ = [
     "FINETUNE_SECTION",
     "FINETUNE_KEYS",
-    "CHECKPOINT_EDIT",
-    "FinetunePlan",
-    "load_plan",
+    "FinetuneFile",
+    "read_finetune_file",
     "is_finetune_text",
 ]
 
-FINETUNE_SECTION = "finetune_config"
 FINETUNE_KEYS = ("start_time", "end_time", "model_dir", "fine_tune_checkpoint", "resume")
-CHECKPOINT_EDIT = "train_config.fine_tune_checkpoint"
-
-_SECTION_LINE = re.compile(r"^\s*\[([^\]]+)\]\s*$")
-_KEY_LINE = re.compile(r"^([A-Za-z_][\w.\-]*)\s*=")
-_DAY_KEY = re.compile(r"^(cmd\d+|metric_source)_(\d{8})$")
-_DAY_KEY_IN_RAW_TEXT = re.compile(r"^\s*(cmd\d+|metric_source)_(\d{8}|\{\{)", re.MULTILINE)
-
-
-def is_finetune_text(text: str) -> bool:
-    """Whether a trial file's text is a finetune trial file (has days of its own)."""
-    return bool(
-        re.search(r"^\s*\[finetune_config\]\s*$", text, re.MULTILINE)
-        or _DAY_KEY_IN_RAW_TEXT.search(text)
-    )
-
-
-def _split_sections(text: str, source: str) -> tuple[str, dict[str, str], list[str]]:
-    """Remove ``[finetune_config]`` from ``text``; return the rest, its raw values, its keys."""
-    kept: list[str] = []
-    section_lines: list[str] = []
-    inside = False
-    for line in text.splitlines():
-        header = _SECTION_LINE.match(line)
-        if header:
-            inside = header.group(1).strip() == FINETUNE_SECTION
-            if inside:
-                continue
-        (section_lines if inside else kept).append(line)
-    if not section_lines:
-        return text, {}, []
-    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",), strict=True)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    try:
-        parser.read_string(f"[{FINETUNE_SECTION}]\n" + "\n".join(section_lines))
-    except configparser.Error as err:
-        first = str(err).splitlines()[0]
-        raise ConfigError(f"{source}: [{FINETUNE_SECTION}]: cannot parse: {first}") from err
-    values = dict(parser[FINETUNE_SECTION])
-    return "\n".join(kept) + "\n", values, list(values)
-
-
-def _select_day_keys(text: str, day: Day | None) -> str:
-    """Keep the ``cmd<N>_<day>`` / ``metric_source_<day>`` keys of ``day`` (renamed to ``cmd<N>``
-    / ``metric_source``) and drop other days' keys with their continuation lines."""
-    out: list[str] = []
-    dropping = False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if _SECTION_LINE.match(line) or not stripped:
-            dropping = False
-            out.append(line)
-            continue
-        if stripped[0] in "#;":
-            out.append(line)
-            continue
-        key = _KEY_LINE.match(line) if not line[0].isspace() else None
-        if key is None:  # a continuation line of the value above
-            if not dropping:
-                out.append(line)
-            continue
-        dropping = False
-        match = _DAY_KEY.match(key.group(1))
-        if match is None:
-            out.append(line)
-        elif day is not None and match.group(2) == day.bizdate:
-            out.append(match.group(1) + line[key.end(1):])
-        else:
-            dropping = True
-    return "\n".join(out) + "\n"
-
-
-def _day_keys(text: str) -> dict[str, set[str]]:
-    """``{YYYYMMDD: {"cmd1", "metric_source", ...}}`` of the rendered text's day keys."""
-    found: dict[str, set[str]] = {}
-    for line in text.splitlines():
-        if not line or line[0].isspace():
-            continue
-        key = _KEY_LINE.match(line)
-        match = _DAY_KEY.match(key.group(1)) if key else None
-        if match:
-            found.setdefault(match.group(2), set()).add(match.group(1))
-    return found
-
+# A stand-in for the checkpoint while the first day is read to learn what the format decides.
+_CHECKPOINT_STAND_IN = "(begin model)"
 
 @dataclass(frozen=True)
-class FinetunePlan:
-    """The days of a finetune trial and how to build each day's trial file.
+class FinetuneFile:
+    """A finetune trial file, read: its days and how to build each day's stage.
 
     Attributes:
         source: the trial file's path.
         days: the days, in order.
-        format: ``"classic"`` or ``"platform"``.
-        resume: continue at the first day the job registry has not seen finish.
-        source_list_final_mode: how the days' scores combine (default ``avg``).
+        resume: ``[finetune_config] resume``.
+        stage_mode: how the days' scores combine (``source_list_final_mode``, default ``avg``).
+        first: the first day's plan, read with a stand-in checkpoint: what the format decides
+            (``model_dir``, ``checkpoint_edit``, ``start_checkpoint``).
     """
 
     source: str
     days: tuple[Day, ...]
-    format: str
     resume: bool
-    source_list_final_mode: str
+    stage_mode: FinalMode
     text: str = dataclasses.field(repr=False)
     options: Mapping[str, str] = dataclasses.field(repr=False)
     variables: TrialVariables = dataclasses.field(repr=False)
     environ: Mapping[str, str] = dataclasses.field(repr=False)
+    first: Any = dataclasses.field(default=None, repr=False)
 
-    # -- per day -----------------------------------------------------------------------------
+    def where(self, key: str) -> str:
+        """How messages name ``[finetune_config] key``."""
+        return f"{self.source}: [{FINETUNE_SECTION}] {key}"
 
     def _option(self, key: str, day: Day | None = None) -> str | None:
         raw = self.options.get(key)
@@ -169,22 +103,47 @@ class FinetunePlan:
             key=key,
         ).strip()
         if day is not None:
-            value = substitute_dates(value, day, where=f"{self.where(key)}")
+            value = substitute_dates(value, day, where=self.where(key))
         return value
 
-    def where(self, key: str) -> str:
-        """How messages name ``[finetune_config] key``."""
-        return f"{self.source}: [{FINETUNE_SECTION}] {key}"
+    def _placeholders(self, day: Day, checkpoint: str | None) -> dict[str, str]:
+        extra = {}
+        model_dir = self._option("model_dir", day)
+        if model_dir is not None:
+            extra["model_dir"] = model_dir
+        if checkpoint is not None:
+            extra["fine_tune_checkpoint"] = checkpoint
+        return extra
+
+    def day_text(self, day: Day, checkpoint: str | None) -> str:
+        """The trial file of ``day``: its day keys selected, placeholders filled in."""
+        text = select_day_keys(self.text, day)
+        if "model_dir" in placeholder_names(text) and self._option("model_dir") is None:
+            raise ConfigError(f"{self.where('model_dir')} is required but missing",
+                              source=self.source, section=FINETUNE_SECTION, key="model_dir")
+        return substitute_dates(
+            text, day, where=self.source, extra=self._placeholders(day, checkpoint)
+        )
+
+    def parse_day(self, day: Day, checkpoint: str | None) -> TrialPlan:
+        """The ordinary plan of ``day`` starting from ``checkpoint``."""
+        edit = self.first.checkpoint_edit if self.first is not None else None
+        return parse_trial_text(
+            self.day_text(day, checkpoint),
+            source=self.source,
+            variables=self.variables,
+            environ=self.environ,
+            extra_edits={edit: checkpoint} if edit and checkpoint is not None else None,
+        )
 
     def model_dir(self, day: Day) -> str:
-        """This trial's model directory of ``day``."""
-        if self.format == "classic":
-            settings = self._parse(day, checkpoint=None)
-            assert settings.model_dir is not None  # the classic parser requires -Dmodel_dir
-            return settings.model_dir
+        """This trial's model directory of ``day``: the format's, else ``[finetune_config]``'s."""
+        if self.first is not None and self.first.model_dir is not None:
+            return str(self.parse_day(day, _CHECKPOINT_STAND_IN).model_dir)
         value = self._option("model_dir", day)
         if value is None:
-            raise ConfigError(f"{self.where('model_dir')} is required but missing")
+            raise ConfigError(f"{self.where('model_dir')} is required but missing",
+                              source=self.source, section=FINETUNE_SECTION, key="model_dir")
         return value
 
     def begin_checkpoint(self) -> str:
@@ -192,18 +151,18 @@ class FinetunePlan:
         value = self._option("fine_tune_checkpoint", self.days[0])
         if value is not None:
             return value
-        if self.format == "classic":
-            settings = self._parse(self.days[0], checkpoint=None)
-            value = (settings.edit_config_json or {}).get(CHECKPOINT_EDIT)
-            if value:
-                return str(value)
+        if self.first is not None and self.first.start_checkpoint:
+            return str(self.first.start_checkpoint)
+        if self.first is not None and self.first.checkpoint_edit:
             raise ConfigError(
                 f"{self.source}: the first day needs the begin model: set "
-                f"\"{CHECKPOINT_EDIT}\" in -Dedit_config_json or "
-                f"[{FINETUNE_SECTION}] fine_tune_checkpoint"
+                f"\"{self.first.checkpoint_edit}\" in the file's config edits or "
+                f"[{FINETUNE_SECTION}] fine_tune_checkpoint", source=self.source,
             )
         raise ConfigError(f"{self.where('fine_tune_checkpoint')} is required but missing "
-                          "(the begin model the first day starts from)")
+                          "(the begin model the first day starts from)",
+                          source=self.source, section=FINETUNE_SECTION,
+                          key="fine_tune_checkpoint")
 
     def checkpoint(self, day: Day, *, chain_first_day: bool = False) -> str:
         """Where ``day`` starts from: the begin model on the first day (or, with
@@ -212,69 +171,44 @@ class FinetunePlan:
             return self.begin_checkpoint()
         return self.model_dir(day.previous())
 
-    def _placeholders(self, day: Day, checkpoint: str | None) -> dict[str, str]:
-        if self.format == "classic":
-            return {}
-        extra = {"model_dir": self.model_dir(day)}
-        if checkpoint is not None:
-            extra["fine_tune_checkpoint"] = checkpoint
-        return extra
-
-    def day_text(self, day: Day, checkpoint: str | None) -> str:
-        """The trial file of ``day``: its day keys selected, placeholders filled in."""
-        text = _select_day_keys(self.text, day)
-        return substitute_dates(
-            text, day, where=self.source, extra=self._placeholders(day, checkpoint)
-        )
-
-    def _parse(self, day: Day, checkpoint: str | None) -> TrialSettings:
-        variables = self.variables
-        if self.format == "classic" and checkpoint is not None:
-            # The classic parser merges parameters into -Dedit_config_json: the chained
-            # checkpoint goes in that way (after the file's own edits, so it wins).
-            params = {**dict(variables.params), CHECKPOINT_EDIT: checkpoint}
-            variables = dataclasses.replace(variables, params=params)
-        return parse_trial_text(
-            self.day_text(day, checkpoint),
-            source=self.source,
-            variables=variables,
-            environ=self.environ,
-        )
-
-    def day_settings(
-        self, day: Day, *, chain_first_day: bool = False, config_dir: Path | None = None
-    ) -> TrialSettings:
-        """The ordinary trial settings of ``day``.
-
-        Config sources (``[params_config]`` SRC) holding placeholders are written, filled in,
-        to ``config_dir`` and the day's edits read them from there.
-        """
+    def stage(self, day: Day, *, chain_first_day: bool = False, redo: bool = False) -> Stage:
+        """The stage of ``day``."""
         checkpoint = self.checkpoint(day, chain_first_day=chain_first_day)
-        settings = self._parse(day, checkpoint)
-        edits = list(settings.config_edits)
-        if edits and config_dir is not None:
-            edits = [
-                _day_config(edit, day, self._placeholders(day, checkpoint), config_dir)
-                for edit in edits
-            ]
-        # Within the day, several sources combine by final_mode; across days by
-        # source_list_final_mode (the plan's).
-        metric = dataclasses.replace(settings.metric, source_list_final_mode=None)
+        plan = self.parse_day(day, checkpoint)
+        (stage,) = plan.stages
+        if len(stage.commands) >= COMMANDS_PER_STAGE:
+            raise ConfigError(f"{self.source}: a finetune day has at most "
+                              f"{COMMANDS_PER_STAGE - 1} commands", source=self.source)
+        extra = self._placeholders(day, checkpoint)
+        # A record copy (dst None) is of what the platform reads itself: not filled in.
+        writes = tuple(
+            dataclasses.replace(w, day=day, placeholders=extra) if w.dst is not None else w
+            for w in stage.config_writes
+        )
+        # Within the day, several sources combine by final_mode; across days by stage_mode.
+        spec = dataclasses.replace(
+            stage.metric.spec, source_list_final_mode=stage.metric.spec.final_mode
+        )
         return dataclasses.replace(
-            settings,
-            config_edits=tuple(edits),
-            metric=metric,
-            resume=settings.resume or self.resume,
+            stage,
+            name=day.bizdate,
+            label=f"day {day}",
+            config_writes=writes,
+            metric=dataclasses.replace(stage.metric, spec=spec),
+            directory=f"days/{day.bizdate}",
+            command_base=int(day.bizdate) * COMMANDS_PER_STAGE,
+            redo=redo,
+            record={"day": day.bizdate},
         )
 
     def check_own_model_dir(self) -> None:
-        """Raise when a platform-format ``model_dir`` is not this trial's own.
+        """Raise when ``[finetune_config] model_dir`` is not this trial's own.
 
         Concurrent trials would write the same directory and start day 2 from whichever trial
-        wrote day 1 last. The classic format needs no check: the runner appends
-        ``/<exp_id>_<trial_id>`` to ``-Dmodel_dir``.
+        wrote day 1 last. A model directory the format decides is the trial's own already
+        (the classic ``-Dmodel_dir`` gets ``/<exp_id>_<trial_id>``).
         """
-        if self.format == "classic":
+        if self.first is not None and self.first.model_dir is not None:
             return
         trial_id = self.variables.trial_id
         model_dir = self.model_dir(self.days[0])
@@ -283,89 +217,63 @@ class FinetunePlan:
                 f"{self.where('model_dir')} is {model_dir!r} for day {self.days[0]}: not this "
                 f"trial's own, it must hold the trial id {trial_id!r} (e.g. "
                 f"${{NNI_OUTPUT_DIR}}/model/{{bizdate}}), else concurrent trials read and write "
-                f"each other's models"
+                f"each other's models", source=self.source, section=FINETUNE_SECTION,
+                key="model_dir",
             )
 
     def check_chaining(self) -> None:
-        """Raise when nothing in a platform-format file uses ``{fine_tune_checkpoint}``."""
-        if self.format == "classic":
+        """Raise when a file that chains itself never uses ``{fine_tune_checkpoint}``."""
+        if self.first is not None and self.first.checkpoint_edit:
             return
         day = self.days[0]
-        text = _select_day_keys(self.text, day)
+        text = select_day_keys(self.text, day)
         if "fine_tune_checkpoint" in placeholder_names(text):
             return
-        settings = self._parse(day, self.checkpoint(day))
         from hpo_tools import storage
 
-        for edit in settings.config_edits:
-            if "fine_tune_checkpoint" in placeholder_names(storage.read_text(edit.src)):
+        for write in self.first.stages[0].config_writes:
+            if "fine_tune_checkpoint" in placeholder_names(storage.read_text(write.src)):
                 return
         raise ConfigError(
             f"{self.source}: nothing uses {{fine_tune_checkpoint}}: day 2 would not start from "
             f"day 1's model; pass it to the trainer (--fine_tune_checkpoint "
-            f"{{fine_tune_checkpoint}}) or write it in the training config"
+            f"{{fine_tune_checkpoint}}) or write it in the training config", source=self.source,
+        )
+
+    def to_plan(
+        self,
+        *,
+        chain_first_day: bool = False,
+        resume: bool | None = None,
+        retrain: Sequence[Day] = (),
+    ) -> TrialPlan:
+        """The trial plan: one stage per day.
+
+        Args:
+            chain_first_day: the first day starts from this trial's model of the day before
+                (``finetune-daily`` after its first day), not from the begin model.
+            resume: skip finished days and succeeded commands (default: the file's).
+            retrain: days to train again even when the registry has them finished.
+        """
+        again = {day.bizdate for day in retrain}
+        stages = tuple(
+            self.stage(day, chain_first_day=chain_first_day if i == 0 else True,
+                       redo=day.bizdate in again)
+            for i, day in enumerate(self.days)
+        )
+        if resume is None:
+            resume = self.resume or self.first.resume
+        return dataclasses.replace(
+            self.first,
+            stages=stages,
+            stage_mode=self.stage_mode,
+            resume=resume,
+            record={"days": [d.bizdate for d in self.days]},
+            format=f"finetune {self.first.format}",
         )
 
 
-def _day_config(edit: Any, day: Day, extra: Mapping[str, str], config_dir: Path) -> Any:
-    from hpo_tools import storage
-
-    text = storage.read_text(edit.src)
-    if not placeholder_names(text):
-        return edit
-    filled = substitute_dates(text, day, where=edit.src, extra=extra)
-    path = config_dir / f"{edit.name}-{Path(edit.src).name}"
-    storage.write_text(str(path), filled)
-    return dataclasses.replace(edit, src=str(path))
-
-
-def _days(
-    source: str,
-    options: Mapping[str, str],
-    keyed: Mapping[str, set[str]],
-    start_time: str | None,
-    end_time: str | None,
-) -> tuple[Day, ...]:
-    if (start_time is None) != (end_time is None):
-        given, missing = ("--start_time", "--end_time")[:: 1 if start_time else -1]
-        raise ConfigError(f"{given} is given but {missing} is missing; give both or neither")
-    section_start, section_end = options.get("start_time"), options.get("end_time")
-    if (section_start is None) != (section_end is None):
-        missing = "end_time" if section_end is None else "start_time"
-        raise ConfigError(f"{source}: [{FINETUNE_SECTION}] {missing} is required with the other")
-    if keyed:
-        if start_time is not None or section_start is not None:
-            raise ConfigError(
-                f"{source}: the days are listed twice: cmd<N>_<YYYYMMDD> keys and "
-                f"{'--start_time/--end_time' if start_time else 'start_time/end_time'}; "
-                "keep one"
-            )
-        days = [parse_date(text, what=f"{source}: key suffix") for text in sorted(keyed)]
-        commands = sorted(k for k in keyed[days[0].bizdate] if k.startswith("cmd"))
-        for day in days:
-            names = keyed[day.bizdate]
-            if sorted(k for k in names if k.startswith("cmd")) != commands:
-                raise ConfigError(
-                    f"{source}: day {day} has commands "
-                    f"{', '.join(sorted(k for k in names if k.startswith('cmd'))) or 'none'} "
-                    f"but day {days[0]} has {', '.join(commands) or 'none'}"
-                )
-        return tuple(days)
-    if start_time is not None and end_time is not None:
-        start = parse_date(start_time, what="--start_time")
-        end = parse_date(end_time, what="--end_time")
-        return tuple(day_range(start, end, what="--start_time/--end_time"))
-    if section_start is not None and section_end is not None:
-        start = parse_date(section_start, what=f"{source}: [{FINETUNE_SECTION}] start_time")
-        end = parse_date(section_end, what=f"{source}: [{FINETUNE_SECTION}] end_time")
-        return tuple(day_range(start, end, what=f"{source}: [{FINETUNE_SECTION}]"))
-    raise ConfigError(
-        f"{source}: a finetune trial needs its days: --start_time/--end_time, "
-        f"[{FINETUNE_SECTION}] start_time/end_time, or cmd<N>_<YYYYMMDD> keys"
-    )
-
-
-def load_plan(
+def read_finetune_file(
     path: str | os.PathLike[str],
     *,
     variables: TrialVariables,
@@ -376,7 +284,7 @@ def load_plan(
     text: str | None = None,
     default_days: Sequence[Day] | None = None,
     own_model_dir: bool = True,
-) -> FinetunePlan:
+) -> FinetuneFile:
     """Read a finetune trial file.
 
     Args:
@@ -388,7 +296,7 @@ def load_plan(
         text: the file's text when already read.
         default_days: the days when neither the flags nor the file give any (``check`` of a
             file whose days come from the runner's command line).
-        own_model_dir: require a platform-format ``model_dir`` to hold the trial id (a search;
+        own_model_dir: require ``[finetune_config] model_dir`` to hold the trial id (a search;
             ``finetune-daily``, one chain outside any search, may write where serving reads).
 
     Raises:
@@ -399,21 +307,19 @@ def load_plan(
     source = str(path)
     env = dict(os.environ if environ is None else environ)
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"{source}: cannot read trial file: {err.strerror or err}") from err
+        text = read_text(path)
     rendered = templating.render_jinja(
         text, source=source, context={**variables.as_dict(), "env": env}
     )
-    rest, options, keys = _split_sections(rendered, source)
+    rest, options, keys = split_finetune_section(rendered, source)
     for key in keys:
         if key not in FINETUNE_KEYS:
             raise ConfigError(
                 f"{source}: [{FINETUNE_SECTION}] {key}: unknown key"
-                + did_you_mean(key, FINETUNE_KEYS)
+                + did_you_mean(key, FINETUNE_KEYS),
+                source=source, section=FINETUNE_SECTION, key=key,
             )
-    keyed = _day_keys(rest)
+    keyed = day_keys(rest)
     if days:
         window = tuple(days)
         if keyed:
@@ -424,40 +330,29 @@ def load_plan(
           and "start_time" not in options and "end_time" not in options):
         window = tuple(default_days)
     else:
-        window = _days(source, options, keyed, start_time, end_time)
-    is_classic = bool(re.search(r"^\s*\[easyrec_cmd_config\]\s*$", rest, re.MULTILINE))
+        window = find_days(source, options, keyed, start_time, end_time)
     resume_text = (options.get("resume") or "0").strip().lower()
     if resume_text not in ("0", "1", "true", "false", "yes", "no"):
         raise ConfigError(f"{source}: [{FINETUNE_SECTION}] resume: expected 0 or 1, "
-                          f"got {resume_text!r}")
-    list_mode = _source_list_final_mode(rest, source)
-    plan = FinetunePlan(
+                          f"got {resume_text!r}", source=source, section=FINETUNE_SECTION,
+                          key="resume")
+    finetune = FinetuneFile(
         source=source,
         days=window,
-        format="classic" if is_classic else "platform",
         resume=resume_text in ("1", "true", "yes"),
-        source_list_final_mode=list_mode,
+        stage_mode=FinalMode(source_list_final_mode(rest, source)),
         text=rest,
         options=options,
         variables=variables,
         environ=env,
     )
-    # Parse the first day now: every error of the file shows before anything runs.
-    plan.day_settings(window[0])
-    plan.check_chaining()
+    # The first day, read now: every error of the file shows before anything runs, and what
+    # the format decides (model directory, chaining by edit) is known.
+    checkpoint = finetune._option("fine_tune_checkpoint", window[0]) or _CHECKPOINT_STAND_IN
+    first = finetune.parse_day(window[0], checkpoint)
+    finetune = dataclasses.replace(finetune, first=first)
+    finetune.stage(window[0])
+    finetune.check_chaining()
     if own_model_dir:
-        plan.check_own_model_dir()
-    return plan
-
-
-def _source_list_final_mode(text: str, source: str) -> str:
-    match = re.search(r"^source_list_final_mode\s*=\s*(\S+)\s*$", text, re.MULTILINE)
-    if match is None:
-        return "avg"
-    value = match.group(1).lower()
-    if value not in ("final", "best", "avg"):
-        raise ConfigError(
-            f"{source}: [metric_config] source_list_final_mode: expected one of final, best, "
-            f"avg, got {match.group(1)!r}" + did_you_mean(value, ("final", "best", "avg"))
-        )
-    return value
+        finetune.check_own_model_dir()
+    return finetune

@@ -21,16 +21,15 @@ Built-in types (``metric_type``):
     Numeric values are metrics; nested objects are flattened with dots (``{"eval": {"auc": 1}}``
     gives ``eval.auc``).
 
-Other types are registered with :func:`register_source_type`; ``table`` (an SQL query on
-MaxCompute) is registered by :mod:`hpo_tools.platforms.maxcompute`, imported on first use. A type
-registered with ``takes_platform=True`` gets the platform the caller passes to
-:func:`build_source` (the trial runner passes the one running the trial); nothing else decides
-which platform a source uses.
+Other types are registered with :func:`register_source_type`. A platform may read metrics of
+its own types (``Platform.metric_source_types``, e.g. an SQL ``table`` query on MaxCompute):
+:func:`build_source` asks the platform the caller passes (the trial runner passes the one running
+the trial) for those; this module names no platform. A type registered with
+``takes_platform=True`` gets that platform too.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -128,8 +127,6 @@ class _Registered(NamedTuple):
 
 
 _FACTORIES: dict[str, _Registered] = {}
-# Types whose factory is registered by a module that is imported on first use.
-_PROVIDERS: dict[str, str] = {"table": "hpo_tools.platforms.maxcompute"}
 
 
 def register_source_type(
@@ -154,7 +151,7 @@ def register_source_type(
 
 def source_types() -> list[str]:
     """Every type name :func:`build_source` accepts, sorted."""
-    return sorted(set(_FACTORIES) | set(_PROVIDERS))
+    return sorted(_FACTORIES)
 
 
 def build_source(
@@ -182,23 +179,19 @@ def build_source(
     """
     key_name = key
     key = str(type_name).strip().lower()
-    if key not in _FACTORIES and key in _PROVIDERS:
-        try:
-            importlib.import_module(_PROVIDERS[key])
-        except ImportError as err:
-            raise ConfigError(
-                f"{key_name}: {key!r} needs {_PROVIDERS[key]}, which cannot be imported: {err}"
-            ) from err
+    provided = getattr(platform, "metric_source_types", ())
     registered = _FACTORIES.get(key)
-    if registered is None and key in _PROVIDERS:
-        raise ConfigError(f"{key_name}: {_PROVIDERS[key]} did not register the {key!r} type")
-    if registered is None:
+    if registered is None and key not in provided:
+        known = sorted({*_FACTORIES, *provided})
         raise ConfigError(
             f"{key_name}: unknown source type {type_name!r}; expected one of "
-            f"{', '.join(source_types())}" + did_you_mean(key, source_types())
+            f"{', '.join(known)}" + did_you_mean(key, known)
         )
     if not str(location).strip():
         raise ConfigError(f"metric_source: empty location for metric_type {key!r}")
+    if key in provided:  # read through the platform (a `table` query on MaxCompute)
+        return platform.metric_source(key, str(location).strip(), spec)  # type: ignore[union-attr]
+    assert registered is not None
     if registered.takes_platform:
         return registered.factory(str(location).strip(), spec, platform)
     return registered.factory(str(location).strip(), spec)

@@ -8,15 +8,22 @@ See docs/platforms.md.
 from __future__ import annotations
 
 from hpo_tools.platforms.base import (
+    CLASSIC_FORMAT_PLATFORM,
     Job,
     JobState,
     OutputFilter,
     Platform,
     UpdateCallback,
     create_platform,
+    display_name,
+    needs_platform_message,
+    platform_class,
+    platform_classes,
     platform_for_description,
     platform_names,
+    platforms_reading,
     register_platform,
+    registry_keys,
 )
 
 __all__ = [
@@ -29,4 +36,11 @@ __all__ = [
     "platform_for_description",
     "platform_names",
     "register_platform",
+    "needs_platform_message",
+    "platforms_reading",
+    "platform_class",
+    "platform_classes",
+    "registry_keys",
+    "display_name",
+    "CLASSIC_FORMAT_PLATFORM",
 ]

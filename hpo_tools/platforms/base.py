@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Optional, Union
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Protocol, Tuple, Union
 
 from hpo_tools.errors import ConfigError, PlatformError, did_you_mean
 
@@ -36,6 +36,15 @@ __all__ = [
     "platform_for_description",
     "platform_names",
     "register_platform",
+    "platform_class",
+    "platform_classes",
+    "platforms_reading",
+    "needs_platform_message",
+    "registry_keys",
+    "display_name",
+    "CLASSIC_FORMAT_PLATFORM",
+    "SectionView",
+    "TrialFileView",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -44,6 +53,31 @@ _logger = logging.getLogger(__name__)
 OutputFilter = Callable[[str], str]
 #: Called with the job whenever something worth saving changed (new instance ids, a new state).
 UpdateCallback = Callable[["Job"], None]
+
+
+class SectionView(Protocol):
+    """One section of a trial file, as :meth:`Platform.options_from_trial_file` reads it
+    (``hpo_tools.trial.ini.Section``)."""
+
+    name: str
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]: ...
+
+    def require(self, key: str) -> str: ...
+
+    def check_keys(self, allowed: Iterable[str], patterns: Iterable[str] = ()) -> None: ...
+
+    def error(self, key: Optional[str], message: str) -> ConfigError: ...
+
+
+class TrialFileView(Protocol):
+    """A trial file's sections (``hpo_tools.trial.ini.TrialFile``)."""
+
+    source: str
+
+    def section(self, name: str) -> Optional[SectionView]: ...
+
+    def require(self, name: str, why: str = "") -> SectionView: ...
 
 
 class JobState(enum.Enum):
@@ -180,6 +214,54 @@ class Platform(abc.ABC):
         """The non-secret settings that rebuild an equivalent platform in another process."""
         return {}
 
+    # -- what the trial layer asks of a platform (all optional) -------------------------------
+
+    #: Trial-file sections of this platform's own (``[odps_config]``); read by
+    #: :meth:`options_from_trial_file`. A platform-format trial file may hold any registered
+    #: platform's sections; those of the platform that runs the trial must be valid.
+    trial_file_sections: ClassVar[Tuple[str, ...]] = ()
+    #: ``metric_type`` names this platform reads metrics through (``table``): see
+    #: :meth:`metric_source`.
+    metric_source_types: ClassVar[Tuple[str, ...]] = ()
+    #: What a trial file needs besides ``name=`` to run on this platform, for messages
+    #: (``"[odps_config] project_name / odps_endpoint"``).
+    trial_file_hint: ClassVar[str] = ""
+
+    @classmethod
+    def options_from_trial_file(cls, trial_file: "TrialFileView") -> Dict[str, Any]:
+        """The keyword arguments of this platform's constructor, from a trial file's sections.
+
+        Raises:
+            ConfigError: a missing or malformed section or key (``section.error(key, ...)``).
+        """
+        return {}
+
+    @classmethod
+    def shape_command(cls, text: str) -> str:
+        """A command as written in the trial file -> as it is submitted.
+
+        Raises:
+            ConfigError: the command is malformed (the message names no file: the caller adds
+                where it is).
+        """
+        return text
+
+    def metric_source(self, type_name: str, location: str, spec: Any) -> Any:
+        """A metric source of one of :attr:`metric_source_types` that reads through this
+        platform (a ``table`` query runs on MaxCompute).
+
+        Raises:
+            ConfigError: the type is not one of this platform's, or the location is bad.
+        """
+        raise ConfigError(f"platform {self.name}: no metric source type {type_name!r}")
+
+    def interrupt(self) -> None:
+        """Make a long call in progress on this platform (a metric query) give up soon.
+
+        Called from a signal handler: it must only set a flag (no lock, no raise, no I/O).
+        """
+        return None
+
     def close(self) -> None:
         """Release what the platform holds (clients, threads). Jobs keep running."""
         return None
@@ -194,6 +276,8 @@ _PLATFORMS: Dict[str, Union[str, type]] = {
     "local": "hpo_tools.platforms.local:LocalPlatform",
     "maxcompute": "hpo_tools.platforms.maxcompute:MaxComputePlatform",
 }
+# The platform that runs the classic format's one ``PAI -name ...`` command (config_begin.ini).
+CLASSIC_FORMAT_PLATFORM = "maxcompute"
 # How users spell them in trial files, for messages.
 _DISPLAY_NAMES: Dict[str, str] = {"local": "Local", "maxcompute": "MaxCompute"}
 _registry_lock = threading.Lock()
@@ -218,7 +302,47 @@ def platform_names() -> list:
     return [_DISPLAY_NAMES.get(key, key) for key in sorted(_PLATFORMS)]
 
 
-def _platform_class(name: str) -> type:
+def registry_keys() -> List[str]:
+    """The registered names, lower case, sorted (``["local", "maxcompute"]``)."""
+    return sorted(_PLATFORMS)
+
+
+def display_name(name: str) -> str:
+    """How users spell the platform ``name`` (``MaxCompute``)."""
+    key = str(name).strip().lower()
+    return _DISPLAY_NAMES.get(key, key)
+
+
+def platform_classes() -> List[type]:
+    """Every registered platform class (imports each platform module; no SDK is imported)."""
+    return [platform_class(key) for key in registry_keys()]
+
+
+def platforms_reading(type_name: str) -> List[type]:
+    """The registered platforms that read metrics of ``metric_type=type_name`` themselves."""
+    key = str(type_name).strip().lower()
+    return [cls for cls in platform_classes() if key in cls.metric_source_types]
+
+
+def needs_platform_message(type_name: str) -> Optional[str]:
+    """``metric_type=table runs on the MaxCompute platform: set ...`` when a registered
+    platform reads ``type_name`` itself, else None."""
+    readers = platforms_reading(type_name)
+    if not readers:
+        return None
+    cls = readers[0]
+    shown = display_name(cls.name)
+    hint = f" and {cls.trial_file_hint}" if cls.trial_file_hint else ""
+    return (f"metric_type={str(type_name).strip().lower()} runs on the {shown} platform: set "
+            f"[platform_config] name={shown}{hint}")
+
+
+def platform_class(name: str) -> type:
+    """The class registered as ``name`` (case-insensitive).
+
+    Raises:
+        ConfigError: unknown name.
+    """
     key = str(name).strip().lower()
     target = _PLATFORMS.get(key)
     if target is None:
@@ -243,10 +367,10 @@ def create_platform(name: str, **settings: Any) -> Platform:
     Raises:
         ConfigError: Unknown platform name, or a setting the platform does not know.
     """
-    platform_class = _platform_class(name)
-    accepted = _accepted_settings(platform_class)
+    platform_class_ = platform_class(name)
+    accepted = _accepted_settings(platform_class_)
     if accepted is not None:
-        display = _DISPLAY_NAMES.get(platform_class.name, platform_class.name or str(name))
+        display = _DISPLAY_NAMES.get(platform_class_.name, platform_class_.name or str(name))
         for key in settings:
             if key not in accepted:
                 raise ConfigError(
@@ -254,7 +378,7 @@ def create_platform(name: str, **settings: Any) -> Platform:
                     + ", ".join(sorted(accepted))
                     + did_you_mean(key, accepted)
                 )
-    return platform_class(**settings)
+    return platform_class_(**settings)
 
 
 def _accepted_settings(platform_class: type) -> Optional[set]:

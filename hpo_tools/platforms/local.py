@@ -355,6 +355,11 @@ class LocalPlatform(Platform):
         self.cwd = None if cwd in (None, "") else str(cwd)
         self.shell = str(shell)
 
+    @classmethod
+    def shape_command(cls, text: str) -> str:
+        """Continuation lines belong to one shell command, not several: join them."""
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
     def settings(self) -> Dict[str, Any]:
         """Grace period, working directory and shell (nothing here is secret)."""
         return {"grace_period": self.grace_period, "cwd": self.cwd, "shell": self.shell}

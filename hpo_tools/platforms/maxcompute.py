@@ -37,8 +37,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
-from hpo_tools.metrics.sources import MetricPoint, MetricSource, register_source_type
-from hpo_tools.platforms.base import Job, JobState, OutputFilter, Platform, UpdateCallback
+from hpo_tools.metrics.sources import MetricPoint, MetricSource
+from hpo_tools.platforms.base import (
+    Job,
+    JobState,
+    OutputFilter,
+    Platform,
+    TrialFileView,
+    UpdateCallback,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpo_tools.metrics.score import MetricSpec
@@ -645,6 +652,47 @@ class MaxComputePlatform(Platform):
     """
 
     name = "maxcompute"
+    trial_file_sections = ("odps_config",)
+    metric_source_types = ("table",)
+    trial_file_hint = "[odps_config] project_name / odps_endpoint"
+
+    @classmethod
+    def options_from_trial_file(cls, trial_file: TrialFileView) -> Dict[str, Any]:
+        """``[odps_config] project_name, odps_endpoint, access_id, access_key``; the credentials
+        default to ``[oss_config]``'s (as in the classic files)."""
+        section = trial_file.section("odps_config")
+        if section is None:
+            raise ConfigError(
+                f"{trial_file.source}: [odps_config] is required for the MaxCompute platform",
+                source=trial_file.source, section="odps_config",
+            )
+        section.check_keys(("project_name", "odps_endpoint", "access_id", "access_key"))
+        project = section.require("project_name")
+        endpoint = section.require("odps_endpoint")
+        access_id, access_key = section.get("access_id"), section.get("access_key")
+        oss = trial_file.section("oss_config")
+        if oss is not None:
+            access_id = access_id or oss.get("accessKeyID")
+            access_key = access_key or oss.get("accessKeySecret")
+        return {
+            "project": project,
+            "endpoint": endpoint,
+            "access_id": access_id,
+            "secret_access_key": access_key,
+        }
+
+    @classmethod
+    def shape_command(cls, text: str) -> str:
+        """The command as written (lines kept); a malformed ``PAI ...`` is a ConfigError now,
+        not when its turn comes."""
+        parse_command(text)
+        return text
+
+    def metric_source(self, type_name: str, location: str, spec: Any) -> "TableSource":
+        """``metric_type=table``: the SQL query ``location``, run on this platform."""
+        if type_name.strip().lower() != "table":
+            return super().metric_source(type_name, location, spec)
+        return self.table_source(location, spec)
 
     def __init__(
         self,
@@ -984,23 +1032,3 @@ class TableSource(MetricSource):
             self._seen[step] = values
             points.append(MetricPoint(step, values))
         return points
-
-
-def table_source(location: str, spec: MetricSpec, platform: object) -> TableSource:
-    """The ``table`` metric source: the query ``location``, run by ``platform``.
-
-    Registered as ``metric_type=table`` (``takes_platform``): ``build_source`` passes the
-    platform its caller gives.
-
-    Raises:
-        ConfigError: ``platform`` is not a :class:`MaxComputePlatform` (e.g. None, in the CLI).
-    """
-    if not isinstance(platform, MaxComputePlatform):
-        raise ConfigError(
-            "metric_type=table runs its query on MaxCompute: set [platform_config] name=MaxCompute "
-            "and [odps_config] project_name / odps_endpoint"
-        )
-    return platform.table_source(location, spec)
-
-
-register_source_type("table", table_source, takes_platform=True)

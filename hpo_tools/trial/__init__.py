@@ -1,53 +1,59 @@
-"""One trial: trial files -> settings, templating, the runner, reporters, and `check`.
+"""One trial: trial files -> a :class:`TrialPlan`, and the one runner that executes any plan.
 
-See docs/trial-files.md and docs/running-trials.md.
+- :mod:`~hpo_tools.trial.plan`: the neutral plan (stages of config writes and commands, the
+  metric settings, the platform spec);
+- :mod:`~hpo_tools.trial.settings`: a (non-finetune) trial file -> its plan, through
+  :mod:`~hpo_tools.trial.ini` (sections), :mod:`~hpo_tools.trial.trial_ini` (platform format),
+  :mod:`~hpo_tools.trial.classic` (classic format), :mod:`~hpo_tools.trial.sections` (what
+  both read alike) and :mod:`~hpo_tools.trial.templating`;
+- :mod:`~hpo_tools.trial.runner`: :func:`run_plan`, with :mod:`~hpo_tools.trial.paths`,
+  :mod:`~hpo_tools.trial.signals`, :mod:`~hpo_tools.trial.trial_log`,
+  :mod:`~hpo_tools.trial.registry`, :mod:`~hpo_tools.trial.outcome` and
+  :mod:`~hpo_tools.trial.reporter`.
+
+Which producer reads a given file (plain or finetune) is decided by the entry points
+(:mod:`hpo_tools.trial_files`). See docs/trial-files.md and docs/running-trials.md.
 """
 
 from __future__ import annotations
 
-from hpo_tools.trial.reporter import ConsoleReporter, NniReporter, Reporter, ReporterChannelLost
-from hpo_tools.trial.runner import (
-    TrialCancelled,
-    TrialContext,
-    TrialOutcome,
-    TrialPaths,
-    prepare_trial,
-    resolve_paths,
-    run_trial,
-    run_trial_file,
-)
-from hpo_tools.trial.settings import (
+from hpo_tools.trial.outcome import TrialOutcome, TrialStatus
+from hpo_tools.trial.paths import TrialPaths, resolve_paths
+from hpo_tools.trial.plan import (
     Command,
-    ConfigEdit,
+    ConfigWrite,
     MetricSettings,
-    OdpsSettings,
     OssSettings,
-    TrialSettings,
+    PlatformSpec,
+    Stage,
+    TrialPlan,
     TrialVariables,
-    load_trial_file,
-    parse_trial_text,
 )
+from hpo_tools.trial.reporter import ConsoleReporter, NniReporter, Reporter, ReporterChannelLost
+from hpo_tools.trial.runner import TrialContext, run_plan
+from hpo_tools.trial.settings import load_trial_file, parse_trial_text
+from hpo_tools.trial.signals import TrialCancelled
 
 __all__ = [
     "Command",
-    "ConfigEdit",
+    "ConfigWrite",
     "ConsoleReporter",
     "MetricSettings",
     "NniReporter",
-    "OdpsSettings",
     "OssSettings",
+    "PlatformSpec",
     "Reporter",
     "ReporterChannelLost",
+    "Stage",
     "TrialCancelled",
     "TrialContext",
     "TrialOutcome",
     "TrialPaths",
-    "TrialSettings",
+    "TrialPlan",
+    "TrialStatus",
     "TrialVariables",
     "load_trial_file",
     "parse_trial_text",
-    "prepare_trial",
     "resolve_paths",
-    "run_trial",
-    "run_trial_file",
+    "run_plan",
 ]

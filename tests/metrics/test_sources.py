@@ -186,12 +186,24 @@ def test_unknown_source_type_suggests_the_close_one():
         build_source("sumary", "x", spec=MetricSpec.from_config({"a": 1}))
 
 
-def test_table_type_loads_its_provider_module_on_first_use(monkeypatch):
-    monkeypatch.setitem(sources_module._PROVIDERS, "table", "hpo_tools.no_such_platform")
-    monkeypatch.delitem(sources_module._FACTORIES, "table", raising=False)
-    # Until the MaxCompute platform is importable, the message says what is missing.
-    with pytest.raises(ConfigError, match="'table' needs hpo_tools.no_such_platform"):
-        build_source("table", "select 1", spec=MetricSpec.from_config({"a": 1}))
+def test_a_type_a_platform_reads_is_built_by_the_platform_passed():
+    class ListSource(MetricSource):
+        def poll(self):
+            return [MetricPoint(1, {"a": 3.0})]
+
+    class MemoryPlatform:
+        metric_source_types = ("memory",)
+
+        def metric_source(self, type_name, location, spec):
+            return ListSource(f"{type_name}:{location}")
+
+    spec = MetricSpec.from_config({"a": 1})
+    source = build_source("Memory", "here", spec=spec, platform=MemoryPlatform())
+    # The platform's own type goes to the platform, with the type and the location.
+    assert isinstance(source, ListSource) and source.location == "memory:here"
+    # Without that platform the type is unknown here (metrics names no platform).
+    with pytest.raises(ConfigError, match="unknown source type 'memory'"):
+        build_source("memory", "here", spec=spec)
 
 
 def test_registered_source_type_is_built_by_its_factory(monkeypatch):
@@ -247,15 +259,15 @@ def test_json_document_larger_than_one_read_chunk(tmp_path, monkeypatch):
     assert _steps(source.poll()) == [(3, {"auc": 0.5})]
 
 
-def test_table_type_is_provided_by_the_maxcompute_platform_module():
-    # `table` needs no import by the caller: build_source loads the provider module, whose
-    # factory explains what the query needs when no MaxCompute platform is passed. In-process:
-    # whatever platforms other tests created, nothing is bound to `table` but this factory.
-    with pytest.raises(ConfigError, match="MaxCompute"):
+def test_table_type_is_read_by_the_maxcompute_platform_not_registered_here():
+    from hpo_tools.platforms.maxcompute import MaxComputePlatform
+
+    # Importing the platform registers nothing: `table` is the MaxCompute platform's own type,
+    # built only through a MaxCompute platform the caller passes.
+    assert "table" not in sources_module._FACTORIES
+    assert "table" in MaxComputePlatform.metric_source_types
+    with pytest.raises(ConfigError, match="unknown source type 'table'"):
         build_source("table", "SELECT step, auc FROM t", spec=MetricSpec.from_config({"auc": 1}))
-    registered = sources_module._FACTORIES["table"]
-    assert registered.factory.__module__ == "hpo_tools.platforms.maxcompute"
-    assert registered.takes_platform  # it gets the caller's platform, not a global one
 
 
 def test_a_type_registered_with_takes_platform_gets_the_platform_passed(monkeypatch):

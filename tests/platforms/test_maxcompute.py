@@ -516,16 +516,24 @@ def test_interrupt_stops_a_table_query_whose_status_call_hangs(fake, hang):
 
 
 def test_table_source_without_a_maxcompute_platform_is_a_config_error(platform):
+    from hpo_tools.trial.plan import TrialVariables
+    from hpo_tools.trial.settings import parse_trial_text
+
     # A MaxCompute platform exists in this process, but none is passed (as in the
     # `hpo-tools metrics` CLI): creating a platform must not make `table` use it.
-    with pytest.raises(ConfigError, match="name=MaxCompute"):
+    with pytest.raises(ConfigError, match="unknown source type 'table'"):
         build_source("table", "SELECT 1", spec=SPEC)
+    # A trial file asking for `table` on another platform is told which platform reads it.
+    text = ("[platform_config]\nname=Local\ncmd1=true\n[metric_config]\nmetric_type=table\n"
+            "metric_source=SELECT 1\nmetric_dict={\"auc\": 1}\n")
+    with pytest.raises(ConfigError, match=r"name=MaxCompute and \[odps_config\] project_name"):
+        parse_trial_text(text, source="trial.ini", variables=TrialVariables("e", "t", "/o", {}))
 
 
 def test_table_source_on_another_platform_is_a_config_error(platform):
     local = create_platform("Local")
     # a Local trial has no MaxCompute client to run the query with
-    with pytest.raises(ConfigError, match=r"\[odps_config\] project_name"):
+    with pytest.raises(ConfigError, match="unknown source type 'table'"):
         build_source("table", "SELECT 1", spec=SPEC, platform=local)
 
 

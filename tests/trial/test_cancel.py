@@ -95,7 +95,7 @@ def _table_metric_trial(tmp_path, monkeypatch):
     import io
 
     from hpo_tools.trial.reporter import ConsoleReporter
-    from hpo_tools.trial.runner import prepare_trial
+    from hpo_tools.trial_files import prepare_trial
 
     monkeypatch.setenv("ODPS_ACCESS_ID", "fakeAccessId01")
     monkeypatch.setenv("ODPS_ACCESS_KEY", "fakeAccessKey01")
@@ -107,8 +107,8 @@ def _table_metric_trial(tmp_path, monkeypatch):
         "[odps_config]\nproject_name=p\nodps_endpoint=http://odps\n"
     )
     reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
-    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
-    return reporter, settings, context
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    return reporter, plan, context
 
 
 def test_sigint_during_a_long_table_metric_query_cancels_within_3_seconds(tmp_path, monkeypatch):
@@ -117,11 +117,11 @@ def test_sigint_during_a_long_table_metric_query_cancels_within_3_seconds(tmp_pa
 
     from hpo_tools.platforms.maxcompute import MaxComputePlatform
     from hpo_tools.testing.odps import FakeODPS
-    from hpo_tools.trial.runner import run_trial
+    from hpo_tools.trial.runner import run_plan
 
-    reporter, settings, context = _table_metric_trial(tmp_path, monkeypatch)
+    reporter, plan, context = _table_metric_trial(tmp_path, monkeypatch)
     fake = FakeODPS(polls=10**6)  # neither the PAI job nor the metric query ever ends
-    platform = MaxComputePlatform(**settings.platform_options(), odps_factory=fake.connect,
+    platform = MaxComputePlatform(**plan.platform.options, odps_factory=fake.connect,
                                   poll_interval=0.05)
 
     def end_everything() -> None:  # a safety net, so that a regression fails instead of hanging
@@ -134,7 +134,7 @@ def test_sigint_during_a_long_table_metric_query_cancels_within_3_seconds(tmp_pa
     sigint.start()
     try:
         started = time.monotonic()
-        outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+        outcome = run_plan(plan, reporter, context, platform=platform, interval=0.05)
         elapsed = time.monotonic() - started - 0.5
     finally:
         safety.cancel()
@@ -152,7 +152,7 @@ def test_sigint_while_waiting_for_parameters_still_writes_result_json(tmp_path, 
     import io
 
     from hpo_tools.trial.reporter import ConsoleReporter
-    from hpo_tools.trial.runner import run_trial_file
+    from hpo_tools.trial_files import run_trial_file
 
     class InterruptedReporter(ConsoleReporter):
         def get_parameters(self):
@@ -173,19 +173,19 @@ def test_sigint_while_reading_the_final_metrics_reports_no_final(tmp_path, monke
 
     from hpo_tools.platforms.maxcompute import MaxComputePlatform
     from hpo_tools.testing.odps import FakeODPS
-    from hpo_tools.trial.runner import run_trial
+    from hpo_tools.trial.runner import run_plan
 
-    reporter, settings, context = _table_metric_trial(tmp_path, monkeypatch)
+    reporter, plan, context = _table_metric_trial(tmp_path, monkeypatch)
     fake = FakeODPS(polls=10**6)  # the last query (the drain) never ends
     fake.plan_next(polls=1)  # the PAI job ends at once
     fake.plan_next(polls=0)  # the query while it ran answers at once
     fake.set_sql_result("FROM t", [{"step": 1, "auc": 0.5}])
-    platform = MaxComputePlatform(**settings.platform_options(), odps_factory=fake.connect,
+    platform = MaxComputePlatform(**plan.platform.options, odps_factory=fake.connect,
                                   poll_interval=0.05)
     sigint = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT))
     sigint.start()
     try:
-        outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+        outcome = run_plan(plan, reporter, context, platform=platform, interval=0.05)
     finally:
         sigint.cancel()
     assert [s["kind"] for s in fake.submitted] == ["xflow", "sql", "sql"]  # stopped in the drain

@@ -13,7 +13,8 @@ from hpo_tools.platforms import JobState
 from hpo_tools.platforms.maxcompute import MaxComputePlatform
 from hpo_tools.testing.odps import FakeODPS
 from hpo_tools.trial.reporter import ConsoleReporter
-from hpo_tools.trial.runner import prepare_trial, run_trial
+from hpo_tools.trial.runner import run_plan
+from hpo_tools.trial_files import prepare_trial
 
 TRIAL = (
     "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext -Dcmd=train\ncmd2=SELECT 1\n"
@@ -46,11 +47,11 @@ def test_sigint_while_maxcompute_status_calls_hang_cancels_within_3_seconds(
     trial = tmp_path / "trial.ini"
     trial.write_text(TRIAL)
     reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
-    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
     fake = FakeODPS(polls=10**6)
     release = threading.Event()
     fake.hang_status = release  # the service never answers a status call
-    platform = MaxComputePlatform(**settings.platform_options(), odps_factory=fake.connect,
+    platform = MaxComputePlatform(**plan.platform.options, odps_factory=fake.connect,
                                   poll_interval=0.05)
     sent = {}
 
@@ -62,7 +63,7 @@ def test_sigint_while_maxcompute_status_calls_hang_cancels_within_3_seconds(
 
     sender = _signal_when(hung, signal.SIGINT)
     try:
-        outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+        outcome = run_plan(plan, reporter, context, platform=platform, interval=0.05)
         ended = time.monotonic()
     finally:
         release.set()  # let the stuck follower thread go
@@ -84,7 +85,7 @@ def test_a_hung_nni_report_cancels_the_jobs_and_fails_non_zero(tmp_path, monkeyp
     import nni
 
     from hpo_tools.trial.reporter import NniReporter
-    from hpo_tools.trial.runner import run_trial_file
+    from hpo_tools.trial_files import run_trial_file
 
     from .conftest import TRAIN
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from hpo_tools import cli
+from hpo_tools.check import check_or_raise, check_trial_file
 from hpo_tools.errors import ConfigError
-from hpo_tools.trial.check import check_or_raise, check_trial_file
 
 from .conftest import LR_PATH
 

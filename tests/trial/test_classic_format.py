@@ -20,7 +20,8 @@ from hpo_tools.platforms.local import LocalPlatform
 from hpo_tools.platforms.maxcompute import MaxComputePlatform
 from hpo_tools.testing.odps import FakeODPS
 from hpo_tools.trial.reporter import ConsoleReporter
-from hpo_tools.trial.runner import prepare_trial, run_trial
+from hpo_tools.trial.runner import run_plan
+from hpo_tools.trial_files import prepare_trial
 from tests.metrics.eventlib import append_events, event_file, scalar_event, version_event
 
 from .conftest import LR_PATH, TRAIN
@@ -67,9 +68,9 @@ def test_classic_file_runs_with_params_merged_and_metrics_from_eval_val(tmp_path
     )
     reporter = ConsoleReporter({LR_PATH: 0.03}, experiment_id="E1", trial_id="T1",
                                stream=io.StringIO())
-    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
     platform = LocalEasyRecStandIn()
-    outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+    outcome = run_plan(plan, reporter, context, platform=platform, interval=0.05)
 
     assert outcome.status == "succeeded", outcome.message
     # The model dir is per trial, and metrics were read from its eval_val/.
@@ -109,11 +110,11 @@ def test_classic_file_on_the_maxcompute_platform_with_fake_odps(tmp_path, monkey
 
     reporter = ConsoleReporter({LR_PATH: 0.03}, experiment_id="E2", trial_id="T2",
                                stream=io.StringIO())
-    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
     fake = FakeODPS(polls=3)
-    platform = MaxComputePlatform(**settings.platform_options(), odps_factory=fake.connect,
+    platform = MaxComputePlatform(**plan.platform.options, odps_factory=fake.connect,
                                   poll_interval=0.05)
-    outcome = run_trial(settings, reporter, context, platform=platform, interval=0.05)
+    outcome = run_plan(plan, reporter, context, platform=platform, interval=0.05)
 
     assert outcome.status == "succeeded", outcome.message
     submitted = fake.submitted[0]
@@ -148,8 +149,8 @@ def test_classic_trial_keeps_the_edited_config_it_sent_to_pai(tmp_path, pipeline
     trial = _classic(tmp_path, pipeline)
     reporter = ConsoleReporter({LR_PATH: 0.03}, experiment_id="E3", trial_id="T3",
                                stream=io.StringIO())
-    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
-    outcome = run_trial(settings, reporter, context, platform=LocalEasyRecStandIn(),
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    outcome = run_plan(plan, reporter, context, platform=LocalEasyRecStandIn(),
                         interval=0.05)
     assert outcome.status == "succeeded", outcome.message
     copy = tmp_path / "exp/E3/trials/T3/configs/pipeline.config"
@@ -165,10 +166,10 @@ def test_classic_bad_edit_path_launches_nothing(tmp_path, pipeline):
 
     trial = _classic(tmp_path, pipeline, edit='{"train_config.num_stepz": 10}')
     reporter = ConsoleReporter({}, experiment_id="E4", trial_id="T4", stream=io.StringIO())
-    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
     platform = LocalEasyRecStandIn()
     with pytest.raises(ConfigPathError, match="num_stepz"):
-        run_trial(settings, reporter, context, platform=platform, interval=0.05)
+        run_plan(plan, reporter, context, platform=platform, interval=0.05)
     assert platform.pai_commands == []  # caught before PAI was asked for anything
 
 
@@ -176,8 +177,8 @@ def test_classic_unreadable_config_only_costs_the_copy(tmp_path):
     trial = _classic(tmp_path, tmp_path / "missing.config")
     reporter = ConsoleReporter({LR_PATH: 0.03}, experiment_id="E5", trial_id="T5",
                                stream=io.StringIO())
-    settings, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
-    outcome = run_trial(settings, reporter, context, platform=LocalEasyRecStandIn(),
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    outcome = run_plan(plan, reporter, context, platform=LocalEasyRecStandIn(),
                         interval=0.05)
     # PAI reads -Dconfig itself (from OSS, with its own access); the trial still runs.
     assert outcome.status == "succeeded", outcome.message

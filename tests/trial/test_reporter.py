@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from hpo_tools.trial.reporter import ConsoleReporter, NniReporter, ReporterChannelLost, under_nni
-from hpo_tools.trial.runner import run_trial_file
+from hpo_tools.trial_files import run_trial_file
 
 from .conftest import TRAIN
 

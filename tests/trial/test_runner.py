@@ -10,8 +10,9 @@ import pytest
 from hpo_tools.errors import ConfigError
 from hpo_tools.jobs import JobRegistry
 from hpo_tools.platforms import JobState
+from hpo_tools.trial.paths import resolve_paths
 from hpo_tools.trial.reporter import ConsoleReporter
-from hpo_tools.trial.runner import resolve_paths, run_trial_file
+from hpo_tools.trial_files import run_trial_file
 
 from .conftest import LR_PATH, PYTHON, TRAIN
 from .fake_train import auc_for
@@ -220,7 +221,7 @@ def test_sigterm_in_process_cancels_the_running_job(tmp_path, write_trial):
     import signal
     import threading
 
-    from hpo_tools.trial.runner import TrialCancelled
+    from hpo_tools.trial.signals import TrialCancelled
 
     # Like KeyboardInterrupt: an `except Exception` on the way out must not stop it.
     assert not issubclass(TrialCancelled, Exception)

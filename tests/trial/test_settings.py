@@ -1,4 +1,4 @@
-"""Parsing both trial-file formats into typed settings, and every config error."""
+"""Parsing both trial-file formats into their trial plans, and every config error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hpo_tools.errors import ConfigError
-from hpo_tools.trial.settings import TrialVariables, load_trial_file, parse_trial_text
+from hpo_tools.trial.plan import TrialVariables
+from hpo_tools.trial.settings import load_trial_file, parse_trial_text
 
 VARS = TrialVariables("EXP", "TRIAL", "/out/TRIAL", {"train_config.lr": 0.01, "emb": 16})
 
@@ -68,25 +69,25 @@ def parse(text, variables=VARS, environ=None):
 
 
 def test_platform_format_is_parsed_into_typed_settings():
-    settings = parse(PLATFORM_FILE)
-    assert settings.format == "platform"
-    assert settings.platform == "local"
-    assert [c.name for c in settings.commands] == ["cmd1", "cmd2"]
+    plan = parse(PLATFORM_FILE)
+    assert plan.format == "platform"
+    assert plan.platform.name == "local"
+    assert [c.name for c in plan.stages[0].commands] == ["cmd1", "cmd2"]
     # Continuation lines of a Local command are one shell command, not several.
-    assert settings.commands[1].text == "python train.py --lr 0.01 --tag lr_0.01_emb_16"
-    assert settings.resume is True
-    assert settings.metric.sources == ("/out/TRIAL/model/eval_val",)
-    assert settings.metric.metric_dict == {"auc": 1.0, "loss": -0.5}
-    assert settings.metric.final_mode == "best"
-    assert settings.config_edits[0].src == "samples/pipeline.config"
-    assert settings.config_edits[0].dst == "/out/TRIAL/pipeline.config"
+    assert plan.stages[0].commands[1].text == "python train.py --lr 0.01 --tag lr_0.01_emb_16"
+    assert plan.resume is True
+    assert plan.stages[0].metric.sources == ("/out/TRIAL/model/eval_val",)
+    assert plan.stages[0].metric.metric_dict == {"auc": 1.0, "loss": -0.5}
+    assert plan.stages[0].metric.final_mode == "best"
+    assert plan.stages[0].config_writes[0].src == "samples/pipeline.config"
+    assert plan.stages[0].config_writes[0].dst == "/out/TRIAL/pipeline.config"
 
 
 def test_commands_run_in_numeric_order_not_text_order():
     text = "[platform_config]\nname=local\ncmd10=c\ncmd2=b\ncmd1=a\n" + _metric()
-    settings = parse(text)
+    plan = parse(text)
     # cmd10 after cmd2: numeric, not lexical order.
-    assert [c.text for c in settings.commands] == ["a", "b", "c"]
+    assert [c.text for c in plan.stages[0].commands] == ["a", "b", "c"]
 
 
 def _metric(extra=""):
@@ -98,11 +99,11 @@ def test_several_metric_sources_are_kept_in_order():
         "[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_dict={'auc': 1}\n"
         "metric_source_2=/b\nmetric_source_1=/a\nsource_list_final_mode=avg\n"
     )
-    settings = parse(text)
-    assert settings.metric.sources == ("/a", "/b")
-    assert settings.metric.source_list_final_mode == "avg"
+    plan = parse(text)
+    assert plan.stages[0].metric.sources == ("/a", "/b")
+    assert plan.stages[0].metric.source_list_final_mode == "avg"
     # Old files wrote metric_dict as a Python literal; read safely, never eval'd.
-    assert settings.metric.metric_dict == {"auc": 1.0}
+    assert plan.stages[0].metric.metric_dict == {"auc": 1.0}
 
 
 def test_maxcompute_platform_keeps_command_lines_and_needs_odps():
@@ -112,15 +113,15 @@ def test_maxcompute_platform_keeps_command_lines_and_needs_odps():
         + "[odps_config]\nproject_name=p\nodps_endpoint=http://e\n"
         + "[oss_config]\naccessKeyID=${TEST_OSS_ID}\naccessKeySecret=${TEST_OSS_SECRET}\n"
     )
-    settings = parse(text)
-    assert settings.platform == "maxcompute"
+    plan = parse(text)
+    assert plan.platform.name == "maxcompute"
     # Unindented "-Dk=v" lines continue the PAI command; newlines are kept for MaxCompute.
-    assert settings.commands[0].text.splitlines() == [
+    assert plan.stages[0].commands[0].text.splitlines() == [
         "PAI -name easy_rec_ext",
         "-project=algo_public",
         "-Dconfig=oss://b/c.config",
     ]
-    options = settings.platform_options()
+    options = dict(plan.platform.options)
     assert options["project"] == "p" and options["secret_access_key"] == "secretvalue123"
 
 
@@ -130,25 +131,25 @@ def test_jinja_loop_generates_commands():
         "{% for fold in range(3) %}\ncmd{{ fold + 1 }}=train --fold {{ fold }}\n{% endfor %}\n"
         + _metric()
     )
-    settings = parse(text)
-    assert [c.text for c in settings.commands] == [f"train --fold {i}" for i in range(3)]
+    plan = parse(text)
+    assert [c.text for c in plan.stages[0].commands] == [f"train --fold {i}" for i in range(3)]
 
 
 def test_credentials_are_collected_for_the_masker_and_kept_out_of_repr():
-    settings = parse(CLASSIC_FILE)
-    assert set(settings.secrets) == {"AKIDexample", "secretvalue123"}
-    # A settings object printed in a log line must not leak the keys.
-    assert "secretvalue123" not in repr(settings)
-    assert "AKIDexample" not in repr(settings)
+    plan = parse(CLASSIC_FILE)
+    assert set(plan.secrets) == {"AKIDexample", "secretvalue123"}
+    # A plan object printed in a log line must not leak the keys.
+    assert "secretvalue123" not in repr(plan)
+    assert "AKIDexample" not in repr(plan)
 
 
 # -- classic format --------------------------------------------------------------------------
 
 
 def test_classic_format_builds_one_pai_command_with_params_merged():
-    settings = parse(CLASSIC_FILE)
-    assert settings.format == "classic" and settings.platform == "maxcompute"
-    lines = settings.commands[0].text.splitlines()
+    plan = parse(CLASSIC_FILE)
+    assert plan.format == "classic" and plan.platform.name == "maxcompute"
+    lines = plan.stages[0].commands[0].text.splitlines()
     assert lines[0] == "PAI -name easy_rec_ext -project algo_public"
     assert "-Dversion=0.4.2" in lines  # quotes stripped
     # Multi-line JSON cluster compacted into one value.
@@ -157,30 +158,31 @@ def test_classic_format_builds_one_pai_command_with_params_merged():
         "\"memory\":40000}}'" in lines
     )
     # The tuner's parameters are merged into the user's own edits (JSON, never eval).
-    assert settings.edit_config_json == {
+    assert dict(plan.stages[0].config_writes[0].edits) == {
         "train_config.num_steps": 100,
         "model_config.flag": True,
         "train_config.lr": 0.01,
         "emb": 16,
     }
     edit_line = next(x for x in lines if x.startswith("-Dedit_config_json="))
-    assert json.loads(edit_line.split("=", 1)[1].strip("'")) == settings.edit_config_json
+    edits = dict(plan.stages[0].config_writes[0].edits)
+    assert json.loads(edit_line.split("=", 1)[1].strip("'")) == edits
 
 
 def test_classic_model_dir_gets_experiment_and_trial_appended():
-    settings = parse(CLASSIC_FILE)
+    plan = parse(CLASSIC_FILE)
     # Concurrent trials must not write into one model directory.
-    assert settings.model_dir == "oss://bucket/eval_dist_test/EXP_TRIAL"
-    assert "-Dmodel_dir=oss://bucket/eval_dist_test/EXP_TRIAL" in settings.commands[0].text
-    assert settings.metric.sources == ("oss://bucket/eval_dist_test/EXP_TRIAL/eval_val/",)
-    assert settings.metric.metric_dict == {"auc_is_valid_play": 0.5, "auc_is_like": 0.5}
+    assert plan.model_dir == "oss://bucket/eval_dist_test/EXP_TRIAL"
+    assert "-Dmodel_dir=oss://bucket/eval_dist_test/EXP_TRIAL" in plan.stages[0].commands[0].text
+    assert plan.stages[0].metric.sources == ("oss://bucket/eval_dist_test/EXP_TRIAL/eval_val/",)
+    assert plan.stages[0].metric.metric_dict == {"auc_is_valid_play": 0.5, "auc_is_like": 0.5}
 
 
 def test_classic_nested_choice_parameter_becomes_edits():
     variables = TrialVariables("E", "T", "/o", {"opt": {"_name": "adam", "a.lr": 0.1}})
-    settings = parse(CLASSIC_FILE, variables=variables)
-    assert settings.edit_config_json["opt"] == "adam"
-    assert settings.edit_config_json["a.lr"] == 0.1
+    plan = parse(CLASSIC_FILE, variables=variables)
+    assert dict(plan.stages[0].config_writes[0].edits)["opt"] == "adam"
+    assert dict(plan.stages[0].config_writes[0].edits)["a.lr"] == 0.1
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -275,11 +277,11 @@ def test_load_trial_file_names_the_path_in_errors(tmp_path):
 
 
 def test_oss_config_is_exported_when_the_environment_has_no_oss_credentials():
-    from hpo_tools.trial.runner import export_oss_credentials
+    from hpo_tools.trial_files import export_oss_credentials
 
-    settings = parse(CLASSIC_FILE)
+    plan = parse(CLASSIC_FILE)
     environ = {}
-    names = export_oss_credentials(settings, environ)
+    names = export_oss_credentials(plan, environ)
     # storage and Local jobs read these names; the trial file's keys now reach them.
     assert names == ["OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT"]
     assert environ == {"OSS_ACCESS_KEY_ID": "AKIDexample",
@@ -288,7 +290,7 @@ def test_oss_config_is_exported_when_the_environment_has_no_oss_credentials():
 
 
 def test_oss_credentials_already_in_the_environment_are_kept():
-    from hpo_tools.trial.runner import export_oss_credentials
+    from hpo_tools.trial_files import export_oss_credentials
 
     environ = {"OSS_ENDPOINT": "http://mine"}
     # A partial override would mix two accounts' keys.
@@ -312,8 +314,8 @@ def test_classic_string_parameter_with_a_quote_reaches_pai_intact():
     from hpo_tools.platforms.maxcompute import parse_command
 
     variables = TrialVariables("EXP", "TRIAL", "/out", {"model_config.name": "it's \"x\" \\y"})
-    settings = parse(CLASSIC_FILE, variables=variables)
-    parameters = parse_command(settings.commands[0].text).parameters
+    plan = parse(CLASSIC_FILE, variables=variables)
+    parameters = parse_command(plan.stages[0].commands[0].text).parameters
     # The single-quoted form would end at the apostrophe; PAI must get the JSON as it was.
     assert json.loads(parameters["edit_config_json"])["model_config.name"] == "it's \"x\" \\y"
     assert json.loads(parameters["cluster"])["ps"] == {"count": 1, "cpu": 1000}

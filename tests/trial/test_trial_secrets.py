@@ -94,7 +94,7 @@ def test_an_sdk_error_quoting_the_access_key_is_masked_in_the_raised_error(
     from hpo_tools.platforms import maxcompute
     from hpo_tools.testing.odps import FakeODPS
     from hpo_tools.trial.reporter import ConsoleReporter
-    from hpo_tools.trial.runner import run_trial_file
+    from hpo_tools.trial_files import run_trial_file
 
     fake = FakeODPS()
     fake.submit_error = RuntimeError(f"InvalidAccessKeyId: the key {SECRET_VALUE} is not found")

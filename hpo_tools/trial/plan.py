@@ -1,0 +1,275 @@
+"""The neutral trial plan: what one trial does, whatever file it was written in.
+
+Every trial-file format is parsed once into a :class:`TrialPlan` (the classic
+``config_begin.ini`` by :mod:`hpo_tools.trial.classic`, the platform ``trial.ini`` by
+:mod:`hpo_tools.trial.trial_ini`, a finetune file by :mod:`hpo_tools.finetune.plan`), and
+:func:`hpo_tools.trial.runner.run_plan` executes any plan:
+
+- a plan has *stages*, run in order: a plain trial has one, a finetune trial one per day;
+- a stage writes its edited training configs (:class:`ConfigWrite`: source, edits, destination,
+  all decided when the plan was built), runs its commands in order, and is scored from its
+  metric sources;
+- with one stage (``stage_mode`` None) the stage's scored steps are the trial's intermediate
+  results and its final result the trial's; with several (``stage_mode`` set) each stage's
+  final result is one intermediate result and the stages' finals combine by ``stage_mode``.
+
+Nothing here knows a format or a platform: the plan names its platform by its registry name
+and carries its options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpo_tools.dates import Day, substitute_dates
+from hpo_tools.metrics.score import FinalMode, MetricSpec, OptimizeMode
+from hpo_tools.trial import templating
+
+__all__ = [
+    "Command",
+    "ConfigWrite",
+    "MetricSettings",
+    "PlatformSpec",
+    "OssSettings",
+    "Stage",
+    "TrialPlan",
+    "TrialVariables",
+    "params_to_edits",
+    "NON_CONFIG_PARAMS",
+    "COMMANDS_PER_STAGE",
+]
+
+#: A stage has fewer commands than this (the job registry indexes them per stage).
+COMMANDS_PER_STAGE = 100
+# Parameters NNI advisors add that are not config paths (Hyperband / BOHB).
+NON_CONFIG_PARAMS = frozenset({"TRIAL_BUDGET"})
+
+
+def params_to_edits(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn tuner parameters into config-editor edits.
+
+    A nested choice ``{"opt": {"_name": "adam", "a.lr": 0.1}}`` becomes ``{"opt": "adam",
+    "a.lr": 0.1}``; advisor keys such as ``TRIAL_BUDGET`` are left out.
+    """
+    edits: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in NON_CONFIG_PARAMS:
+            continue
+        if isinstance(value, dict) and "_name" in value:
+            edits[name] = value["_name"]
+            edits.update(params_to_edits({k: v for k, v in value.items() if k != "_name"}))
+        else:
+            edits[name] = value
+    return edits
+
+
+@dataclass(frozen=True)
+class TrialVariables:
+    """The identity of one trial, for ``${...}`` and the directories."""
+
+    exp_id: str
+    trial_id: str
+    output_dir: str
+    params: Mapping[str, Any]
+
+    def as_dict(self) -> dict[str, str]:
+        """The ``${...}`` variables (see :func:`templating.trial_variables`)."""
+        return templating.trial_variables(
+            exp_id=self.exp_id,
+            trial_id=self.trial_id,
+            output_dir=self.output_dir,
+            params=self.params,
+        )
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of a stage, run in order.
+
+    Attributes:
+        name: its key (``cmd1``); the job registry records success per command, which is what
+            ``resume=1`` skips.
+        text: the command, shaped by its platform (a shell line for Local, ``PAI ...`` or SQL
+            for MaxCompute).
+    """
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ConfigWrite:
+    """Read ``src``, fill in the day's placeholders, apply ``edits``, write the result.
+
+    Attributes:
+        name: the trial-file key that asked for it (``params_src_dst_filepath1``, ``-Dconfig``).
+        src: the training config read (local or ``oss://``).
+        dst: where the edited config goes; None: ``<stage dir>/configs/<file name of src>`` (a
+            record of what was sent, as for the classic format, whose edits PAI applies itself).
+        edits: the config-editor edits (``{path: value}``), applied all or nothing.
+        day: a finetune day whose ``{bizdate}``-style placeholders are filled in first.
+        placeholders: more ``{name}`` values filled in with the day's (``{model_dir}``).
+        required: False when an unreadable ``src`` only costs the copy (the classic record).
+    """
+
+    name: str
+    src: str
+    dst: str | None
+    edits: Mapping[str, Any]
+    day: Day | None = None
+    placeholders: Mapping[str, str] = field(default_factory=dict)
+    required: bool = True
+
+    def source_text(self, text: str) -> str:
+        """``src``'s text with the day's placeholders filled in (unchanged without a day)."""
+        if self.day is None:
+            return text
+        return substitute_dates(text, self.day, where=self.src, extra=self.placeholders)
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """Where a stage's metrics come from and how they are scored.
+
+    Attributes:
+        metric_type: the source type (``summary``, ``stdout``, ``json``, or one a platform
+            provides, such as ``table``).
+        sources: the source locations, in order; ``""`` is the stage's own log (``stdout``).
+        spec: the weights and modes, checked once when the plan was built.
+    """
+
+    metric_type: str
+    sources: tuple[str, ...]
+    spec: MetricSpec
+
+    @property
+    def metric_dict(self) -> dict[str, float]:
+        return dict(self.spec.weights)
+
+    @property
+    def final_mode(self) -> str:
+        return self.spec.final_mode.value
+
+    @property
+    def optimize_mode(self) -> str:
+        return self.spec.optimize_mode.value
+
+    @property
+    def source_list_final_mode(self) -> str:
+        """How several sources combine (``final_mode``'s when the file does not say)."""
+        return self.spec.source_list_final_mode.value
+
+
+@dataclass(frozen=True)
+class OssSettings:
+    """``[oss_config]``; the keys are kept out of ``repr``."""
+
+    endpoint: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    access_key_secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    """The platform a plan runs on: its registry name and its options (secrets out of repr)."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def create(self) -> Any:
+        """Build the platform (contacts nothing: clients are built on first use)."""
+        from hpo_tools.platforms import create_platform
+
+        return create_platform(self.name, **dict(self.options))
+
+    def platform_class(self) -> type:
+        """The platform's class, without building it."""
+        from hpo_tools.platforms import platform_class
+
+        return platform_class(self.name)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a trial: configs written, commands run, one scored result.
+
+    Attributes:
+        name: ``""`` for a plain trial's one stage; the day (``20220616``) for a finetune day.
+        label: how messages name it (``day 2022-06-16``); ``""`` for a plain trial.
+        commands: run in order.
+        metric: where its metrics come from and how they score.
+        config_writes: the edited configs written before the first command.
+        directory: its directory relative to the trial directory (``days/20220616``); ``""``
+            is the trial directory itself.
+        command_base: the job registry's index of command ``cmdN`` is ``command_base + N``.
+        redo: train it again even when the registry has it finished (``--retrain``); its
+            commands are not skipped either.
+        record: JSON-safe facts added to the stage's entry in the trial's ``result.json``
+            (a finetune day's ``{"day": "20220616"}``).
+    """
+
+    name: str
+    commands: tuple[Command, ...]
+    metric: MetricSettings
+    config_writes: tuple[ConfigWrite, ...] = ()
+    label: str = ""
+    directory: str = ""
+    command_base: int = 0
+    redo: bool = False
+    record: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """One trial, parsed: see the module docstring.
+
+    Attributes:
+        source: the trial file's path.
+        format: which kind of file it came from, for log lines only (the runner never asks).
+        platform: where the commands run.
+        stages: in order; at least one.
+        stage_mode: None for one stage whose steps are the trial's; else how the stages'
+            final results combine into the trial's (finetune: ``avg`` by default).
+        resume: skip what the job registry says already succeeded for this trial (finished
+            stages, succeeded commands).
+        params: the tuner's parameters (``params.json``).
+        oss: ``[oss_config]``, when present (the runner exports it as OSS credentials).
+        secrets: every credential value in the file (for the masker); not in ``repr``.
+        record: more JSON-safe facts for the trial's ``params.json`` (a finetune trial's days).
+        model_dir: where this trial's model goes, when the format decides it (the classic
+            ``-Dmodel_dir/<exp_id>_<trial_id>``); finetune chains days through it.
+        checkpoint_edit: the config edit that starts training from a checkpoint, when the
+            format chains finetune days by edit (classic); None when the file chains them
+            itself through ``{fine_tune_checkpoint}``.
+        start_checkpoint: the checkpoint the file itself sets through ``checkpoint_edit``.
+    """
+
+    source: str
+    format: str
+    platform: PlatformSpec
+    stages: tuple[Stage, ...]
+    stage_mode: FinalMode | None = None
+    resume: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+    oss: OssSettings | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    record: Mapping[str, Any] = field(default_factory=dict)
+    model_dir: str | None = None
+    checkpoint_edit: str | None = None
+    start_checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("a trial plan needs at least one stage")
+
+    @property
+    def optimize_mode(self) -> OptimizeMode:
+        """The direction of the score (the first stage's; every stage shares it)."""
+        return self.stages[0].metric.spec.optimize_mode
+
+    def replace(self, **changes: Any) -> TrialPlan:
+        """A copy with ``changes`` (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)

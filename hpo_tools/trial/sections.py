@@ -1,0 +1,175 @@
+"""What every trial-file format reads the same way: ``[oss_config]``, metric scoring, the platform.
+
+The platform's own sections and command shaping belong to the platform
+(``Platform.options_from_trial_file``, ``Platform.shape_command``); this module only asks the
+platform registry, and names no platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from hpo_tools.errors import ConfigError, did_you_mean
+from hpo_tools.metrics.score import FinalMode, MetricSpec, OptimizeMode
+from hpo_tools.trial.ini import Section, TrialFile
+from hpo_tools.trial.plan import Command, OssSettings, PlatformSpec
+
+__all__ = [
+    "FINAL_MODES",
+    "OPTIMIZE_MODES",
+    "OSS_SECTION",
+    "oss_settings",
+    "metric_spec",
+    "platform_sections",
+    "platform_spec",
+    "shape_command",
+    "check_metric_type",
+]
+
+FINAL_MODES = tuple(mode.value for mode in FinalMode)
+OPTIMIZE_MODES = tuple(mode.value for mode in OptimizeMode)
+OSS_SECTION = "oss_config"
+
+
+def platform_sections() -> tuple[str, ...]:
+    """Every registered platform's own trial-file sections (``odps_config``, ...)."""
+    from hpo_tools.platforms import platform_classes
+
+    names: list[str] = []
+    for cls in platform_classes():
+        names.extend(n for n in cls.trial_file_sections if n not in names)
+    return tuple(names)
+
+
+def oss_settings(trial_file: TrialFile) -> OssSettings | None:
+    """``[oss_config] endpoint, accessKeyID, accessKeySecret``, when the section is there."""
+    section = trial_file.section(OSS_SECTION)
+    if section is None:
+        return None
+    section.check_keys(("endpoint", "accessKeyID", "accessKeySecret"))
+    return OssSettings(
+        endpoint=section.get("endpoint"),
+        access_key_id=section.get("accessKeyID"),
+        access_key_secret=section.get("accessKeySecret"),
+    )
+
+
+def metric_spec(
+    section: Section,
+    metric_dict: object,
+    *,
+    final_mode: str = "final",
+    optimize_mode: str = "maximize",
+    source_list_final_mode: str | None = None,
+    key: str = "metric_dict",
+) -> MetricSpec:
+    """The scoring, checked once (:meth:`MetricSpec.from_config`), errors naming the section."""
+    try:
+        return MetricSpec.from_config(
+            metric_dict,
+            final_mode=final_mode,
+            optimize_mode=optimize_mode,
+            source_list_final_mode=source_list_final_mode,
+            key=key,
+        )
+    except ConfigError as err:
+        raise ConfigError(
+            f"{section.source}: [{section.name}] {err}",
+            source=section.source, section=section.name, key=key,
+        ) from err
+
+
+def platform_spec(
+    trial_file: TrialFile, name: str, *, section: Section | None = None
+) -> PlatformSpec:
+    """The platform ``name`` with its options from its own sections.
+
+    The sections of the other registered platforms that the file holds are read too (and
+    dropped), so a mistyped key there is an error whichever platform runs the trial.
+
+    Args:
+        trial_file: the file.
+        name: the registry name (any case).
+        section: where ``name`` was read (``[platform_config]``), for an unknown name.
+
+    Raises:
+        ConfigError: an unknown name, or a problem in a platform's sections.
+    """
+    from hpo_tools.platforms import platform_class, platform_classes
+
+    chosen = platform_class(name) if section is None else _known_platform(section, name)
+    for cls in platform_classes():
+        if cls is not chosen and any(trial_file.has(s) for s in cls.trial_file_sections):
+            cls.options_from_trial_file(trial_file)
+    return PlatformSpec(chosen.name, chosen.options_from_trial_file(trial_file))
+
+
+def _known_platform(section: Section, name: str) -> type:
+    from hpo_tools.platforms import platform_class, registry_keys
+
+    keys = registry_keys()
+    lowered = name.strip().lower()
+    if lowered not in keys:
+        raise section.error(
+            "name", f"expected one of {', '.join(keys)}, got {name!r}{did_you_mean(lowered, keys)}"
+        )
+    return platform_class(lowered)
+
+
+def shape_command(
+    platform: PlatformSpec, section: Section, key: str, text: str, *, name: str | None = None
+) -> Command:
+    """``text`` shaped by the platform into a :class:`Command`; a malformed command is an error
+    naming ``[section] key``."""
+    try:
+        shaped = platform.platform_class().shape_command(text)
+    except ConfigError as err:
+        raise section.error(key, str(err)) from err
+    return Command(name or key, shaped)
+
+
+def check_metric_type(section: Section, metric_type: str, platform: PlatformSpec) -> None:
+    """``metric_type`` is a source type the runner can build on ``platform``.
+
+    Raises:
+        ConfigError: unknown type (with a did-you-mean), or a type another platform reads
+            (``table`` without MaxCompute), naming that platform.
+    """
+    from hpo_tools.metrics import source_types
+    from hpo_tools.platforms import needs_platform_message
+
+    own = tuple(platform.platform_class().metric_source_types)
+    if metric_type in source_types() or metric_type in own:
+        return
+    message = needs_platform_message(metric_type)
+    if message is not None:
+        raise section.error("metric_type", message)
+    known = sorted({*source_types(), *own})
+    raise section.error(
+        "metric_type",
+        f"unknown source type {metric_type!r}; expected one of {', '.join(known)}"
+        + did_you_mean(metric_type, known),
+    )
+
+
+def numbered(keys: Iterable[str], pattern: str) -> list[str]:
+    """The keys matching ``pattern`` (a regex), in natural order (``cmd2`` before ``cmd10``)."""
+    import re
+
+    from hpo_tools.trial.ini import natural_key
+
+    return sorted((k for k in keys if re.fullmatch(pattern, k)), key=natural_key)
+
+
+def json_object(section: Section, key: str, text: str) -> dict[str, Any]:
+    """A JSON object, or ConfigError naming ``[section] key``."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise section.error(key, f"is not valid JSON: {err.msg} at column {err.colno}") from err
+    if not isinstance(value, Mapping):
+        raise section.error(key, f"expected a JSON object, got {type(value).__name__}")
+    return dict(value)

@@ -1,0 +1,120 @@
+"""The platform format (``trial.ini``) -> a one-stage :class:`~hpo_tools.trial.plan.TrialPlan`.
+
+Sections: ``[platform_config]`` (``name``, ``cmd1``, ``cmd2``, ..., ``resume``),
+``[metric_config]``, ``[params_config]`` (``params_src_dst_filepath<N> = SRC,DST``),
+``[oss_config]``, and the platforms' own sections (``[odps_config]``, read by the platform).
+The tuner's parameters become the edits of every ``[params_config]`` pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hpo_tools.trial.ini import TrialFile
+from hpo_tools.trial.plan import ConfigWrite, MetricSettings, Stage, TrialPlan, params_to_edits
+from hpo_tools.trial.sections import (
+    FINAL_MODES,
+    OPTIMIZE_MODES,
+    OSS_SECTION,
+    check_metric_type,
+    metric_spec,
+    numbered,
+    oss_settings,
+    platform_sections,
+    platform_spec,
+    shape_command,
+)
+
+__all__ = ["FORMAT", "SECTION", "COMMON_SECTIONS", "METRIC_KEYS", "build_plan"]
+
+FORMAT = "platform"
+SECTION = "platform_config"
+COMMON_SECTIONS = (SECTION, "metric_config", "params_config", OSS_SECTION)
+METRIC_KEYS = (
+    "metric_type",
+    "metric_source",
+    "final_mode",
+    "source_list_final_mode",
+    "metric_dict",
+    "optimize_mode",
+)
+
+
+def build_plan(
+    trial_file: TrialFile,
+    params: Mapping[str, Any],
+    *,
+    extra_edits: Mapping[str, Any] | None = None,
+) -> TrialPlan:
+    """Read a platform-format trial file into its plan.
+
+    Args:
+        trial_file: the file, rendered and read.
+        params: the tuner's parameters (edits of every ``[params_config]`` pair).
+        extra_edits: more edits, applied after the parameters.
+
+    Raises:
+        ConfigError: any problem, carrying file, section and key.
+    """
+    source = trial_file.source
+    trial_file.check_sections(COMMON_SECTIONS + platform_sections())
+    plat = trial_file.require(SECTION)
+    metric = trial_file.require("metric_config")
+    plat.check_keys(("name", "resume"), (r"cmd\d+",))
+    platform = platform_spec(trial_file, plat.require("name"), section=plat)
+    names = numbered(plat.keys(), r"cmd\d+")
+    if not names:
+        raise plat.missing("cmd1")
+    commands = tuple(shape_command(platform, plat, name, plat.require(name)) for name in names)
+    resume = plat.flag("resume")
+
+    metric.check_keys(METRIC_KEYS, (r"metric_source_.+",))
+    metric_type = (metric.get("metric_type") or "summary").lower()
+    check_metric_type(metric, metric_type, platform)
+    final_mode = metric.choice("final_mode", "final", FINAL_MODES)
+    list_mode = None
+    if metric.get("source_list_final_mode") is not None:
+        list_mode = metric.choice("source_list_final_mode", "final", FINAL_MODES)
+    optimize_mode = metric.choice("optimize_mode", "maximize", OPTIMIZE_MODES)
+    spec = metric_spec(
+        metric,
+        metric.require("metric_dict"),
+        final_mode=final_mode,
+        optimize_mode=optimize_mode,
+        source_list_final_mode=list_mode,
+    )
+    source_keys = numbered(metric.keys(), r"metric_source(_.+)?")
+    sources = tuple(metric.get(k) or "" for k in source_keys)
+    if not sources and metric_type != "stdout":
+        raise metric.missing("metric_source")
+
+    edits = {**params_to_edits(params), **dict(extra_edits or {})}
+    writes: list[ConfigWrite] = []
+    params_section = trial_file.section("params_config")
+    if params_section is not None:
+        params_section.check_keys((), (r"params_src_dst_filepath.*",))
+        for key in numbered(params_section.keys(), r".*"):
+            pair = params_section.require(key)
+            parts = [p.strip() for p in pair.split(",")]
+            if len(parts) != 2 or not all(parts):
+                raise params_section.error(key, f"expected SRC,DST (two paths), got {pair!r}")
+            writes.append(ConfigWrite(key, parts[0], parts[1], edits))
+
+    oss = oss_settings(trial_file)
+    stage = Stage(
+        name="",
+        commands=commands,
+        metric=MetricSettings(metric_type, sources, spec),
+        config_writes=tuple(writes),
+    )
+    return TrialPlan(
+        source=source,
+        format=FORMAT,
+        platform=platform,
+        stages=(stage,),
+        resume=resume,
+        params=dict(params),
+        oss=oss,
+        secrets=tuple(trial_file.secrets),
+    )

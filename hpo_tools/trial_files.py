@@ -1,0 +1,187 @@
+"""The one place that decides how a trial file becomes a plan, for the entry points.
+
+``python -m hpo_tools.run``, ``hpo-tools run``, ``hpo-tools check`` and ``hpo-tools
+finetune-daily`` call :func:`load_trial_plan`: a file with days of its own (or any file given a
+``--start_time``/``--end_time`` window) is a finetune trial (:mod:`hpo_tools.finetune.plan`);
+every other file is a plain trial (:mod:`hpo_tools.trial.settings`). Nothing below the entry
+points makes that choice, so :mod:`hpo_tools.trial` never imports :mod:`hpo_tools.finetune`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import TextIO
+
+from hpo_tools.dates import Day
+from hpo_tools.storage import write_json_atomic
+from hpo_tools.trial.outcome import TrialOutcome, TrialStatus
+from hpo_tools.trial.paths import TrialPaths, resolve_paths
+from hpo_tools.trial.plan import TrialPlan, TrialVariables
+from hpo_tools.trial.reporter import Reporter
+from hpo_tools.trial.runner import TrialContext, run_plan
+from hpo_tools.trial.trial_log import TrialLogging, build_masker
+
+__all__ = [
+    "is_finetune_file",
+    "load_trial_plan",
+    "prepare_trial",
+    "run_trial_file",
+    "previous_day_finished",
+    "export_oss_credentials",
+]
+
+_logger = logging.getLogger(__name__)
+
+
+def export_oss_credentials(plan: TrialPlan, environ: MutableMapping[str, str]) -> list[str]:
+    """Make ``[oss_config]``'s keys the process's OSS credentials, where none are set.
+
+    ``hpo_tools.storage`` (edited configs, ``oss://`` metric sources) and Local jobs read OSS
+    credentials from ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` / ``OSS_ENDPOINT``. When
+    the trial file gives all three and the environment has none of them, they are set in
+    ``environ`` (never written anywhere; the masker hides the values).
+
+    Returns:
+        The names set.
+    """
+    from hpo_tools.storage import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT
+
+    oss = plan.oss
+    names = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)
+    if oss is None or any(environ.get(name) for name in names):
+        return []
+    values = (oss.access_key_id, oss.access_key_secret, oss.endpoint)
+    if not all(values):
+        return []
+    for name, value in zip(names, values):
+        environ[name] = str(value)
+    _logger.info("OSS credentials from [oss_config] exported as %s", ", ".join(names))
+    return list(names)
+
+
+def is_finetune_file(config_path: str | os.PathLike[str]) -> bool:
+    """Whether the trial file has days of its own (``[finetune_config]``, ``cmd1_<day>`` keys)."""
+    from hpo_tools.finetune.plan import is_finetune_text
+
+    try:
+        return is_finetune_text(Path(config_path).read_text(encoding="utf-8"))
+    except OSError:
+        return False  # the plain parser reports the unreadable file
+
+
+def previous_day_finished(paths: TrialPaths, trial_id: str, day: Day) -> bool:
+    """Whether the job registry has the day before ``day`` finished for this trial."""
+    from hpo_tools.jobs import JobRegistry
+
+    record = JobRegistry(paths.experiment_dir).load(trial_id)
+    return record is not None and day.previous().bizdate in record.finished_stages
+
+
+def load_trial_plan(
+    config_path: str | os.PathLike[str],
+    variables: TrialVariables,
+    *,
+    environ: Mapping[str, str] | None = None,
+    start_time: str | None = None,
+    end_time: str | None = None,
+    paths: TrialPaths | None = None,
+) -> TrialPlan:
+    """The plan of a trial file: finetune when it has days (or a window is given), else plain.
+
+    Args:
+        config_path: the trial file.
+        variables: the trial's identity and parameters.
+        environ: the environment for ``${ENV_VAR}`` (default ``os.environ``).
+        start_time, end_time: a finetune window from the command line.
+        paths: the trial's directories; a finetune trial whose registry has the day before its
+            first day finished starts from that day's model.
+
+    Raises:
+        ConfigError: anything wrong in the file.
+    """
+    if start_time or end_time or is_finetune_file(config_path):
+        from hpo_tools.finetune.plan import read_finetune_file
+
+        finetune = read_finetune_file(
+            config_path, variables=variables, environ=environ,
+            start_time=start_time, end_time=end_time,
+        )
+        chain = paths is not None and previous_day_finished(
+            paths, variables.trial_id, finetune.days[0]
+        )
+        return finetune.to_plan(chain_first_day=chain)
+    from hpo_tools.trial.settings import load_trial_file
+
+    return load_trial_file(config_path, variables=variables, environ=environ)
+
+
+def prepare_trial(
+    config_path: str | os.PathLike[str],
+    reporter: Reporter,
+    *,
+    exp_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    start_time: str | None = None,
+    end_time: str | None = None,
+) -> tuple[TrialPlan, TrialContext]:
+    """Get the parameters, resolve the directories and read the trial file into its plan.
+
+    Raises:
+        ConfigError: anything wrong in the trial file (nothing has been launched).
+        ReporterChannelLost: NNI's channel is gone.
+    """
+    env = os.environ if environ is None else environ
+    params = reporter.get_parameters()
+    exp_id, trial_id = reporter.experiment_id, reporter.trial_id
+    paths = resolve_paths(exp_id, trial_id, exp_dir=exp_dir, environ=env)
+    variables = TrialVariables(exp_id, trial_id, str(paths.trial_dir), params)
+    plan = load_trial_plan(
+        config_path, variables, environ=env, start_time=start_time, end_time=end_time,
+        paths=paths,
+    )
+    return plan, TrialContext(exp_id, trial_id, params, paths, reporter.parameter_id)
+
+
+def run_trial_file(
+    config_path: str | os.PathLike[str],
+    reporter: Reporter,
+    *,
+    exp_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    interval: float = 1.0,
+    stderr: TextIO | None = None,
+    start_time: str | None = None,
+    end_time: str | None = None,
+) -> TrialOutcome:
+    """Everything an entry point does: read the trial file, log to trial.log, run the plan.
+
+    Raises:
+        HpoError: a problem in the trial file, found before anything was launched.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        plan, context = prepare_trial(
+            config_path, reporter, exp_dir=exp_dir, environ=env,
+            start_time=start_time, end_time=end_time,
+        )
+        masker = build_masker(plan.secrets, env)
+        if environ is None:
+            export_oss_credentials(plan, os.environ)
+        with TrialLogging(context.paths, masker):
+            return run_plan(plan, reporter, context, masker=masker, interval=interval,
+                            stderr=stderr)
+    except KeyboardInterrupt:
+        # SIGINT before run_plan took the signals over (while NNI hands out the parameters,
+        # which takes seconds): nothing was launched, but the trial's record says it stopped.
+        paths = resolve_paths(reporter.experiment_id, reporter.trial_id, exp_dir=exp_dir,
+                              environ=env)
+        if not paths.result_path.exists():
+            outcome = TrialOutcome(TrialStatus.CANCELLED, 128 + signal.SIGINT,
+                                   message="interrupted before any job was launched")
+            write_json_atomic(paths.result_path, outcome.to_dict())
+        raise
+
