@@ -190,8 +190,6 @@ class _Run:
                 self.reporter.report_intermediate(report.as_nni())
             self.write_result(self.stage_outcome, self.stage_paths(self.stage))
 
-    # -- jobs --------------------------------------------------------------------------------
-
     # -- stages ------------------------------------------------------------------------------
 
     def run_stage(self, stage: Stage) -> Any:
@@ -327,6 +325,43 @@ class _Run:
         self.stage = None
         return report
 
+    # -- how a trial ends early --------------------------------------------------------------
+
+    def cancelled(self, err: BaseException) -> None:
+        """A signal, Ctrl-C or a lost NNI channel: every live job cancelled, exit 128+signal."""
+        default = signal.SIGINT if isinstance(err, KeyboardInterrupt) else 0
+        signum = int(getattr(err, "signum", default))
+        message = str(err) or "interrupted"
+        self.end_stage_early(
+            TrialStatus.CANCELLED, 128 + signum if signum else EXIT_FAILED, message
+        )
+        _logger.warning("%s: cancelling every live job", message)
+        self.launcher.cancel_live()
+        self.registry.trial_finished(TrialStatus.CANCELLED)
+
+    def failed(self, err: BaseException) -> bool:
+        """Any other error: jobs cancelled, the trial failed.
+
+        Returns:
+            True when the error is the trial's failure (an ``HpoError`` once a job was launched:
+            exit 1, ``error: ...`` on stderr); False when it must propagate (a bad trial file
+            before any launch, exit 2 at the entry point; or a bug).
+        """
+        self.launcher.cancel_live()  # a bug or config error must not leave jobs running
+        # An SDK error can quote a credential (a service echoing the key it refused); the
+        # error goes on to stderr ("error: ...", a traceback) and result.json.
+        mask_error(err, self.masker)
+        self.registry.trial_finished(TrialStatus.FAILED)
+        self.end_stage_early(TrialStatus.FAILED, EXIT_FAILED, str(err))
+        if not (isinstance(err, HpoError) and self.launched):
+            return False
+        # Not a bad trial file: a job ran, so this is a failed trial, like a failed command.
+        _logger.error("trial failed after a job was launched: %s", err)
+        print(f"error: {err}", file=self.stderr, flush=True)
+        return True
+
+    # -- the end -------------------------------------------------------------------------------
+
     def finish(self, reports: Sequence[Any]) -> None:
         from hpo_tools.metrics.score import combine
 
@@ -416,32 +451,11 @@ def run_plan(
         except (TrialCancelled, ReporterChannelLost, KeyboardInterrupt) as err:
             if guard is not None:
                 guard.quiet()
-            default = signal.SIGINT if isinstance(err, KeyboardInterrupt) else 0
-            signum = int(getattr(err, "signum", default))
-            run.end_stage_early(
-                TrialStatus.CANCELLED,
-                128 + signum if signum else EXIT_FAILED,
-                str(err) or "interrupted",
-            )
-            _logger.warning("%s: cancelling every live job", str(err) or "interrupted")
-            run.launcher.cancel_live()
-            run.registry.trial_finished(TrialStatus.CANCELLED)
+            run.cancelled(err)
         except BaseException as err:
             if guard is not None:
                 guard.quiet()
-            run.launcher.cancel_live()  # a bug or config error must not leave jobs running
-            # An SDK error can quote a credential (a service echoing the key it refused); the
-            # error goes on to stderr ("error: ...", a traceback) and result.json.
-            mask_error(err, masker)
-            run.registry.trial_finished(TrialStatus.FAILED)
-            if isinstance(err, HpoError) and run.launched:
-                # Not a bad trial file: a job ran, so this is a failed trial (exit 1), like a
-                # failed command. The error is its message; the jobs are cancelled above.
-                run.end_stage_early(TrialStatus.FAILED, EXIT_FAILED, str(err))
-                _logger.error("trial failed after a job was launched: %s", err)
-                print(f"error: {err}", file=run.stderr, flush=True)
-            else:
-                run.end_stage_early(TrialStatus.FAILED, EXIT_FAILED, str(err))
+            if not run.failed(err):
                 raise
         finally:
             if run.outcome.status is not TrialStatus.RUNNING:
