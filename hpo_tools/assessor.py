@@ -246,6 +246,9 @@ class PAIAssessor(Assessor):
         patience: when > 0, stop a trial after this many reports in a row without improvement.
         experiment_dir: the experiment directory ``E`` (decisions file, job registry); defaults
             to the parent of ``NNI_LOG_DIRECTORY``. None outside NNI: nothing is written.
+        platform: hpo_tools 0.1.x's classArg (``MAXCOMPUTE``, ``DLC``, ...), accepted so that
+            its experiment files run unchanged; not needed: the job registry records which
+            platform ran each job, and ``trial_end`` cancels through it.
 
     Example::
 
@@ -262,8 +265,14 @@ class PAIAssessor(Assessor):
         proportion: float = DEFAULT_PROPORTION,
         patience: int = DEFAULT_PATIENCE,
         experiment_dir: str | os.PathLike[str] | None = None,
+        platform: str | None = None,
     ) -> None:
         super().__init__()
+        if platform is not None and not isinstance(platform, str):
+            raise ValueError(
+                f"PAIAssessor classArgs platform={platform!r}: expected a platform name "
+                "(hpo_tools 0.1.x's MAXCOMPUTE, DLC, ...; not needed: the job registry knows it)"
+            )
         self.direction = parse_optimize_mode(optimize_mode)
         self.start_step = _check_int("start_step", start_step, 1)
         if not isinstance(moving_avg, bool):

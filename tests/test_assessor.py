@@ -140,6 +140,7 @@ def test_optimize_mode_class_arg_is_not_stripped_or_guessed(text: object) -> Non
         ({"proportion": 1.5}, ["proportion=1.5", "0 to 1"]),
         ({"moving_avg": "yes"}, ["moving_avg='yes'", "true or false"]),
         ({"experiment_dir": 5}, ["experiment_dir=5", "a directory path"]),
+        ({"platform": 3}, ["platform=3", "a platform name"]),
     ],
 )
 def test_bad_class_args_raise_value_error_naming_the_fix(
@@ -149,6 +150,14 @@ def test_bad_class_args_raise_value_error_naming_the_fix(
         PAIAssessor(**kwargs)  # type: ignore[arg-type]
     for name in names:
         assert name in str(info.value)  # names the argument, its value and what is expected
+
+
+def test_the_class_args_of_hpo_tools_0_1_run_unchanged() -> None:
+    # An exp.yml written for hpo_tools 0.1.x names its platform; that is accepted (the job
+    # registry knows each trial's platform) and the other arguments keep their meaning.
+    assessor = PAIAssessor(platform="MAXCOMPUTE", optimize_mode="maximize", start_step=1,
+                           moving_avg=True, proportion=0.5)
+    assert (assessor.start_step, assessor.moving_avg, assessor.proportion) == (1, True, 0.5)
 
 
 def test_experiment_dir_defaults_to_parent_of_nni_log_directory(
