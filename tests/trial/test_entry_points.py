@@ -88,6 +88,24 @@ def test_module_run_standalone_succeeds(tmp_path, write_trial):
     assert code == 0
 
 
+def test_the_trial_command_of_hpo_tools_0_1_runs_the_same_runner(tmp_path, write_trial):
+    # exp.yml files written for hpo_tools 0.1.x say
+    # `trialCommand: python3 -m hpo_tools.core.utils.run --config=./trial.ini`.
+    write_trial(TRIAL.replace("${lr}", "0.01"))
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo_tools.core.utils.run", "--config=./trial.ini",
+         "--exp_dir", str(tmp_path / "e"), "--interval", "0.05"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "e/standalone/trials/standalone/result.json").read_text())
+    assert result["status"] == "succeeded" and result["final"]["score"] > 0
+    # A bad trial file is the same exit 2 with one error line as `python -m hpo_tools.run`.
+    bad = subprocess.run([sys.executable, "-m", "hpo_tools.core.utils.run", "--config=nope.ini"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: nope.ini: cannot read")
+
+
 def test_runner_path_imports_neither_tensorflow_nor_nni_outside_nni(tmp_path, write_trial):
     trial = write_trial(TRIAL.replace("${lr}", "0.01"))
     # A whole standalone trial, then a look at what it imported.
