@@ -112,12 +112,23 @@ def _check_metrics(plan: TrialPlan, problems: _Problems) -> None:
         platform.close()
 
 
-def _read(path: str, problems: _Problems, cache: dict[str, str | None]) -> str | None:
-    if path not in cache:
-        from hpo_tools import storage
+def _storage_for(plan: TrialPlan, environ: Mapping[str, str]) -> Any:
+    """What the runner would read OSS with: the trial file's ``[oss_config]`` keys when the
+    environment has none (:func:`hpo_tools.trial_files.trial_oss_credentials`), else the
+    process's storage (environment, ``~/.ossutilconfig``)."""
+    from hpo_tools import storage
+    from hpo_tools.trial_files import trial_oss_credentials
 
+    creds = trial_oss_credentials(plan, environ)
+    return storage if creds is None else storage.Storage(oss=creds)
+
+
+def _read(
+    path: str, problems: _Problems, cache: dict[str, str | None], store: Any
+) -> str | None:
+    if path not in cache:
         try:
-            cache[path] = storage.read_text(path)
+            cache[path] = store.read_text(path)
         except HpoError as err:
             message = str(err)
             problems.add(message if path in message else f"{path}: cannot read: {message}")
@@ -131,11 +142,12 @@ def _check_write(
     corner: str,
     cache: dict[str, str | None],
     schema: Any,
+    store: Any,
 ) -> None:
     """Edit ``write``'s source in memory one edit at a time, reporting every edit that fails."""
     from hpo_tools.pbtxt import Document
 
-    text = _read(write.src, problems, cache)
+    text = _read(write.src, problems, cache, store)
     if text is None:
         return
     source = write.src
@@ -232,10 +244,11 @@ def check_trial_file(
         if plan is None:
             continue
         _check_metrics(plan, problems)
+        store = _storage_for(plan, env)
         for stage in plan.stages:
             for write in stage.config_writes:
                 try:
-                    _check_write(write, problems, corner, cache, schema)
+                    _check_write(write, problems, corner, cache, schema, store)
                 except HpoError as err:
                     prefix = f"{stage.label}: " if stage.label else ""
                     problems.add(f"{prefix}{err}", corner)

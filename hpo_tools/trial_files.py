@@ -14,7 +14,7 @@ import os
 import signal
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from hpo_tools.dates import Day
 from hpo_tools.storage import write_json_atomic
@@ -32,33 +32,53 @@ __all__ = [
     "run_trial_file",
     "previous_day_finished",
     "export_oss_credentials",
+    "trial_oss_credentials",
 ]
 
 _logger = logging.getLogger(__name__)
+
+
+def trial_oss_credentials(plan: TrialPlan, environ: Mapping[str, str]) -> Any:
+    """``[oss_config]``'s keys as :class:`~hpo_tools.storage.OssCredentials`, when the trial
+    file gives all three and the environment sets none of ``OSS_ACCESS_KEY_ID`` /
+    ``OSS_ACCESS_KEY_SECRET`` / ``OSS_ENDPOINT`` (a partial override would mix two accounts'
+    keys); else None. ``run`` and ``check`` read OSS with the same credentials this way."""
+    from hpo_tools.storage import (
+        ENV_ACCESS_KEY_ID,
+        ENV_ACCESS_KEY_SECRET,
+        ENV_ENDPOINT,
+        OssCredentials,
+    )
+
+    oss = plan.oss
+    names = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)
+    if oss is None or any(environ.get(name) for name in names):
+        return None
+    if not (oss.access_key_id and oss.access_key_secret and oss.endpoint):
+        return None
+    return OssCredentials(oss.access_key_id, oss.access_key_secret, oss.endpoint,
+                          source=f"{plan.source} [oss_config]")
 
 
 def export_oss_credentials(plan: TrialPlan, environ: MutableMapping[str, str]) -> list[str]:
     """Make ``[oss_config]``'s keys the process's OSS credentials, where none are set.
 
     ``hpo_tools.storage`` (edited configs, ``oss://`` metric sources) and Local jobs read OSS
-    credentials from ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` / ``OSS_ENDPOINT``. When
-    the trial file gives all three and the environment has none of them, they are set in
-    ``environ`` (never written anywhere; the masker hides the values).
+    credentials from ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` / ``OSS_ENDPOINT``; see
+    :func:`trial_oss_credentials` for when the trial file's are set in ``environ`` (never
+    written anywhere; the masker hides the values).
 
     Returns:
         The names set.
     """
     from hpo_tools.storage import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT
 
-    oss = plan.oss
+    creds = trial_oss_credentials(plan, environ)
+    if creds is None:
+        return []
     names = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)
-    if oss is None or any(environ.get(name) for name in names):
-        return []
-    values = (oss.access_key_id, oss.access_key_secret, oss.endpoint)
-    if not all(values):
-        return []
-    for name, value in zip(names, values):
-        environ[name] = str(value)
+    for name, value in zip(names, (creds.access_key_id, creds.access_key_secret, creds.endpoint)):
+        environ[name] = value
     _logger.info("OSS credentials from [oss_config] exported as %s", ", ".join(names))
     return list(names)
 

@@ -117,7 +117,9 @@ def build_plan(
 
     file_edits: dict[str, Any] = {}
     if values.get("-Dedit_config_json"):
-        file_edits = json_object(cmd, "-Dedit_config_json", values["-Dedit_config_json"])
+        file_edits = json_object(
+            cmd, "-Dedit_config_json", values["-Dedit_config_json"], python_literal=True
+        )
     edits = {**file_edits, **params_to_edits(variables.params), **dict(extra_edits or {})}
     if "-Dcluster" in values:
         json_object(cmd, "-Dcluster", values["-Dcluster"])

@@ -162,14 +162,32 @@ def numbered(keys: Iterable[str], pattern: str) -> list[str]:
     return sorted((k for k in keys if re.fullmatch(pattern, k)), key=natural_key)
 
 
-def json_object(section: Section, key: str, text: str) -> dict[str, Any]:
-    """A JSON object, or ConfigError naming ``[section] key``."""
+def json_object(
+    section: Section, key: str, text: str, *, python_literal: bool = False
+) -> dict[str, Any]:
+    """A JSON object, or ConfigError naming ``[section] key``.
+
+    With ``python_literal``, a Python dict literal is read too (``{'lr': 0.1, 'flag': True}``,
+    as the old EasyRec tools took ``-Dedit_config_json``), with ``ast.literal_eval``: only
+    literals, nothing in the file is ever executed.
+    """
+    import ast
     import json
 
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise section.error(key, f"is not valid JSON: {err.msg} at column {err.colno}") from err
+        value = None
+        if python_literal:
+            try:
+                value = ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                value = None
+        if value is None:
+            also = " or a Python dict literal" if python_literal else ""
+            raise section.error(
+                key, f"is not valid JSON{also}: {err.msg} at column {err.colno}"
+            ) from err
     if not isinstance(value, Mapping):
         raise section.error(key, f"expected a JSON object, got {type(value).__name__}")
     return dict(value)

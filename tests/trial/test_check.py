@@ -93,6 +93,43 @@ def test_classic_edits_are_checked_against_the_config(tmp_path, pipeline, space,
     assert len(problems) == 1 and "num_stepz" in problems[0]
 
 
+def test_check_reads_oss_with_the_oss_config_keys_as_run_does(
+    tmp_path, pipeline, space, monkeypatch
+):
+    import oss2
+
+    from hpo_tools.testing.oss import FakeBucket
+
+    # No OSS credentials in the environment nor in ~/.ossutilconfig: only [oss_config] has
+    # them, which `run` exports (hpo_tools.trial_files.export_oss_credentials).
+    for name in ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    used = []
+
+    def fake_bucket(auth, endpoint, name):  # oss2.Bucket, the SDK object: replaced by a fake
+        key_id = auth.credentials_provider.get_credentials().get_access_key_id()
+        used.append((key_id, endpoint, name))
+        return FakeBucket(name, {"models/pipeline.config": pipeline.read_bytes()})
+
+    monkeypatch.setattr(oss2, "Bucket", fake_bucket)
+    trial = tmp_path / "config_begin.ini"
+    trial.write_text(
+        "[oss_config]\nendpoint=oss-cn-hangzhou.aliyuncs.com\naccessKeyID=AKIDfromfile\n"
+        "accessKeySecret=secretfromfile\n"
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://e\n"
+        "[easyrec_cmd_config]\n-name=easy_rec_ext\n-project=algo_public\n"
+        "-Dconfig=oss://bkt/models/pipeline.config\n-Dmodel_dir=oss://bkt/m\n"
+        "[metric_config]\nauc=1\n"
+    )
+    problems = check_trial_file(trial, space({LR_PATH: {"_type": "choice", "_value": [0.1]}}),
+                                environ={})
+    # Clean (it refused with "no OSS credentials" while `run` used the file's keys)...
+    assert problems == []
+    # ...read with the file's keys, as the runner will.
+    assert used == [("AKIDfromfile", "oss-cn-hangzhou.aliyuncs.com", "bkt")]
+
+
 def test_check_or_raise_gives_one_line_with_the_count(tmp_path, write_trial, pipeline, space):
     trial = _trial(write_trial, pipeline, cmd="${a_missing} ${b_missing}")
     with pytest.raises(ConfigError, match=r"^2 problem\(s\) in .*a_missing.*; .*b_missing"):

@@ -259,6 +259,22 @@ def test_classic_config_errors(replace, by, message):
         parse(CLASSIC_FILE.replace(replace, by))
 
 
+def test_classic_edit_config_json_may_be_a_python_dict_as_the_old_tool_took_it():
+    text = CLASSIC_FILE.replace(
+        '-Dedit_config_json={"train_config.num_steps": 100, "model_config.flag": true}',
+        "-Dedit_config_json={'train_config.num_steps': 100, 'model_config.flag': True}",
+    )
+    plan = parse(text)
+    # Read as literals (never evaluated), merged with the parameters as JSON would be...
+    assert dict(plan.stages[0].config_writes[0].edits) == {
+        "train_config.num_steps": 100, "model_config.flag": True,
+        "train_config.lr": 0.01, "emb": 16}
+    # ...and PAI receives JSON, whatever the file held.
+    line = next(x for x in plan.stages[0].commands[0].text.splitlines()
+                if x.startswith("-Dedit_config_json="))
+    assert json.loads(line.split("=", 1)[1].strip("'"))["model_config.flag"] is True
+
+
 def test_missing_environment_variable_for_a_credential_is_an_error():
     with pytest.raises(ConfigError, match=r"\[oss_config\] accessKeySecret: \$\{TEST_OSS_SECRET\}"):
         parse(CLASSIC_FILE, environ={"TEST_OSS_ID": "x"})
