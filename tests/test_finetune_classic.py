@@ -16,6 +16,7 @@ from hpo_tools.trial.paths import resolve_paths
 from hpo_tools.trial.plan import TrialVariables
 from hpo_tools.trial.reporter import ConsoleReporter
 from hpo_tools.trial.runner import TrialContext, run_plan
+from tests.trial.conftest import LR_PATH, PIPELINE
 from tests.trial.test_classic_format import LocalEasyRecStandIn
 
 EXAMPLE = (Path(__file__).resolve().parents[1] / "examples" / "search" / "maxcompute_easyrec"
@@ -85,3 +86,48 @@ def test_classic_file_runs_day_by_day_with_params_and_chain(tmp_path: Path) -> N
     assert len(reporter.intermediate) == 2
     assert reporter.final["default"] == pytest.approx(
         sum(r["default"] for r in reporter.intermediate) / 2)
+
+
+def test_a_seed_style_finetune_file_whose_config_lacks_the_checkpoint_field_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As EasyRec's hpo_nni config_finetune.ini: the checkpoint is set through
+    # -Dedit_config_json, and -Dconfig is a training config without fine_tune_checkpoint
+    # (EasyRec's edit_config creates the field; we refused: "no field 'fine_tune_checkpoint'").
+    base = tmp_path / "pipeline_finetune.config"
+    base.write_text(PIPELINE)
+    assert "fine_tune_checkpoint" not in base.read_text()
+    trial = tmp_path / "config_finetune.ini"
+    trial.write_text(
+        "[odps_config]\nproject_name=proj\nodps_endpoint=http://service.odps.example/api\n"
+        "[easyrec_cmd_config]\n-name=easy_rec_ext\n-project=algo_public\n-Dcmd=train\n"
+        f"-Dconfig={base}\n-Dtrain_tables=odps://proj/tables/sample_{{bizdate}}\n"
+        '-Dedit_config_json={"train_config.fine_tune_checkpoint": '
+        f'"{tmp_path}/models/{{predate}}"}}\n'
+        f"-Dmodel_dir={tmp_path}/models/{{bizdate}}\n"
+        "[metric_config]\nauc=1\n"
+    )
+    params = {LR_PATH: 0.02}
+    reporter = ConsoleReporter(params, experiment_id="E1", trial_id="T1", stream=io.StringIO())
+    paths = resolve_paths("E1", "T1", exp_dir=tmp_path / "exp", environ={})
+    variables = TrialVariables("E1", "T1", str(paths.trial_dir), params)
+    plan = read_finetune_file(trial, variables=variables, environ={}, start_time="20220614",
+                              end_time="20220615").to_plan()
+    stand_in = LocalEasyRecStandIn()
+    with caplog.at_level("WARNING"):
+        outcome = run_plan(plan, reporter, TrialContext("E1", "T1", params, paths),
+                           interval=0.05, platform=stand_in)
+    assert outcome.status == "succeeded", outcome.message
+    # PAI got the checkpoint each day; the local record copy says why it lacks it.
+    day1, day2 = stand_in.pai_commands
+    assert _edit_json(day1)[CKPT] == f"{tmp_path}/models/20220613"
+    assert _edit_json(day2)[CKPT] == f"{tmp_path}/models/20220614/E1_T1"
+    assert "train_config.fine_tune_checkpoint is not in this config" in caplog.text
+    copy = paths.trial_dir / "days" / "20220615" / "configs" / "pipeline_finetune.config"
+    assert "learning_rate: 0.02" in copy.read_text()
+    # `hpo-tools check` agrees with the run: nothing to refuse.
+    from hpo_tools.check import check_trial_file
+
+    space = tmp_path / "search_space.json"
+    space.write_text(json.dumps({LR_PATH: {"_type": "choice", "_value": [0.02]}}))
+    assert check_trial_file(trial, space, environ={}) == []

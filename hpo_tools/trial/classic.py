@@ -158,7 +158,13 @@ def build_plan(
         commands=(command,),
         metric=MetricSettings("summary", (model_dir + "/eval_val/",), spec),
         config_writes=(
-            ConfigWrite("-Dconfig", values["-Dconfig"], None, edits, required=False),
+            ConfigWrite(
+                "-Dconfig", values["-Dconfig"], None, edits, required=False,
+                # EasyRec's TrainConfig has fine_tune_checkpoint whether or not the config
+                # sets it: PAI's edit_config creates it. Other absent fields stay errors (a
+                # typo such as num_stepz is caught before anything is launched).
+                passthrough=frozenset({CHECKPOINT_EDIT}),
+            ),
         ),
     )
     begin = file_edits.get(CHECKPOINT_EDIT)

@@ -113,6 +113,9 @@ class ConfigWrite:
         day: a finetune day whose ``{bizdate}``-style placeholders are filled in first.
         placeholders: more ``{name}`` values filled in with the day's (``{model_dir}``).
         required: False when an unreadable ``src`` only costs the copy (the classic record).
+        passthrough: paths the platform's own editor sets even when ``src`` lacks the field
+            (the classic format's ``train_config.fine_tune_checkpoint``, a field of EasyRec's
+            schema): left out of the local copy with a notice, not refused.
     """
 
     name: str
@@ -122,12 +125,41 @@ class ConfigWrite:
     day: Day | None = None
     placeholders: Mapping[str, str] = field(default_factory=dict)
     required: bool = True
+    passthrough: frozenset[str] = frozenset()
+
+    def absent_passthrough(self, document: Any) -> list[str]:
+        """The :attr:`passthrough` edits naming a field ``document`` does not hold, whose
+        parent it does (``train_config.fine_tune_checkpoint`` in a config without it): the
+        platform sets those. A path whose parent does not resolve is not among them: it is an
+        error wherever it is applied."""
+        absent = []
+        for path in self.passthrough:
+            if path not in self.edits or document.has(path):
+                continue
+            parent = _parent_path(path)
+            if parent is None or document.has(parent):
+                absent.append(path)
+        return sorted(absent)
 
     def source_text(self, text: str) -> str:
         """``src``'s text with the day's placeholders filled in (unchanged without a day)."""
         if self.day is None:
             return text
         return substitute_dates(text, self.day, where=self.src, extra=self.placeholders)
+
+
+def _parent_path(path: str) -> str | None:
+    """``a.b[x=1].c`` -> ``a.b[x=1]``; None for a top-level field."""
+    depth = 0
+    for index in range(len(path) - 1, -1, -1):
+        char = path[index]
+        if char == "]":
+            depth += 1
+        elif char == "[":
+            depth -= 1
+        elif char == "." and depth == 0:
+            return path[:index]
+    return None
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,19 @@ class _Run:
                 raise
             _logger.warning("no local copy of the edited config: %s", err)
             return None
-        edited = apply_edits(write.source_text(text), dict(write.edits), source=write.src)
+        text = write.source_text(text)
+        edits = dict(write.edits)
+        if write.passthrough:
+            from hpo_tools.pbtxt import Document
+
+            for path in write.absent_passthrough(Document.parse(text, source=write.src)):
+                edits.pop(path)
+                _logger.warning(
+                    "%s: %s is not in this config; left to the platform, whose EasyRec "
+                    "edit_config sets it (the copy in %s does not have it)",
+                    write.src, path, paths.trial_dir / "configs",
+                )
+        edited = apply_edits(text, edits, source=write.src)
         target = write.dst
         if target is None:
             name = write.src.rstrip("/").rsplit("/", 1)[-1] or "pipeline.config"
