@@ -277,6 +277,7 @@ class TrialPlan:
             format chains finetune days by edit (classic); None when the file chains them
             itself through ``{fine_tune_checkpoint}``.
         start_checkpoint: the checkpoint the file itself sets through ``checkpoint_edit``.
+        schedule: the window the trial may start its jobs in (``[schedule_config]``), or None.
     """
 
     source: str
@@ -292,6 +293,7 @@ class TrialPlan:
     model_dir: str | None = None
     checkpoint_edit: str | None = None
     start_checkpoint: str | None = None
+    schedule: Any = None
 
     def __post_init__(self) -> None:
         if not self.stages:

@@ -23,6 +23,7 @@ live job, mark the registry and end the trial non-zero within 3 seconds.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import signal
@@ -49,6 +50,14 @@ from hpo_tools.trial.trial_log import build_masker, mask_error, masked
 __all__ = ["TrialContext", "run_plan"]
 
 _logger = logging.getLogger(__name__)
+
+# Seconds between two looks at the clock (and the cancel flag) while waiting for the schedule.
+_SCHEDULE_TICK = 0.1
+
+
+def _now() -> datetime.datetime:
+    """The local time (the ``[schedule_config]`` clock; tests replace it)."""
+    return datetime.datetime.now()
 
 
 @dataclass(frozen=True)
@@ -283,9 +292,28 @@ class _Run:
             return None
         return read_stage_final(self.stage_paths(stage))
 
+    def wait_for_schedule(self) -> None:
+        """Outside its ``[schedule_config]`` window the trial waits, saying until when; a
+        signal still cancels it within a tick."""
+        window = self.plan.schedule
+        announced = None
+        while window is not None:
+            self.check_cancelled()
+            start = window.next_start(_now())
+            if start is None:
+                return
+            if start != announced:
+                message = (f"trial {self.context.trial_id} waits for its [schedule_config] "
+                           f"window ({window}): it starts at {start:%Y-%m-%d %H:%M}")
+                _logger.warning("%s", message)
+                print(message, file=self.stderr, flush=True)
+                announced = start
+            time.sleep(_SCHEDULE_TICK)
+
     def run(self) -> None:
         plan = self.plan
         self.context.paths.trial_dir.mkdir(parents=True, exist_ok=True)
+        self.wait_for_schedule()
         if not plan.resume:
             self.registry.forget_stages()  # a fresh run of the trial trains every stage again
         else:

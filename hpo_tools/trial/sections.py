@@ -25,11 +25,14 @@ __all__ = [
     "platform_spec",
     "shape_command",
     "check_metric_type",
+    "schedule_window",
+    "SCHEDULE_SECTION",
 ]
 
 FINAL_MODES = tuple(mode.value for mode in FinalMode)
 OPTIMIZE_MODES = tuple(mode.value for mode in OptimizeMode)
 OSS_SECTION = "oss_config"
+SCHEDULE_SECTION = "schedule_config"
 
 
 def platform_sections() -> tuple[str, ...]:
@@ -53,6 +56,25 @@ def oss_settings(trial_file: TrialFile) -> OssSettings | None:
         access_key_id=section.get("accessKeyID"),
         access_key_secret=section.get("accessKeySecret"),
     )
+
+
+def schedule_window(trial_file: TrialFile) -> Any:
+    """``[schedule_config] day, start_time, end_time`` as a
+    :class:`~hpo_tools.trial.schedule.ScheduleWindow`; None without the section."""
+    from hpo_tools.trial.schedule import ScheduleDays, ScheduleWindow, parse_clock
+
+    section = trial_file.section(SCHEDULE_SECTION)
+    if section is None:
+        return None
+    section.check_keys(("day", "start_time", "end_time"))
+    days = ScheduleDays(section.choice("day", "everyday", [d.value for d in ScheduleDays]))
+    clocks = []
+    for key in ("start_time", "end_time"):
+        try:
+            clocks.append(parse_clock(section.require(key)))
+        except ValueError as err:
+            raise section.error(key, str(err)) from None
+    return ScheduleWindow(days, clocks[0], clocks[1])
 
 
 def metric_spec(

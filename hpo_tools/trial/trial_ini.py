@@ -2,8 +2,9 @@
 
 Sections: ``[platform_config]`` (``name``, ``cmd1``, ``cmd2``, ..., ``resume``),
 ``[metric_config]``, ``[params_config]`` (``params_src_dst_filepath<N> = SRC,DST``),
-``[oss_config]``, and the platforms' own sections (``[odps_config]``, read by the platform).
-The tuner's parameters become the edits of every ``[params_config]`` pair.
+``[oss_config]``, ``[schedule_config]`` (:mod:`hpo_tools.trial.schedule`), and the
+platforms' own sections (``[odps_config]``, read by the platform). The tuner's parameters
+become the edits of every ``[params_config]`` pair.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from hpo_tools.trial.sections import (
     FINAL_MODES,
     OPTIMIZE_MODES,
     OSS_SECTION,
+    SCHEDULE_SECTION,
     check_metric_type,
     metric_spec,
     numbered,
     oss_settings,
     platform_sections,
     platform_spec,
+    schedule_window,
     shape_command,
 )
 
@@ -30,7 +33,7 @@ __all__ = ["FORMAT", "SECTION", "COMMON_SECTIONS", "METRIC_KEYS", "build_plan"]
 
 FORMAT = "platform"
 SECTION = "platform_config"
-COMMON_SECTIONS = (SECTION, "metric_config", "params_config", OSS_SECTION)
+COMMON_SECTIONS = (SECTION, "metric_config", "params_config", OSS_SECTION, SCHEDULE_SECTION)
 METRIC_KEYS = (
     "metric_type",
     "metric_source",
@@ -117,4 +120,5 @@ def build_plan(
         params=dict(params),
         oss=oss,
         secrets=tuple(trial_file.secrets),
+        schedule=schedule_window(trial_file),
     )
