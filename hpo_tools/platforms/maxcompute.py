@@ -644,6 +644,10 @@ class MaxComputePlatform(Platform):
             ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``ALIBABA_CLOUD_ACCESS_KEY_SECRET``.
         poll_interval: Seconds between two status checks of an instance.
         query_timeout: Seconds a ``table`` metric query may run.
+        logview_host: The logview server pyodps gives instances' addresses from
+            (``[odps_config] log_view_host``); default: pyodps asks the endpoint.
+        role_arn: The RAM role PAI jobs read OSS with (``[odps_config]`` or ``[oss_config]``
+            ``role_arn``): added as ``-Darn`` to a ``PAI`` command that has none.
         odps_factory: Builds the client from ``access_id``, ``secret_access_key``, ``project``,
             ``endpoint`` keywords (default ``odps.ODPS``; tests pass a ``FakeODPS``).
 
@@ -666,20 +670,33 @@ class MaxComputePlatform(Platform):
                 f"{trial_file.source}: [odps_config] is required for the MaxCompute platform",
                 source=trial_file.source, section="odps_config",
             )
-        section.check_keys(("project_name", "odps_endpoint", "access_id", "access_key"))
+        section.check_keys((
+            "project_name", "odps_endpoint", "end_point", "access_id", "access_key",
+            "log_view_host", "role_arn",
+        ))
         project = section.require("project_name")
-        endpoint = section.require("odps_endpoint")
+        # end_point: hpo_tools 0.1.x's name of odps_endpoint.
+        endpoint = section.get("odps_endpoint") or section.get("end_point")
+        if not endpoint:
+            raise section.error("odps_endpoint", "is required but missing (or end_point)")
         access_id, access_key = section.get("access_id"), section.get("access_key")
+        role_arn = section.get("role_arn")
         oss = trial_file.section("oss_config")
         if oss is not None:
             access_id = access_id or oss.get("accessKeyID")
             access_key = access_key or oss.get("accessKeySecret")
-        return {
+            role_arn = role_arn or oss.get("role_arn")
+        options = {
             "project": project,
             "endpoint": endpoint,
             "access_id": access_id,
             "secret_access_key": access_key,
         }
+        if section.get("log_view_host"):
+            options["logview_host"] = section.get("log_view_host")
+        if role_arn:
+            options["role_arn"] = role_arn
+        return options
 
     @classmethod
     def shape_command(cls, text: str) -> str:
@@ -705,6 +722,8 @@ class MaxComputePlatform(Platform):
         credential_env: Any = None,
         poll_interval: Any = 5.0,
         query_timeout: Any = 600.0,
+        logview_host: Optional[str] = None,
+        role_arn: Optional[str] = None,
         odps_factory: Optional[Callable[..., Any]] = None,
     ) -> None:
         if not project or not endpoint:
@@ -726,6 +745,8 @@ class MaxComputePlatform(Platform):
         )
         self.poll_interval = _seconds("poll_interval", poll_interval)
         self.query_timeout = _seconds("query_timeout", query_timeout)
+        self.logview_host = str(logview_host) if logview_host else None
+        self.role_arn = str(role_arn) if role_arn else None
         self._factory = odps_factory or _default_odps_factory
         self._client: Any = None
         self._client_lock = threading.Lock()
@@ -751,6 +772,8 @@ class MaxComputePlatform(Platform):
             "credential_env": list(names),
             "poll_interval": self.poll_interval,
             "query_timeout": self.query_timeout,
+            "logview_host": self.logview_host,
+            "role_arn": self.role_arn,
         }
 
     def client(self) -> Any:
@@ -758,11 +781,13 @@ class MaxComputePlatform(Platform):
         with self._client_lock:
             if self._client is None:
                 access_id, access_key = self._settings.credentials()
+                extra = {"logview_host": self.logview_host} if self.logview_host else {}
                 self._client = self._factory(
                     access_id=access_id,
                     secret_access_key=access_key,
                     project=self._settings.project,
                     endpoint=self._settings.endpoint,
+                    **extra,
                 )
             return self._client
 
@@ -793,8 +818,12 @@ class MaxComputePlatform(Platform):
                     "submitting PAI -name %s -project %s with parameters %s",
                     parsed.name, parsed.project or "(default)", ", ".join(parsed.parameters),
                 )
+                parameters = dict(parsed.parameters)
+                if self.role_arn and "arn" not in parameters:
+                    # The role PAI reads OSS with ([odps_config] / [oss_config] role_arn).
+                    parameters["arn"] = self.role_arn
                 instance = client.run_xflow(
-                    parsed.name, parsed.project or None, dict(parsed.parameters)
+                    parsed.name, parsed.project or None, parameters
                 )
             else:
                 _logger.info("submitting SQL (%d characters)", len(parsed.sql))

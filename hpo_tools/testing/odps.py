@@ -190,6 +190,7 @@ class FakeODPS:
         self.submitted: List[Dict[str, Any]] = []
         self.instances: Dict[str, FakeInstance] = {}
         self.connections = 0
+        self.connect_kwargs: Dict[str, Any] = {}
         self.status_error: Optional[BaseException] = None
         self.submit_error: Optional[BaseException] = None
         self.hang_status: Optional[threading.Event] = None
@@ -208,6 +209,7 @@ class FakeODPS:
         if not access_id or not secret_access_key:
             raise ValueError("FakeODPS.connect: credentials missing")
         self.connections += 1
+        self.connect_kwargs = dict(kwargs)  # what else ODPS(...) was given (logview_host, ...)
         if project:
             self.project = project
         if endpoint:

@@ -50,7 +50,8 @@ def oss_settings(trial_file: TrialFile) -> OssSettings | None:
     section = trial_file.section(OSS_SECTION)
     if section is None:
         return None
-    section.check_keys(("endpoint", "accessKeyID", "accessKeySecret"))
+    # role_arn: hpo_tools 0.1.x's key, read by the platform that uses it (MaxCompute: -Darn).
+    section.check_keys(("endpoint", "accessKeyID", "accessKeySecret", "role_arn"))
     return OssSettings(
         endpoint=section.get("endpoint"),
         access_key_id=section.get("accessKeyID"),

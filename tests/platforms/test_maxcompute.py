@@ -628,3 +628,38 @@ def test_a_failure_message_quoting_a_key_is_masked_by_the_output_filter(fake, tm
     assert "InvalidAccessKeyId: *** not found" in job.message
     assert ACCESS_ID not in job.message
     assert ACCESS_ID not in (tmp_path / "trial.log").read_text()
+
+
+def test_hpo_tools_0_1_odps_keys_are_read_and_used(fake, tmp_path):
+    from hpo_tools.trial.plan import TrialVariables
+    from hpo_tools.trial.settings import parse_trial_text
+
+    # hpo_tools 0.1.x's [odps_config]: end_point for odps_endpoint, log_view_host, role_arn
+    # (here from [oss_config], its other place).
+    text = (
+        "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext -Dcmd=train\n"
+        "cmd2=PAI -name easy_rec_ext -Dcmd=evaluate -Darn=acs:ram::1:role/own\n"
+        "[metric_config]\nmetric_type=table\nmetric_source=SELECT 1\nmetric_dict={\"auc\": 1}\n"
+        "[oss_config]\nrole_arn=acs:ram::1:role/automl\n"
+        "[odps_config]\nproject_name=p\nend_point=http://service.fake.example/api\n"
+        "log_view_host=http://logview.fake.example\naccess_id=AKIDodps01\naccess_key=odpsSecret01\n"
+    )
+    plan = parse_trial_text(text, source="trial.ini",
+                            variables=TrialVariables("e", "t", "/o", {}), environ={})
+    options = dict(plan.platform.options)
+    assert options["endpoint"] == "http://service.fake.example/api"
+    assert (options["logview_host"], options["role_arn"]) == (
+        "http://logview.fake.example", "acs:ram::1:role/automl")
+    platform = MaxComputePlatform(**options, poll_interval=0, odps_factory=fake.connect)
+    try:
+        platform.submit("PAI -name easy_rec_ext -Dcmd=train", log_path=tmp_path / "t.log")
+        platform.submit("PAI -name easy_rec_ext -Darn=acs:ram::1:role/own",
+                        log_path=tmp_path / "t.log")
+    finally:
+        platform.close()
+    # pyodps is told the logview host; PAI gets the role unless the command names its own.
+    assert fake.connect_kwargs == {"logview_host": "http://logview.fake.example"}
+    assert fake.submitted[0]["parameters"]["arn"] == "acs:ram::1:role/automl"
+    assert fake.submitted[1]["parameters"]["arn"] == "acs:ram::1:role/own"
+    # Both are settings another process rebuilds the platform with (not secrets).
+    assert platform.settings()["role_arn"] == "acs:ram::1:role/automl"
