@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "retry",
     "register",
     "unregister",
+    "migrate",
 )
 
 EXIT_USER_ERROR = 2
