@@ -667,6 +667,293 @@ def test_running_dispatcher_is_no_failure(tmp_path):
     assert ex.dispatcher_failure(tmp_path / "missing.log") is None
 
 
+# What NNI 3.0 wrote (paths shortened) when the tuner could not be created: Anneal without
+# hyperopt installed. No "Dispatcher exiting": the dispatcher dies in `python -m nni` itself.
+ANNEAL_LOG = """\
+[2026-12-04 05:32:03] ERROR (nni.main/MainThread) No module named 'hyperopt'
+Traceback (most recent call last):
+  File "nni/__main__.py", line 85, in <module>
+    main()
+  File "nni/__main__.py", line 42, in main
+    tuner = _create_algo(exp_params['tuner'], 'tuner')
+            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "nni/__main__.py", line 75, in _create_algo
+    algo = create_builtin_class_instance(algo_config['name'], algo_config.get('classArgs'))
+  File "<frozen importlib._bootstrap>", line 1204, in _gcd_import
+  File "nni/algorithms/hpo/hyperopt_tuner.py", line 11, in <module>
+    import hyperopt as hp
+ModuleNotFoundError: No module named 'hyperopt'
+"""
+
+# A customized assessor whose module raises at import (the tuner was created first).
+ASSESSOR_START_LOG = """\
+[2026-12-04 05:37:56] INFO (nni.tuner.random/MainThread) Using random seed 496872216
+[2026-12-04 05:37:56] ERROR (nni.main/MainThread) assessor module is broken
+Traceback (most recent call last):
+  File "nni/__main__.py", line 85, in <module>
+    main()
+  File "nni/__main__.py", line 52, in main
+    assessor = _create_algo(exp_params['assessor'], 'assessor')
+               ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "pkg/bad_assessor.py", line 1, in <module>
+    raise RuntimeError("assessor module is broken")
+RuntimeError: assessor module is broken
+"""
+
+# Hyperband, NNI 3.0 (microsoft/nni#5263): both command threads die on the first metric; the
+# second traceback comes after "Dispatcher exiting".
+HYPERBAND_TRACEBACK = """\
+Traceback (most recent call last):
+  File "nni/runtime/msg_dispatcher_base.py", line 154, in process_command
+    command_handlers[command](data)
+  File "nni/algorithms/hpo/hyperband_advisor.py", line 544, in handle_report_metric_data
+    if self.is_created_in_previous_exp(data['parameter_id']):
+       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "nni/recoverable.py", line 49, in is_created_in_previous_exp
+    return param_id <= self.recovered_max_param_id
+           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+TypeError: '<=' not supported between instances of 'str' and 'int'
+"""
+HYPERBAND_LOG = (
+    "[2026-12-04 05:32:36] INFO (nni.runtime.msg_dispatcher_base/MainThread) Dispatcher started\n"
+    "[2026-12-04 05:32:39] ERROR (nni.runtime.msg_dispatcher_base/Thread-2 "
+    "(command_queue_worker)) '<=' not supported between instances of 'str' and 'int'\n"
+    + HYPERBAND_TRACEBACK
+    + "[2026-12-04 05:32:39] INFO (nni.runtime.msg_dispatcher_base/MainThread) "
+    "Dispatcher exiting...\n"
+    "[2026-12-04 05:32:39] ERROR (nni.runtime.msg_dispatcher_base/Thread-1 "
+    "(command_queue_worker)) '<=' not supported between instances of 'str' and 'int'\n"
+    + HYPERBAND_TRACEBACK
+    + "[2026-12-04 05:32:39] INFO (nni.runtime.msg_dispatcher_base/MainThread) "
+    "Dispatcher terminiated\n")
+
+
+def _log_dir(tmp_path: Path, dispatcher_log: str | None = None, stderr_log: str | None = None):
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    if dispatcher_log is not None:
+        (log_dir / "dispatcher.log").write_text(dispatcher_log)
+    if stderr_log is not None:
+        (log_dir / "nnictl_stderr.log").write_text(stderr_log)
+    return log_dir
+
+
+def test_a_tuner_that_cannot_be_created_is_a_dead_dispatcher_at_once(tmp_path):
+    log_dir = _log_dir(tmp_path, ANNEAL_LOG)
+    # NNI says ERROR ("Tuner did not connect in 10 seconds") only 10 s later; the log says it now.
+    assert ex.dispatcher_failure(log_dir / "dispatcher.log") == (
+        "ModuleNotFoundError: No module named 'hyperopt'")
+
+
+def test_the_error_of_a_tuner_that_cannot_start_names_the_tuner_its_error_and_the_log(tmp_path):
+    log_dir = _log_dir(tmp_path, ANNEAL_LOG)
+    line = ex.experiment_error(
+        log_dir, ["tuner_command_channel: Tuner did not connect in 10 seconds. Please check "
+                  "tuner (dispatcher) log."], tuner="Anneal")
+    # The tuner's own error, not NNI's "did not connect" that only points at a log.
+    assert line == ("the tuner (Anneal) failed to start: ModuleNotFoundError: No module named "
+                    f"'hyperopt' (see {log_dir / 'dispatcher.log'})")
+
+
+def test_an_assessor_that_cannot_be_created_is_named_as_the_assessor(tmp_path):
+    failure = ex.find_dispatcher_failure(_log_dir(tmp_path, ASSESSOR_START_LOG))
+    # The traceback goes through _create_algo(exp_params['assessor']): the assessor failed.
+    assert (failure.role, failure.at_start) == ("assessor", True)
+    assert failure.describe("Random", "bad_assessor.BadAssessor").startswith(
+        "the assessor (bad_assessor.BadAssessor) failed to start: RuntimeError: assessor module "
+        "is broken (see ")
+
+
+def test_hyperband_crash_is_the_tuners_failure_with_the_known_nni_bug(tmp_path):
+    log_dir = _log_dir(tmp_path, HYPERBAND_LOG)
+    assert ex.dispatcher_failure(log_dir / "dispatcher.log") == (
+        "TypeError: '<=' not supported between instances of 'str' and 'int'")
+    line = ex.experiment_error(log_dir, [], tuner="Hyperband")
+    # No assessor configured: whatever killed the dispatcher was the tuner (an advisor here).
+    assert line.startswith("the tuner (Hyperband) failed: TypeError: '<=' not supported ")
+    # The user is told it is NNI's bug, not theirs, and where to read more.
+    assert "microsoft/nni#5263" in line
+    assert line.endswith(f"see {log_dir / 'dispatcher.log'})")
+
+
+def test_an_assessor_raising_while_running_is_named_as_the_assessor(tmp_path):
+    log = (
+        "[2026-12-04 06:00:00] INFO (nni.runtime.msg_dispatcher_base/MainThread) "
+        "Dispatcher started\n"
+        "[2026-12-04 06:00:09] ERROR (nni.runtime.msg_dispatcher/Thread-2) Assessor error\n"
+        "[2026-12-04 06:00:09] ERROR (nni.runtime.msg_dispatcher/Thread-2) boom\n"
+        "Traceback (most recent call last):\n"
+        '  File "nni/runtime/msg_dispatcher.py", line 226, in _handle_intermediate_metric_data\n'
+        "    result = self.assessor.assess_trial(trial_job_id, ordered_history)\n"
+        '  File "my_assessor.py", line 9, in assess_trial\n'
+        "    raise ValueError('boom')\n"
+        "ValueError: boom\n"
+        "[2026-12-04 06:00:09] INFO (nni.runtime.msg_dispatcher_base/MainThread) "
+        "Dispatcher exiting...\n")
+    failure = ex.find_dispatcher_failure(_log_dir(tmp_path, log))
+    # "Assessor error" has no traceback: the record after it holds the exception.
+    assert (failure.error, failure.role, failure.at_start) == (
+        "ValueError: boom", "assessor", False)
+    assert failure.describe("TPE", "Mine").startswith("the assessor (Mine) failed: ValueError")
+
+
+def test_an_error_without_traceback_from_nnis_entry_point_is_no_failure(tmp_path):
+    log = ("[2026-12-04 06:00:00] ERROR (nni.main/MainThread) Tuner Hyperband has built-in "
+           "early stopping logic. Assessor is ignored.\n"
+           "[2026-12-04 06:00:00] INFO (nni.runtime.msg_dispatcher_base/MainThread) "
+           "Dispatcher started\n")
+    log_dir = _log_dir(tmp_path, log)
+    # NNI logs this at ERROR level and goes on: the dispatcher is alive.
+    assert ex.dispatcher_failure(log_dir / "dispatcher.log") is None
+    assert ex.find_dispatcher_failure(log_dir) is None
+
+
+def test_a_dispatcher_that_ended_normally_has_no_failure_to_report(tmp_path):
+    log = ("[2026-12-04 06:00:00] INFO (nni.runtime.msg_dispatcher_base/MainThread) "
+           "Dispatcher started\n"
+           "[2026-12-04 06:00:30] INFO (nni.runtime.msg_dispatcher_base/MainThread) "
+           "Dispatcher exiting...\n")
+    log_dir = _log_dir(tmp_path, log)
+    assert ex.find_dispatcher_failure(log_dir) is None
+    # While NNI still says RUNNING, an exit is a death all the same.
+    assert ex.dispatcher_failure(log_dir / "dispatcher.log") == "the dispatcher exited"
+
+
+def test_a_traceback_only_on_the_dispatchers_stderr_is_read_from_there(tmp_path):
+    stderr = ("-" * 80 + "\nExperiment abc start: 2026-12-04\n" + "-" * 80 + "\n"
+              "Traceback (most recent call last):\n"
+              '  File "<frozen runpy>", line 198, in _run_module_as_main\n'
+              "ImportError: cannot import name 'x' from 'nni'\n"
+              "Error: tuner_command_channel: Tuner did not connect in 10 seconds.\n"
+              "    at Timeout._onTimeout (tuner_command_channel.js:47:41)\n")
+    log_dir = _log_dir(tmp_path, "", stderr)
+    assert ex.experiment_error(log_dir, ["Tuner did not connect"], tuner="TPE") == (
+        "the tuner (TPE) failed: ImportError: cannot import name 'x' from 'nni' "
+        f"(see {log_dir / 'nnictl_stderr.log'})")
+
+
+def test_an_error_nni_reports_itself_is_named_when_the_dispatcher_did_not_fail(tmp_path):
+    log_dir = _log_dir(tmp_path)
+    line = ex.experiment_error(log_dir, ["Training service error:\n  at x.js:1"], tuner="TPE")
+    assert line == f"NNI reported: Training service error: (see {log_dir / 'nnimanager.log'})"
+    # Even without any reason the line says where to look.
+    assert str(log_dir) in ex.experiment_error(log_dir, [], tuner="TPE")
+
+
+# ----------------------------------------------------------------------- failed trials
+
+
+def test_a_failed_trials_error_is_the_runners_message(exp_root):
+    trial_dir = write_trial(exp_root, "fffff", {"lr": 1}, [], status="failed")
+    result = json.loads((trial_dir / "result.json").read_text())
+    result["message"] = "cmd1 failed: exit code 1\nsecond line"
+    (trial_dir / "result.json").write_text(json.dumps(result))
+    (trial_dir / "trial.stderr").write_text("error: something else\n")
+    # The runner's own account wins, first line only.
+    assert ex.trial_error(ex.read_trial_run(trial_dir)) == "cmd1 failed: exit code 1"
+
+
+def test_without_a_message_the_first_error_line_of_stderr_is_the_trials_error(exp_root):
+    trial_dir = write_trial(exp_root, "fffff", {"lr": 1}, [], status=None)
+    (trial_dir / "trial.stderr").write_text(
+        "INFO hpo_tools.trial.runner: trial fffff\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n"
+        "error: a later error\n")
+    (trial_dir / "trial.log").write_text("error: from the log\n")
+    assert ex.trial_error(ex.read_trial_run(trial_dir)) == (
+        "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)")
+
+
+def test_without_stderr_errors_the_trial_log_is_read(exp_root):
+    trial_dir = write_trial(exp_root, "fffff", {"lr": 1}, [], status=None)
+    (trial_dir / "trial.stderr").write_text("ERROR hpo_tools.trial.runner: not this\n")
+    (trial_dir / "trial.log").write_text(
+        "[2026-12-04 05:34:45] ERROR (hpo_tools.trial.runner/MainThread) cmd1 failed\n"
+        "error: train_config.nope: no field 'nope' in train_config\n")
+    assert ex.trial_error(ex.read_trial_run(trial_dir)) == (
+        "error: train_config.nope: no field 'nope' in train_config")
+
+
+def test_a_trial_without_any_error_line_has_none(exp_root):
+    trial_dir = write_trial(exp_root, "fffff", {"lr": 1}, [], status=None)
+    (trial_dir / "trial.log").write_text("RuntimeWarning: not an error\nKilled\n")
+    assert ex.trial_error(ex.read_trial_run(trial_dir)) is None
+    # A trial known only from NNI has no directory: nothing is read (not the current dir).
+    assert ex.trial_error(ex.TrialRun("ggggg", Path())) is None
+
+
+def test_summary_gives_each_failed_trial_its_first_error_line(exp_root):
+    listed = _recorded_experiment(exp_root)
+    trial_dir = exp_root / "environments" / "local-env" / "trials" / "ddddd"
+    result = json.loads((trial_dir / "result.json").read_text())
+    result["message"] = "cmd1 failed: exit code 1"
+    (trial_dir / "result.json").write_text(json.dumps(result))
+    write_trial(exp_root, "hhhhh", {"lr": 2}, [], status=None)
+    listed.append(("hhhhh", "FAILED", 5))
+    snap = ex.build_snapshot(ex.ExperimentFiles(exp_root), status="DONE", nni_trials=listed)
+    lines = ex.format_summary(snap).splitlines()
+    failed = [line for line in lines if line.startswith("trial ")]
+    # One line per failed trial, none for the succeeded, stopped or running ones.
+    assert failed == [
+        "trial ddddd failed: cmd1 failed: exit code 1",
+        f"trial hhhhh failed: no error line in its result.json, trial.stderr or trial.log "
+        f"({exp_root / 'environments' / 'local-env' / 'trials' / 'hhhhh'})",
+    ]
+    # Right after the totals, before the best trial.
+    totals = next(i for i, line in enumerate(lines) if line.startswith("totals: "))
+    assert lines[totals + 1] == failed[0]
+
+
+# ----------------------------------------------------------------------- exit of `run`
+
+
+def _cli_run_with(monkeypatch, exp_root, **result_fields):
+    """`hpo-tools experiment run` whose experiment ended as ``result_fields`` say (no NNI)."""
+    files = ex.ExperimentFiles(exp_root)
+
+    def fake_run(config, **kwargs):
+        status = result_fields.pop("status")
+        snapshot = ex.build_snapshot(files, status=status, nni_trials=None)
+        return ex.RunResult(experiment_id=exp_root.name, files=files, status=status,
+                            snapshot=snapshot, **result_fields)
+
+    monkeypatch.setattr(ex, "run_experiment", fake_run)
+    return main(["experiment", "run", "unused.yml"])
+
+
+def test_cli_run_that_ended_in_error_exits_1_even_with_a_succeeded_trial(
+        exp_root, monkeypatch, capsys):
+    write_trial(exp_root, "aaaaa", {"lr": 0.01}, [0.6])
+    reason = "the tuner (Hyperband) failed: TypeError: x (see E/log/dispatcher.log)"
+    code = _cli_run_with(monkeypatch, exp_root, status="ERROR", failure=reason,
+                         errors=["NNI's tuner/assessor process exited (TypeError: x)"])
+    out, err = capsys.readouterr()
+    # A trial succeeded, but the experiment did not run as configured: not a success.
+    assert code == 1
+    assert f"experiment {exp_root.name}: ERROR after " in out
+    # The summary first, then one error line saying why, last on stderr.
+    assert err.splitlines() == [f"error: {reason}"]
+
+
+def test_cli_run_that_ended_in_error_puts_its_reason_after_an_export_error(
+        exp_root, monkeypatch, capsys):
+    write_trial(exp_root, "aaaaa", {"lr": 0.01}, [0.6])
+    code = _cli_run_with(monkeypatch, exp_root, status="ERROR", failure="the tuner failed",
+                         export_error="cannot read x")
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err[0].startswith("error: could not export the best trial: cannot read x")
+    assert err[-1] == "error: the tuner failed"
+
+
+def test_cli_run_that_is_done_with_a_success_still_exits_0(exp_root, monkeypatch, capsys):
+    write_trial(exp_root, "aaaaa", {"lr": 0.01}, [0.6])
+    assert _cli_run_with(monkeypatch, exp_root, status="DONE") == 0
+    assert capsys.readouterr().err == ""
+
+
 # ----------------------------------------------------------------------- the shipped examples
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "search"

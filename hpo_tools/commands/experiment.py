@@ -18,10 +18,13 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       NNI's Python API, prints a progress line whenever something changes, waits for the end,
       prints a summary table, writes the best trial's parameters and its edited training config
       to <experiment dir>/best/ (best_params.json, best_trial.json, pipeline.config) and stops
-      the experiment, also on Ctrl-C. Exit 0 when at least one trial succeeded, 1 otherwise
-      (also when NNI's tuner/assessor process or its manager died, or the best trial could not
-      be exported: the summary is printed, then the error), 2 on bad input (nothing started),
-      130 after Ctrl-C or SIGTERM. --no-check skips the check.
+      the experiment, also on Ctrl-C. The summary names the first error of each failed trial.
+      Exit 0 when at least one trial succeeded and the experiment did not end in ERROR; 1
+      otherwise: no trial succeeded, or the experiment ended in ERROR (e.g. the tuner or
+      assessor failed: its own error is read from <experiment dir>/log/dispatcher.log), or
+      NNI's manager died, or the best trial could not be exported; the summary is printed,
+      then one `error: ...` line; 2 on bad input (nothing started), 130 after Ctrl-C or
+      SIGTERM. --no-check skips the check.
 
   hpo-tools experiment best ID [--working-dir DIR | --experiment-dir DIR]
                            [--mode maximize|minimize]
@@ -106,11 +109,6 @@ def _run(args: argparse.Namespace) -> int:
         _print(f"timeout: stopped after {args.timeout:g} s")
     if result.interrupted:
         _print("interrupted: experiment stopped")
-    for error in result.errors:
-        print(f"NNI error: {error}", file=sys.stderr)
-    if result.status == "ERROR":
-        print(f"see {result.files.root / 'log'} (nnimanager.log, dispatcher.log, "
-              "nnictl_stderr.log)", file=sys.stderr)
     _print("")
     _print(experiment.format_summary(result.snapshot, result.export))
     if result.lost_manager is not None:
@@ -119,9 +117,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: could not export the best trial: {result.export_error} (retry with "
               f"hpo-tools experiment best {result.experiment_id} --experiment-dir "
               f"{result.files.root})", file=sys.stderr)
+    if result.failure is not None:
+        # Last: an experiment that ended in ERROR did not run as configured, whatever succeeded.
+        print(f"error: {result.failure}", file=sys.stderr)
     if result.interrupted:
         return 130
-    if result.lost_manager is not None or result.export_error is not None:
+    if result.failure is not None or result.lost_manager is not None \
+            or result.export_error is not None:
         return 1
     return 0 if result.succeeded > 0 else 1
 

@@ -16,8 +16,10 @@ so ``hpo-tools experiment best ID`` works on finished and running experiments al
 
 Modules, one job each (this package re-exports their public names):
 
-* ``status``: when an experiment has ended; what became of a trial; a dead dispatcher.
-* ``records``: a trial's own record, assessor decisions, the files of ``E``.
+* ``status``: when an experiment has ended; what became of a trial; a dead dispatcher and why
+  it died (the tuner's or assessor's own error).
+* ``records``: a trial's own record (and its first error line), assessor decisions, the files
+  of ``E``.
 * ``config``: the experiment YAML, the trial file it names, NNI's stored profile.
 * ``best``: best-trial selection and export to ``E/best/`` (incl. classic configs).
 * ``progress``: snapshots, the progress line and the summary table.
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
         TrialRun,
         read_assessor_decisions,
         read_trial_run,
+        trial_error,
     )
     from hpo_tools.experiment.run import (
         HEARTBEAT_INTERVAL,
@@ -80,10 +83,13 @@ if TYPE_CHECKING:
         run_experiment,
     )
     from hpo_tools.experiment.status import (
+        DispatcherFailure,
         Outcome,
         classify_trial,
         dispatcher_failure,
+        experiment_error,
         experiment_finished,
+        find_dispatcher_failure,
     )
 
 _EXPORTS = {
@@ -109,6 +115,7 @@ _EXPORTS = {
     "TrialRun": "records",
     "read_assessor_decisions": "records",
     "read_trial_run": "records",
+    "trial_error": "records",
     "HEARTBEAT_INTERVAL": "run",
     "POLL_INTERVAL": "run",
     "Checker": "run",
@@ -121,6 +128,9 @@ _EXPORTS = {
     "Outcome": "status",
     "classify_trial": "status",
     "dispatcher_failure": "status",
+    "DispatcherFailure": "status",
+    "experiment_error": "status",
+    "find_dispatcher_failure": "status",
     "experiment_finished": "status",
 }
 """Public name -> the module of this package that defines it."""
@@ -155,6 +165,10 @@ __all__ = [
     "path_with_interpreter_first",
     "free_port",
     "dispatcher_failure",
+    "DispatcherFailure",
+    "find_dispatcher_failure",
+    "experiment_error",
+    "trial_error",
     "classic_edited_config",
     "stored_trial_file",
     "experiment_files",

@@ -16,6 +16,7 @@ from hpo_tools.experiment.records import (
     TrialRun,
     read_assessor_decisions,
     read_trial_run,
+    trial_error,
 )
 from hpo_tools.experiment.status import Outcome, classify_trial
 
@@ -159,8 +160,26 @@ def _params_text(params: Mapping[str, Any] | None) -> list[str]:
     return [f"  {key} = {json.dumps(value)}" for key, value in params.items()]
 
 
+def _failure_lines(snapshot: Snapshot) -> list[str]:
+    """``trial <id> failed: <first error line>`` for each failed trial."""
+    lines = []
+    for view in snapshot.trials:
+        if view.outcome is not Outcome.FAILED:
+            continue
+        error = trial_error(view.run)
+        if error is None:
+            where = view.run.trial_dir if view.run.trial_dir != Path() else "no trial directory"
+            error = f"no error line in its result.json, trial.stderr or trial.log ({where})"
+        lines.append(f"trial {view.trial_id} failed: {error}")
+    return lines
+
+
 def format_summary(snapshot: Snapshot, export: BestExport | None = None) -> str:
     """The summary table printed at the end, plus the best trial's parameters and files.
+
+    Below the totals, each failed trial gets one line with its first error (see
+    :func:`~hpo_tools.experiment.records.trial_error`; this reads the trial's logs when its
+    ``result.json`` has no message).
 
     Args:
         snapshot: the final state.
@@ -193,6 +212,7 @@ def format_summary(snapshot: Snapshot, export: BestExport | None = None) -> str:
             lines.append("  ".join("-" * w for w in widths))
     counts = ", ".join(f"{snapshot.count(o)} {o.value}" for o in Outcome)
     lines.append(f"totals: {counts}")
+    lines.extend(_failure_lines(snapshot))
     if best is None:
         lines.append("best: none (no trial succeeded with a final score)")
     else:

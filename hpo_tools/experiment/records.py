@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ class TrialRun:
         intermediate: every intermediate report, in order.
         final: the final report, or None.
         status: the runner's own end status (succeeded | failed | cancelled), None while running.
+        message: why the runner says the trial failed or was cancelled (``result.json``), or None.
     """
 
     trial_id: str
@@ -53,6 +56,7 @@ class TrialRun:
     intermediate: tuple[dict[str, Any], ...] = ()
     final: dict[str, Any] | None = None
     status: str | None = None
+    message: str | None = None
 
     @property
     def score(self) -> float | None:
@@ -108,6 +112,8 @@ def read_trial_run(trial_dir: Path) -> TrialRun:
         kwargs["final"] = final if isinstance(final, dict) else None
         status = result_doc.get("status")
         kwargs["status"] = str(status) if status else None
+        message = result_doc.get("message")
+        kwargs["message"] = str(message) if message else None
     trial_id = trial_dir.name
     if isinstance(params_doc, dict) and params_doc.get("trial_id"):
         trial_id = str(params_doc["trial_id"])
@@ -240,3 +246,71 @@ def read_assessor_decisions(path: Path) -> dict[str, dict[str, Any]]:
         if isinstance(record, dict) and record.get("trial_id"):
             decisions.setdefault(str(record["trial_id"]), record)
     return decisions
+
+
+LOG_TAIL = 256 * 1024
+"""Bytes read from the end of a log: enough for the last errors, bounded for huge logs."""
+
+
+def read_log_tail(path: Path, limit: int = LOG_TAIL) -> str | None:
+    """The last ``limit`` bytes of a log file as text; None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+_EXCEPTION_LINE = re.compile(
+    r"(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception|Interrupt|Exit)(?::\s.*|:)?")
+"""A Python exception line: ``KeyError: 1``, ``json.decoder.JSONDecodeError: ...``,
+``Exception: boom``, ``KeyboardInterrupt``."""
+
+_ERROR_LINE_LENGTH = 300
+"""Characters of an error line shown in the summary (a message can quote a whole command)."""
+
+
+def first_error_line(lines: Sequence[str]) -> str | None:
+    """The first line starting with ``error:`` (how hpo-tools reports an error on stderr) or
+    naming a Python exception (the last line of a traceback), or None."""
+    for line in lines:
+        line = line.rstrip()
+        if line.startswith("error:") or _EXCEPTION_LINE.fullmatch(line):
+            return line
+    return None
+
+
+def _shortened(line: str) -> str:
+    line = line.strip()
+    if len(line) <= _ERROR_LINE_LENGTH:
+        return line
+    return line[:_ERROR_LINE_LENGTH - 3] + "..."
+
+
+def trial_error(run: TrialRun) -> str | None:
+    """The first error line of a trial: what tells at a glance why it failed.
+
+    The runner's own ``message`` in ``result.json`` when it wrote one; else (the runner died
+    before writing it, e.g. it could not start) the first ``error: ...`` line or Python
+    exception line in the trial's ``trial.stderr`` (the runner's stderr, which NNI keeps), then
+    in its ``trial.log`` (the runner's log and the jobs' output). Logs are read from their last
+    256 KiB.
+
+    Args:
+        run: the trial's own record.
+
+    Returns:
+        One line (at most 300 characters), or None when nothing names an error.
+    """
+    if run.message and run.message.strip():
+        return _shortened(run.message.strip().splitlines()[0])
+    if run.trial_dir == Path():
+        return None  # no trial directory: nothing to read
+    for name in ("trial.stderr", "trial.log"):
+        text = read_log_tail(run.trial_dir / name)
+        line = first_error_line(text.splitlines()) if text else None
+        if line is not None:
+            return _shortened(line)
+    return None

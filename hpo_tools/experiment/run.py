@@ -38,6 +38,7 @@ from hpo_tools.experiment.status import (
     _LIVE_TRIAL,
     Outcome,
     dispatcher_failure,
+    experiment_error,
     experiment_finished,
 )
 
@@ -65,6 +66,10 @@ class RunResult:
         timed_out: ``--timeout`` stopped the experiment.
         interrupted: Ctrl-C or SIGTERM stopped it.
         errors: NNI's errors when the status is ERROR.
+        failure: why the experiment ended in ERROR, one line: the tuner's or assessor's own
+            error read from NNI's dispatcher log (e.g. ``the tuner (Anneal) failed to start:
+            ModuleNotFoundError: No module named 'hyperopt' (see E/log/dispatcher.log)``), else
+            NNI's error; None unless the status is ERROR.
         lost_manager: set when a REST call to NNI's manager failed (the manager died or stopped
             answering): one line saying so; the experiment was stopped all the same.
         export_error: why the best trial could not be exported to ``E/best/`` (e.g. a
@@ -81,6 +86,7 @@ class RunResult:
     errors: list[str] = field(default_factory=list)
     export_error: str | None = None
     lost_manager: str | None = None
+    failure: str | None = None
 
     @property
     def succeeded(self) -> int:
@@ -394,8 +400,8 @@ def run_experiment(
                     if failure is not None:
                         status = "ERROR"
                         errors.append(
-                            f"NNI's tuner/assessor process exited ({failure}); NNI would wait "
-                            f"forever: see {files.root / 'log' / 'dispatcher.log'}")
+                            f"NNI's tuner/assessor process exited ({failure}): see "
+                            f"{files.root / 'log' / 'dispatcher.log'}")
                         break
                     if timeout is not None and elapsed >= timeout:
                         timed_out = True
@@ -438,10 +444,21 @@ def run_experiment(
                                  code_dir=Path(canonical.trial_code_directory))
         except HpoError as err:
             export_error = _one_line(err)
+    failure = None
+    if status == "ERROR":  # read after the stop: the dispatcher's log is complete by now
+        failure = experiment_error(files.root / "log", errors, tuner=_algorithm_name(
+            canonical.tuner), assessor=_algorithm_name(getattr(canonical, "assessor", None)))
     return RunResult(
         experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
         timed_out=timed_out, interrupted=interrupted, errors=errors, export_error=export_error,
-        lost_manager=lost_manager)
+        lost_manager=lost_manager, failure=failure)
+
+
+def _algorithm_name(algorithm: Any) -> str | None:
+    """A configured tuner's or assessor's ``name`` (built-in) or ``className``; None for none."""
+    if algorithm is None:
+        return None
+    return getattr(algorithm, "name", None) or getattr(algorithm, "class_name", None) or "?"
 
 
 def _end_label(status: str, timed_out: bool, interrupted: bool, lost_manager: bool) -> str:

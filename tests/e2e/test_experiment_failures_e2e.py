@@ -50,15 +50,18 @@ searchSpaceFile: search_space.json
 trialCommand: python3 -m hpo_tools.run --config trial.ini
 trialCodeDirectory: .
 trialConcurrency: 1
-maxTrialNumber: 1
+maxTrialNumber: {max_trials}
 maxTrialDuration: 120s
 experimentWorkingDirectory: {work}
-tuner:
-  name: Random
-  classArgs: {{optimize_mode: maximize, seed: 1}}
+{tuner}
 trainingService:
   platform: local
 """
+
+RANDOM_TUNER = """\
+tuner:
+  name: Random
+  classArgs: {optimize_mode: maximize, seed: 1}"""
 
 # How long the test waits for NNI to start a trial's job (a few seconds on an idle machine).
 JOB_START_TIMEOUT = 90
@@ -67,7 +70,8 @@ JOB_START_TIMEOUT = 90
 class Setup:
     """The experiment files of one test, and what identifies its processes."""
 
-    def __init__(self, root: Path, *, sleep: float, more: str = "") -> None:
+    def __init__(self, root: Path, *, sleep: float, more: str = "", tuner: str = RANDOM_TUNER,
+                 max_trials: int = 1) -> None:
         self.root = root
         self.marker = f"hpo-failures-e2e-{uuid.uuid4().hex[:12]}"
         (root / "pipeline.config").write_text(BASE_CONFIG)
@@ -75,7 +79,8 @@ class Setup:
         (root / "trial.ini").write_text(TRIAL_INI.format(sleep=sleep, marker=self.marker,
                                                          more=more))
         self.config = root / "config.yml"
-        self.config.write_text(CONFIG_YML.format(work=root / "nni"))
+        self.config.write_text(CONFIG_YML.format(work=root / "nni", tuner=tuner,
+                                                 max_trials=max_trials))
         self.work = root / "nni"
         self._experiment_id: str | None = None
 
@@ -137,8 +142,9 @@ def setup_factory(tmp_path):
     """Creates the shared tiny experiment setup; kills its leftover processes after the test."""
     made: list[Setup] = []
 
-    def make(*, sleep: float, more: str = "") -> Setup:
-        made.append(Setup(tmp_path, sleep=sleep, more=more))
+    def make(*, sleep: float, more: str = "", tuner: str = RANDOM_TUNER,
+             max_trials: int = 1) -> Setup:
+        made.append(Setup(tmp_path, sleep=sleep, more=more, tuner=tuner, max_trials=max_trials))
         return made[-1]
 
     yield make
@@ -268,3 +274,114 @@ def test_cli_run_whose_nni_manager_dies_stops_it_and_prints_one_error_line(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def _summary(out: str) -> list[str]:
+    """The summary's lines (after the blank line that ends the progress lines)."""
+    return out.split("\n\n", 1)[1].splitlines()
+
+
+def test_cli_run_whose_tuner_dies_after_a_success_ends_in_error_and_exits_1(
+        setup_factory, free_port, capsys):
+    # NNI 3.0's Hyperband dies on the first metric of the first trial (microsoft/nni#5263):
+    # TypeError on its own string parameter ids. That trial still succeeds, NNI never submits
+    # another one and keeps saying RUNNING.
+    setup = setup_factory(sleep=0, max_trials=4, tuner="""\
+tuner:
+  name: Hyperband
+  classArgs: {optimize_mode: maximize, R: 2, eta: 2}""")
+    code = main(["experiment", "run", str(setup.config), "--port", str(free_port),
+                 "--timeout", "90"])
+    out, err = capsys.readouterr()
+    exp_id = setup.experiment_id()
+    assert exp_id is not None, out + err
+    log = setup.work / exp_id / "log" / "dispatcher.log"
+    summary = _summary(out)
+    # The header says how the experiment ended, and the run was not cut short by the timeout.
+    assert summary[0].startswith(f"experiment {exp_id}: ERROR after 0:"), out
+    assert "totals: 1 succeeded, " in out, out
+    # One succeeded trial does not make an experiment whose tuner died a success...
+    assert code == 1, out + err
+    # ...and the one error line names the tuner, its own error, the NNI bug and the log.
+    assert err.splitlines() == [
+        "error: the tuner (Hyperband) failed: TypeError: '<=' not supported between instances "
+        "of 'str' and 'int' (a bug of NNI's Hyperband and BOHB, microsoft/nni#5263: choose "
+        f"another tuner; see {log})"], err
+    setup.assert_nothing_left()
+
+
+def _hyperopt_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("hyperopt") is not None
+
+
+@pytest.mark.skipif(_hyperopt_installed(), reason="needs NNI's Anneal tuner without hyperopt")
+def test_cli_run_whose_tuner_cannot_start_names_the_tuners_own_error(
+        setup_factory, free_port, capsys):
+    # NNI's Anneal tuner imports hyperopt, which hpo-tools does not install: the dispatcher dies
+    # at once, and NNI itself only says "Tuner did not connect in 10 seconds" 10 s later.
+    setup = setup_factory(sleep=0, tuner="""\
+tuner:
+  name: Anneal
+  classArgs: {optimize_mode: maximize}""")
+    started = time.monotonic()
+    code = main(["experiment", "run", str(setup.config), "--port", str(free_port),
+                 "--timeout", "60"])
+    took = time.monotonic() - started
+    out, err = capsys.readouterr()
+    exp_id = setup.experiment_id()
+    assert exp_id is not None, out + err
+    log = setup.work / exp_id / "log" / "dispatcher.log"
+    assert code == 1, out + err
+    assert _summary(out)[0].startswith(f"experiment {exp_id}: ERROR after 0:"), out
+    assert err.splitlines() == [
+        "error: the tuner (Anneal) failed to start: ModuleNotFoundError: No module named "
+        f"'hyperopt' (see {log})"], err
+    # Noticed from the dispatcher's log, not from NNI's 10 s connect timeout (NNI's start and
+    # stop take a few seconds more; generous for a loaded machine).
+    assert "did not connect" not in out + err
+    assert took < 45, took
+    setup.assert_nothing_left()
+
+
+def test_cli_run_whose_assessor_cannot_be_imported_names_the_assessor(
+        setup_factory, free_port, capsys, tmp_path):
+    package = tmp_path / "assessor_pkg"
+    package.mkdir()
+    (package / "broken_assessor.py").write_text(
+        "raise ImportError('broken_assessor needs a module that is not installed')\n")
+    setup = setup_factory(sleep=0, tuner=RANDOM_TUNER + f"""
+assessor:
+  codeDirectory: {package}
+  className: broken_assessor.BrokenAssessor""")
+    code = main(["experiment", "run", str(setup.config), "--port", str(free_port),
+                 "--timeout", "60"])
+    out, err = capsys.readouterr()
+    exp_id = setup.experiment_id()
+    assert exp_id is not None, out + err
+    log = setup.work / exp_id / "log" / "dispatcher.log"
+    assert code == 1, out + err
+    # The tuner was created; the assessor's module raised: the assessor is named, not "NNI".
+    assert err.splitlines() == [
+        "error: the assessor (broken_assessor.BrokenAssessor) failed to start: ImportError: "
+        f"broken_assessor needs a module that is not installed (see {log})"], err
+    setup.assert_nothing_left()
+
+
+def test_summary_of_a_failed_trial_shows_its_first_error_line(setup_factory, free_port, capsys):
+    setup = setup_factory(sleep=0, more='cmd2=python -c "import sys; sys.exit(3)"')
+    code = main(["experiment", "run", str(setup.config), "--port", str(free_port),
+                 "--timeout", "90"])
+    out, err = capsys.readouterr()
+    exp_id = setup.experiment_id()
+    assert exp_id is not None, out + err
+    trials = setup.work / exp_id / "environments" / "local-env" / "trials"
+    (trial_id,) = [d.name for d in trials.iterdir()]
+    summary = _summary(out)
+    assert "totals: 0 succeeded, 0 running, 0 stopped by assessor, 0 cancelled, 1 failed" \
+        in summary, out
+    # The runner's own account of the failure, right in the summary: no log digging needed.
+    assert f"trial {trial_id} failed: cmd2 failed: exit code 3" in summary, out
+    assert code == 1, out + err
+    setup.assert_nothing_left()
