@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 
 import pytest
+
+# A test run started in the background of a non-interactive shell (`make test &`, a CI agent's
+# job) inherits SIGINT ignored, and every process a test starts would inherit it too: the tests
+# that stop a runner or `hpo-tools experiment run` with SIGINT, as NNI and Ctrl-C do, need
+# Python's default handling. A handled signal is reset to the default in the processes the
+# tests start, where Python installs its KeyboardInterrupt handler again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -132,6 +132,10 @@ def _parent_death_hook(death_signal: int) -> Any:
         return None
 
     def set_parent_death_signal() -> None:
+        # A signal ignored when a shell starts cannot be trapped by it (POSIX), and ignored
+        # dispositions pass through exec: a runner started under `nohup` (SIGHUP ignored) would
+        # give a job shell whose trap never fires, and the job would outlive the runner.
+        libc.signal(death_signal, 0)  # SIG_DFL; libc's: signal.signal() is for main threads
         libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)

@@ -324,6 +324,36 @@ def test_job_dies_when_its_runner_is_sigkilled(tmp_path):
     assert _wait_for(lambda: not _group(pgid), timeout=5.0), _group(pgid)
 
 
+def test_job_dies_with_its_runner_even_when_the_runner_was_started_under_nohup(tmp_path):
+    runner = tmp_path / "runner.py"
+    runner.write_text(textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from hpo_tools.platforms.local import LocalPlatform
+        job = LocalPlatform(grace_period=0.5).submit(
+            "sleep 60 & wait", log_path=Path({str(tmp_path / 'j.log')!r}))
+        print(job.pgid, flush=True)
+        time.sleep(60)
+        """
+    ))
+    # As `nohup hpo-tools experiment run ...` starts it: SIGHUP ignored, which every process
+    # it starts inherits (and a shell cannot trap a signal ignored when it starts).
+    process = subprocess.Popen(
+        [sys.executable, str(runner)], stdout=subprocess.PIPE, text=True, cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    try:
+        pgid = int(process.stdout.readline())
+        assert _wait_for(lambda: len(_group(pgid)) >= 2)  # the shell and its sleep
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+    # The job's shell got its parent-death signal and its trap ended the group.
+    assert _wait_for(lambda: not _group(pgid), timeout=5.0), _group(pgid)
+
+
 def test_read_proc_stat_handles_parentheses_and_spaces_in_the_name(tmp_path):
     odd = tmp_path / "we ird) x"
     odd.symlink_to("/bin/sleep")
