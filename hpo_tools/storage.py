@@ -45,6 +45,7 @@ __all__ = [
     "write_bytes",
     "write_bytes_atomic",
     "write_json_atomic",
+    "check_path",
     "exists",
     "size",
     "list_dir",
@@ -459,6 +460,13 @@ def _create_temp(target: Path) -> tuple[int, str]:
         except FileExistsError:  # pragma: no cover - a leftover of a dead process, same pid
             continue
     raise FileExistsError(errno.EEXIST, "no unused temp file name", str(target))  # pragma: no cover
+
+
+def check_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as storage reads it (``file://`` stripped); StorageError for a scheme it cannot
+    read (``hdfs://`` yet). Lets a trial file be refused when it is read, not after its jobs
+    ran."""
+    return Storage._check(path)
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,10 +9,12 @@ become the edits of every ``[params_config]`` pair.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from hpo_tools.trial.ini import TrialFile
+from hpo_tools.metrics import source_types
+from hpo_tools.trial.ini import Section, TrialFile
 from hpo_tools.trial.plan import ConfigWrite, MetricSettings, Stage, TrialPlan, params_to_edits
 from hpo_tools.trial.sections import (
     FINAL_MODES,
@@ -42,6 +44,33 @@ METRIC_KEYS = (
     "metric_dict",
     "optimize_mode",
 )
+
+
+# hpo_tools 0.1.x's stdout source naming a job's own log: "cmd1", "cmd", "cmd1,worker".
+_JOB_LOG_SOURCE = re.compile(r"cmd\d*(,\s*\w+)?")
+
+
+def _check_storage_path(section: Section, key: str, path: str) -> None:
+    """A path storage cannot read or write is an error now, not after the jobs ran."""
+    from hpo_tools import storage
+    from hpo_tools.errors import StorageError
+
+    try:
+        storage.check_path(path)
+    except StorageError as err:
+        raise section.error(key, str(err)) from None
+
+
+def _check_file_source(section: Section, key: str, location: str, metric_type: str) -> None:
+    if metric_type == "stdout" and _JOB_LOG_SOURCE.fullmatch(location):
+        raise section.error(
+            key,
+            f"{location!r}: reading one job's own log (hpo_tools 0.1.x's cmd1 / cmd,worker) is "
+            "not supported yet; leave metric_source out to read the trial's log, which holds "
+            "every command's output",
+        )
+    if location:
+        _check_storage_path(section, key, location)
 
 
 def build_plan(
@@ -91,6 +120,9 @@ def build_plan(
     sources = tuple(metric.get(k) or "" for k in source_keys)
     if not sources and metric_type != "stdout":
         raise metric.missing("metric_source")
+    if metric_type in source_types():  # files (not a platform's own type such as `table`)
+        for key, location in zip(source_keys, sources):
+            _check_file_source(metric, key, location, metric_type)
 
     edits = {**params_to_edits(params), **dict(extra_edits or {})}
     writes: list[ConfigWrite] = []
@@ -102,6 +134,8 @@ def build_plan(
             parts = [p.strip() for p in pair.split(",")]
             if len(parts) != 2 or not all(parts):
                 raise params_section.error(key, f"expected SRC,DST (two paths), got {pair!r}")
+            for path in parts:
+                _check_storage_path(params_section, key, path)
             writes.append(ConfigWrite(key, parts[0], parts[1], edits))
 
     oss = oss_settings(trial_file)

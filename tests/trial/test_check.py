@@ -130,6 +130,26 @@ def test_check_reads_oss_with_the_oss_config_keys_as_run_does(
     assert used == [("AKIDfromfile", "oss-cn-hangzhou.aliyuncs.com", "bkt")]
 
 
+def test_check_and_run_refuse_the_same_metric_sources_before_any_job(
+    tmp_path, write_trial, space, capsys
+):
+    marker = tmp_path / "launched"
+    trial = write_trial(
+        f"[platform_config]\nname=Local\ncmd1=touch {marker}\n[metric_config]\n"
+        "metric_type=stdout\nmetric_source_1=cmd1,worker\n"
+        "metric_source_2=hdfs://nn:9000/logs/train.log\nmetric_dict={\"auc=([0-9.]+)\": 1}\n"
+    )
+    problems = check_trial_file(trial, space({LR_PATH: {"_type": "choice", "_value": [0.1]}}))
+    # Both sources are reported (hpo-tools check said "ok" to both before)...
+    assert any("metric_source_1: 'cmd1,worker'" in p for p in problems), problems
+    assert any("metric_source_2: hdfs://nn:9000" in p for p in problems), problems
+    # ...and `hpo-tools run` refuses the file the same way, before its command runs.
+    code = cli.main(["run", "--config", str(trial), "--params", "{}",
+                     "--exp_dir", str(tmp_path / "exp")])
+    assert code == 2 and "metric_source_1: 'cmd1,worker'" in capsys.readouterr().err
+    assert not marker.exists()
+
+
 def test_check_or_raise_gives_one_line_with_the_count(tmp_path, write_trial, pipeline, space):
     trial = _trial(write_trial, pipeline, cmd="${a_missing} ${b_missing}")
     with pytest.raises(ConfigError, match=r"^2 problem\(s\) in .*a_missing.*; .*b_missing"):

@@ -221,6 +221,17 @@ def test_classic_nested_choice_parameter_becomes_edits():
          r"\[platform_config\] cmd1: \$\{undefined_thing\} is not defined"),
         ("[platform_config]\nname=MaxCompute\ncmd1=x\n" + _metric(),
          r"\[odps_config\] is required for the MaxCompute platform"),
+        ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\n"
+         "metric_source=hdfs://nn:9000/m/eval_val\nmetric_dict={\"auc\": 1}\n",
+         r"\[metric_config\] metric_source: hdfs://nn:9000/m/eval_val: hdfs:// paths are not "
+         r"supported yet"),
+        ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_type=stdout\n"
+         "metric_source=cmd3\nmetric_dict={\"auc=(.*)\": 1}\n",
+         r"\[metric_config\] metric_source: 'cmd3': reading one job's own log .* not supported "
+         r"yet; leave metric_source out"),
+        ("[platform_config]\nname=Local\ncmd1=x\n" + _metric() + "[params_config]\n"
+         "params_src_dst_filepath1=a.config,hdfs://nn/b.config\n",
+         r"\[params_config\] params_src_dst_filepath1: hdfs://nn/b.config: hdfs://"),
         ("[other]\nx=1\n", r"not a trial file"),
         ("[platform_confg]\nname=Local\ncmd1=x\n" + _metric(),
          r"not a trial file: .* \(did you mean 'platform_config'\?\)"),
