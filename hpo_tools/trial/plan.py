@@ -278,6 +278,7 @@ class TrialPlan:
             itself through ``{fine_tune_checkpoint}``.
         start_checkpoint: the checkpoint the file itself sets through ``checkpoint_edit``.
         schedule: the window the trial may start its jobs in (``[schedule_config]``), or None.
+        monitor: where to say that the trial failed or set a new best (``[monitor_config]``).
     """
 
     source: str
@@ -294,6 +295,7 @@ class TrialPlan:
     checkpoint_edit: str | None = None
     start_checkpoint: str | None = None
     schedule: Any = None
+    monitor: Any = None
 
     def __post_init__(self) -> None:
         if not self.stages:

@@ -39,6 +39,7 @@ from hpo_tools.secrets import SecretMasker
 from hpo_tools.storage import write_json_atomic
 from hpo_tools.trial.follow import build_follower, read_stage_final
 from hpo_tools.trial.launcher import Launcher
+from hpo_tools.trial.notify import notify_trial_end
 from hpo_tools.trial.outcome import EXIT_FAILED, TrialOutcome, TrialStatus
 from hpo_tools.trial.paths import TrialPaths
 from hpo_tools.trial.plan import ConfigWrite, Stage, TrialPlan
@@ -507,6 +508,7 @@ def run_plan(
     _logger.info(
         "trial %s %s in %.1f s", context.trial_id, run.outcome.status, time.monotonic() - started
     )
+    notify_trial_end(plan, context, run.outcome, masker)
     return run.outcome
 
 

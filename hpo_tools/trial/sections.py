@@ -27,12 +27,15 @@ __all__ = [
     "check_metric_type",
     "schedule_window",
     "SCHEDULE_SECTION",
+    "MONITOR_SECTION",
+    "monitor_settings",
 ]
 
 FINAL_MODES = tuple(mode.value for mode in FinalMode)
 OPTIMIZE_MODES = tuple(mode.value for mode in OptimizeMode)
 OSS_SECTION = "oss_config"
 SCHEDULE_SECTION = "schedule_config"
+MONITOR_SECTION = "monitor_config"
 
 
 def platform_sections() -> tuple[str, ...]:
@@ -76,6 +79,47 @@ def schedule_window(trial_file: TrialFile) -> Any:
         except ValueError as err:
             raise section.error(key, str(err)) from None
     return ScheduleWindow(days, clocks[0], clocks[1])
+
+
+def monitor_settings(trial_file: TrialFile) -> Any:
+    """``[monitor_config] url, keyword, at_mobiles, at_user_ids, is_at_all`` as
+    :class:`~hpo_tools.monitor.MonitorSettings`; None without the section. The webhook URL and
+    its token join the file's secrets (masked everywhere)."""
+    from hpo_tools.monitor import MonitorSettings, webhook_secrets
+
+    section = trial_file.section(MONITOR_SECTION)
+    if section is None:
+        return None
+    section.check_keys(("url", "keyword", "at_mobiles", "at_user_ids", "is_at_all"))
+    url = section.require("url")
+    trial_file.secrets.extend(webhook_secrets(url))
+    if not url.startswith(("http://", "https://")):
+        raise section.error("url", "expected the robot's webhook address, http(s)://...")
+    return MonitorSettings(
+        url=url,
+        keyword=section.get("keyword") or "",
+        at_mobiles=_string_list(section, "at_mobiles"),
+        at_user_ids=_string_list(section, "at_user_ids"),
+        is_at_all=section.flag("is_at_all"),
+    )
+
+
+def _string_list(section: Section, key: str) -> tuple[str, ...]:
+    """``['138...', '139...']`` (a list literal, as 0.1.x files write it) or ``a, b``."""
+    import ast
+
+    text = section.get(key)
+    if not text:
+        return ()
+    if text.startswith("["):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise section.error(key, f"expected a list such as ['a', 'b'], got {text!r}") from None
+        if not isinstance(value, list):
+            raise section.error(key, f"expected a list such as ['a', 'b'], got {text!r}")
+        return tuple(str(v) for v in value)
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def metric_spec(

@@ -2,7 +2,8 @@
 
 Sections: ``[platform_config]`` (``name``, ``cmd1``, ``cmd2``, ..., ``resume``),
 ``[metric_config]``, ``[params_config]`` (``params_src_dst_filepath<N> = SRC,DST``),
-``[oss_config]``, ``[schedule_config]`` (:mod:`hpo_tools.trial.schedule`), and the
+``[oss_config]``, ``[schedule_config]`` (:mod:`hpo_tools.trial.schedule`), ``[monitor_config]``
+(:mod:`hpo_tools.monitor`), and the
 platforms' own sections (``[odps_config]``, read by the platform). The tuner's parameters
 become the edits of every ``[params_config]`` pair.
 """
@@ -18,11 +19,13 @@ from hpo_tools.trial.ini import Section, TrialFile
 from hpo_tools.trial.plan import ConfigWrite, MetricSettings, Stage, TrialPlan, params_to_edits
 from hpo_tools.trial.sections import (
     FINAL_MODES,
+    MONITOR_SECTION,
     OPTIMIZE_MODES,
     OSS_SECTION,
     SCHEDULE_SECTION,
     check_metric_type,
     metric_spec,
+    monitor_settings,
     numbered,
     oss_settings,
     platform_sections,
@@ -35,7 +38,9 @@ __all__ = ["FORMAT", "SECTION", "COMMON_SECTIONS", "METRIC_KEYS", "build_plan"]
 
 FORMAT = "platform"
 SECTION = "platform_config"
-COMMON_SECTIONS = (SECTION, "metric_config", "params_config", OSS_SECTION, SCHEDULE_SECTION)
+COMMON_SECTIONS = (
+    SECTION, "metric_config", "params_config", OSS_SECTION, SCHEDULE_SECTION, MONITOR_SECTION,
+)
 METRIC_KEYS = (
     "metric_type",
     "metric_source",
@@ -139,6 +144,7 @@ def build_plan(
             writes.append(ConfigWrite(key, parts[0], parts[1], edits))
 
     oss = oss_settings(trial_file)
+    monitor = monitor_settings(trial_file)
     stage = Stage(
         name="",
         commands=commands,
@@ -155,4 +161,5 @@ def build_plan(
         oss=oss,
         secrets=tuple(trial_file.secrets),
         schedule=schedule_window(trial_file),
+        monitor=monitor,
     )
