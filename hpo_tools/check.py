@@ -151,6 +151,8 @@ def _check_write(
     if text is None:
         return
     source = write.src
+    if not write.edits:  # written as it is (replacements made): need not be protobuf text
+        return
     try:
         document = Document.parse(write.source_text(text), source=source)
     except ConfigError as err:

@@ -113,6 +113,8 @@ class ConfigWrite:
         day: a finetune day whose ``{bizdate}``-style placeholders are filled in first.
         placeholders: more ``{name}`` values filled in with the day's (``{model_dir}``).
         required: False when an unreadable ``src`` only costs the copy (the classic record).
+        replacements: text replaced in ``src`` before anything else: hpo_tools 0.1.x's search
+            keys written as placeholders (``{"${lr}": "0.01"}``), in any file, pbtxt or not.
         passthrough: paths the platform's own editor sets even when ``src`` lacks the field
             (the classic format's ``train_config.fine_tune_checkpoint``, a field of EasyRec's
             schema): left out of the local copy with a notice, not refused.
@@ -126,6 +128,7 @@ class ConfigWrite:
     placeholders: Mapping[str, str] = field(default_factory=dict)
     required: bool = True
     passthrough: frozenset[str] = frozenset()
+    replacements: Mapping[str, str] = field(default_factory=dict)
 
     def absent_passthrough(self, document: Any) -> list[str]:
         """The :attr:`passthrough` edits naming a field ``document`` does not hold, whose
@@ -142,7 +145,10 @@ class ConfigWrite:
         return sorted(absent)
 
     def source_text(self, text: str) -> str:
-        """``src``'s text with the day's placeholders filled in (unchanged without a day)."""
+        """``src``'s text with the :attr:`replacements` made and the day's placeholders filled
+        in."""
+        for placeholder, value in self.replacements.items():
+            text = text.replace(placeholder, value)
         if self.day is None:
             return text
         return substitute_dates(text, self.day, where=self.src, extra=self.placeholders)

@@ -189,7 +189,8 @@ class _Run:
                     "edit_config sets it (the copy in %s does not have it)",
                     write.src, path, paths.trial_dir / "configs",
                 )
-        edited = apply_edits(text, edits, source=write.src)
+        # No edit: the file as it is, replacements made (it need not be protobuf text).
+        edited = apply_edits(text, edits, source=write.src) if edits else text
         target = write.dst
         if target is None:
             name = write.src.rstrip("/").rsplit("/", 1)[-1] or "pipeline.config"

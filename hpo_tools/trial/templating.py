@@ -30,6 +30,7 @@ __all__ = [
     "trial_variables",
     "compact_params",
     "format_value",
+    "placeholder_key",
 ]
 
 # ${name}: any characters but braces and "$" (parameter names may be config paths with dots,
@@ -184,6 +185,13 @@ def compact_params(params: Mapping[str, object]) -> str:
     return text
 
 
+def placeholder_key(name: str) -> str | None:
+    """``lr`` for a search-space key written as a placeholder (``${lr}``, hpo_tools 0.1.x's
+    style, replaced as text in commands and params files), else None."""
+    match = PLACEHOLDER.fullmatch(name)
+    return match.group(2).strip() if match and not match.group(1) else None
+
+
 def trial_variables(
     *,
     exp_id: str,
@@ -206,6 +214,9 @@ def trial_variables(
     variables: dict[str, str] = {}
     for name, value in params.items():
         variables[name] = format_value(value)
+        inner = placeholder_key(name)
+        if inner is not None:  # hpo_tools 0.1.x search keys: "${lr}" is ${lr} in commands
+            variables[inner] = format_value(value)
         if isinstance(value, dict):
             for sub_name, sub_value in value.items():
                 if sub_name != "_name":

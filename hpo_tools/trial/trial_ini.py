@@ -33,6 +33,7 @@ from hpo_tools.trial.sections import (
     schedule_window,
     shape_command,
 )
+from hpo_tools.trial.templating import format_value, placeholder_key
 
 __all__ = ["FORMAT", "SECTION", "COMMON_SECTIONS", "METRIC_KEYS", "build_plan"]
 
@@ -129,7 +130,13 @@ def build_plan(
         for key, location in zip(source_keys, sources):
             _check_file_source(metric, key, location, metric_type)
 
-    edits = {**params_to_edits(params), **dict(extra_edits or {})}
+    # hpo_tools 0.1.x's search keys written as placeholders (${lr}) are replaced as text;
+    # the others are config paths, edited.
+    replacements = {
+        name: format_value(value) for name, value in params.items() if placeholder_key(name)
+    }
+    path_params = {k: v for k, v in params.items() if k not in replacements}
+    edits = {**params_to_edits(path_params), **dict(extra_edits or {})}
     writes: list[ConfigWrite] = []
     params_section = trial_file.section("params_config")
     if params_section is not None:
@@ -141,7 +148,9 @@ def build_plan(
                 raise params_section.error(key, f"expected SRC,DST (two paths), got {pair!r}")
             for path in parts:
                 _check_storage_path(params_section, key, path)
-            writes.append(ConfigWrite(key, parts[0], parts[1], edits))
+            writes.append(
+                ConfigWrite(key, parts[0], parts[1], edits, replacements=replacements)
+            )
 
     oss = oss_settings(trial_file)
     monitor = monitor_settings(trial_file)

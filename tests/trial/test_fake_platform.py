@@ -201,3 +201,33 @@ def test_finetune_days_are_stages_of_one_loop_chained_and_combined(tmp_path: Pat
     assert (paths.trial_dir / "days" / "20220602" / "result.json").is_file()
     record = JobRegistry(tmp_path / "exp" / "e1").load("t1")
     assert record.finished_stages == ["20220601", "20220602", "20220603"]
+
+
+def test_search_keys_written_as_placeholders_are_replaced_in_commands_and_any_params_file(
+    tmp_path: Path,
+) -> None:
+    from hpo_tools.check import check_trial_file
+
+    # hpo_tools 0.1.x's style: the search space names "${lr}", the trial file and a params
+    # file (here JSON, not protobuf text) hold ${lr}.
+    (tmp_path / "params.json").write_text('{"lr": ${lr}, "batch_size": ${batch_size}}\n')
+    text = (
+        "[platform_config]\nname=Fake\ncmd1=echo lr ${lr} bs ${batch_size}; "
+        "emit eval step=1 auc=0.5\n" + METRIC + "[params_config]\n"
+        f"params_src_dst_filepath1={tmp_path}/params.json,{tmp_path}/out/params.json\n"
+    )
+    params = {"${lr}": 0.01, "${batch_size}": 64}
+    plan = _plan(text, params)
+    assert plan.stages[0].commands[0].text.startswith("echo lr 0.01 bs 64;")
+    platform = FakePlatform()
+    outcome, _, _ = _run(plan, tmp_path, platform)
+    assert outcome.status == "succeeded", outcome.message
+    assert json.loads((tmp_path / "out" / "params.json").read_text()) == {
+        "lr": 0.01, "batch_size": 64}
+    # `check` agrees: nothing to refuse at any corner.
+    trial = tmp_path / "trial.ini"
+    trial.write_text(text)
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"${lr}": {"_type": "choice", "_value": [0.01, 0.1]},
+                                 "${batch_size}": {"_type": "choice", "_value": [64]}}))
+    assert check_trial_file(trial, space, environ={}) == []
