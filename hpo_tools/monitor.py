@@ -99,9 +99,10 @@ class DingTalkNotifier:
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for the posts in flight, ``timeout`` seconds at most in all (default: one
-        post's timeout)."""
+        post's timeout and a second, so that a post that timed out is logged while the trial
+        still logs)."""
         import time
 
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        deadline = time.monotonic() + (self.timeout + 1.0 if timeout is None else timeout)
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
