@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from hpo_tools import cloud
 from hpo_tools.errors import StorageError
 
 __all__ = [
@@ -182,7 +183,8 @@ class Storage:
             environment or else ``oss_config``.
         oss_config: The ossutil-style file to fall back on (default ``~/.ossutilconfig``).
         bucket_factory: Builds the bucket object for a bucket name. The default builds an
-            ``oss2.Bucket``; tests pass :class:`hpo_tools.testing.oss.FakeBucket` instances.
+            ``oss2.Bucket`` (its fake under ``HPO_TOOLS_FAKE_CLOUD``, see
+            :mod:`hpo_tools.cloud`); tests pass :class:`hpo_tools.testing.oss.FakeBucket`s.
 
     Example:
         >>> from hpo_tools.testing.oss import FakeBucket
@@ -330,20 +332,8 @@ class Storage:
         return bucket
 
     def _oss2_bucket(self, name: str) -> Any:
-        import oss2
-
-        creds = self._credentials()
-        # oss2 logs the access key id and signed request headers at DEBUG; keep them out of
-        # `hpo-tools -vv` output unless the user configured the "oss2" logger on purpose.
-        oss2_logger = logging.getLogger("oss2")
-        if oss2_logger.level == logging.NOTSET:
-            oss2_logger.setLevel(logging.INFO)
-        auth = oss2.Auth(creds.access_key_id, creds.access_key_secret)
-        try:
-            return oss2.Bucket(auth, creds.endpoint, name)
-        except oss2.exceptions.ClientError as err:  # oss2 checks names and endpoints locally
-            detail = str(err.body).replace("ClientError: ", "").strip()
-            raise StorageError(f"oss://{name}/: {detail}") from err
+        # The credentials are looked up (and required) under the fake cloud too (hpo_tools.cloud).
+        return cloud.build("oss", _real_oss2_bucket, self._credentials(), name)
 
     def _oss_read(self, path: str, offset: int) -> bytes:
         import oss2
@@ -365,6 +355,23 @@ class Storage:
         if getattr(result, "status", 206) == 200:  # range ignored: the whole object came back
             return data[offset:]
         return data
+
+
+def _real_oss2_bucket(creds: OssCredentials, name: str) -> Any:
+    """An ``oss2.Bucket`` for bucket ``name`` (builds offline; no network call)."""
+    import oss2
+
+    # oss2 logs the access key id and signed request headers at DEBUG; keep them out of
+    # `hpo-tools -vv` output unless the user configured the "oss2" logger on purpose.
+    oss2_logger = logging.getLogger("oss2")
+    if oss2_logger.level == logging.NOTSET:
+        oss2_logger.setLevel(logging.INFO)
+    auth = oss2.Auth(creds.access_key_id, creds.access_key_secret)
+    try:
+        return oss2.Bucket(auth, creds.endpoint, name)
+    except oss2.exceptions.ClientError as err:  # oss2 checks names and endpoints locally
+        detail = str(err.body).replace("ClientError: ", "").strip()
+        raise StorageError(f"oss://{name}/: {detail}") from err
 
 
 @contextlib.contextmanager
