@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+from hpo_tools import cloud
 from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
 from hpo_tools.metrics.sources import MetricPoint, MetricSource
 from hpo_tools.platforms.base import (
@@ -292,10 +293,15 @@ class MaxComputeSettings:
         raise PlatformError(f"platform MaxCompute: no credentials: set {names} in the environment")
 
 
-def _default_odps_factory(**kwargs: Any) -> Any:
+def _real_odps(**kwargs: Any) -> Any:
     from odps import ODPS  # heavy (0.5 s): only when a MaxCompute client is really needed
 
     return ODPS(**kwargs)
+
+
+def _default_odps_factory(**kwargs: Any) -> Any:
+    """``odps.ODPS(**kwargs)``, or its fake under ``HPO_TOOLS_FAKE_CLOUD`` (hpo_tools.cloud)."""
+    return cloud.build("maxcompute", _real_odps, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,7 +655,8 @@ class MaxComputePlatform(Platform):
         role_arn: The RAM role PAI jobs read OSS with (``[odps_config]`` or ``[oss_config]``
             ``role_arn``): added as ``-Darn`` to a ``PAI`` command that has none.
         odps_factory: Builds the client from ``access_id``, ``secret_access_key``, ``project``,
-            ``endpoint`` keywords (default ``odps.ODPS``; tests pass a ``FakeODPS``).
+            ``endpoint`` keywords (default ``odps.ODPS``, its fake under ``HPO_TOOLS_FAKE_CLOUD``;
+            tests pass a ``FakeODPS``).
 
     Raises:
         ConfigError: Missing project or endpoint, or a malformed setting.
