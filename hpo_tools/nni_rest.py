@@ -131,6 +131,25 @@ class NniRest:
     def __repr__(self) -> str:
         return f"NniRest({self.base_url!r})"
 
+    @classmethod
+    def from_trial_channel(cls, channel_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> NniRest:
+        """The REST API a local trial's command channel belongs to.
+
+        NNI 3.0 gives a local trial ``NNI_TRIAL_COMMAND_CHANNEL=http://<host>:<port>[/<urlPrefix>]
+        /env/<environment>/<trial>``, served by the same server as the REST API.
+
+        Raises:
+            ConfigError: the URL is not of that form.
+        """
+        parsed = urllib.parse.urlsplit(channel_url)
+        head, sep, _ = parsed.path.rpartition("/env/")
+        if parsed.scheme not in ("http", "https") or not parsed.port or not sep:
+            raise ConfigError(
+                f"NNI_TRIAL_COMMAND_CHANNEL={channel_url!r}: expected "
+                "http://HOST:PORT[/PREFIX]/env/ENV/TRIAL")
+        return cls(parsed.port, host=parsed.hostname or "localhost", prefix_url=head or None,
+                   timeout=timeout)
+
     def request(self, method: str, path: str, *, body: Any = None,
                 query: Mapping[str, str] | None = None) -> Any:
         """Send one request; return the decoded JSON answer (None when the body is empty).
@@ -189,6 +208,12 @@ class NniRest:
     def list_trial_jobs(self) -> list[dict[str, Any]]:
         """Every trial NNI has submitted, with ``trialJobId`` and ``status``."""
         return list(self.request("GET", "/trial-jobs") or [])
+
+    def get_trial_job(self, trial_id: str) -> dict[str, Any]:
+        """NNI's record of one trial (``hyperParameters``: the parameter sets it recorded, as
+        JSON texts); ``{}`` while NNI has not stored it yet."""
+        answer = self.request("GET", f"/trial-jobs/{urllib.parse.quote(trial_id, safe='')}")
+        return dict(answer) if isinstance(answer, dict) else {}
 
     def cancel_trial_job(self, trial_id: str) -> None:
         """Ask NNI to cancel a trial (SIGINT to its command, SIGKILL 5 s later)."""

@@ -7,7 +7,8 @@ traps (``../shared/API-NOTES.md`` §0):
 * ``Experiment.run()`` never returns when the tuner runs out of points (status
   ``TUNER_NO_MORE_TRIAL``), so the status is polled here and "no more trials and none running" is
   an end (:func:`experiment_finished`).
-* NNI's database may pair a trial with another trial's parameters when trials run concurrently, so
+* NNI's database may pair a plain NNI trial with another trial's parameters when trials run
+  concurrently (our runner's trials adopt the set NNI recorded, see ``trial.reporter``), so
   scores and parameters come from the trial's own record (``params.json`` / ``result.json``
   written by the trial runner in the trial directory), never from ``export_data()``.
 

@@ -22,10 +22,12 @@ from hpo_tools.errors import HpoError
 
 __all__ = [
     "DEFAULT_REPORT_TIMEOUT",
+    "DEFAULT_RECORD_WAIT",
     "Reporter",
     "NniReporter",
     "ConsoleReporter",
     "ReporterChannelLost",
+    "recorded_parameter_set",
     "under_nni",
 ]
 
@@ -34,6 +36,10 @@ _logger = logging.getLogger(__name__)
 #: Seconds one report to NNI may take before the channel counts as lost. NNI's manager answers
 #: a report on localhost in milliseconds; the runner must still cancel within NNI's 5 s grace.
 DEFAULT_REPORT_TIMEOUT = 2.0
+
+#: Seconds a trial waits for NNI to store its record (NNI stores it right after starting the
+#: trial's process, so it is there by the time the trial asks, but for a loaded machine).
+DEFAULT_RECORD_WAIT = 10.0
 
 
 class ReporterChannelLost(HpoError):
@@ -143,15 +149,25 @@ class NniReporter(Reporter):
     closed channel, or a report that got no answer in ``report_timeout`` seconds) raises
     :class:`ReporterChannelLost`. Reports are sent in order, each one before the call returns.
 
+    Under NNI 3.0's local training service the trial runs the parameter set NNI *recorded* for
+    it (read from NNI's REST API), which is not always the one NNI handed it (see
+    :meth:`_recorded_set`).
+
     Args:
         report_timeout: Seconds one report may take (default :data:`DEFAULT_REPORT_TIMEOUT`).
+        record_wait: Seconds to wait for NNI's record of this trial (default
+            :data:`DEFAULT_RECORD_WAIT`).
     """
 
-    def __init__(self, report_timeout: float = DEFAULT_REPORT_TIMEOUT) -> None:
+    def __init__(self, report_timeout: float = DEFAULT_REPORT_TIMEOUT,
+                 record_wait: float = DEFAULT_RECORD_WAIT) -> None:
         import nni  # only under NNI: about 1 s and most of the runner's memory
 
         self._nni = nni
         self._parameter_id: Any = None
+        self._record_wait = record_wait
+        #: The parameter id NNI handed out when it was not the one recorded for this trial.
+        self.handed_parameter_id: Any = None
         self._sender = _BoundedSender(report_timeout)
         try:
             from nni.runtime.log import silence_stdout
@@ -183,9 +199,46 @@ class NniReporter(Reporter):
         if params is None:
             raise ReporterChannelLost("NNI channel closed: no parameters for this trial")
         # NNI keeps the record (with its parameter_id) only in a module global.
-        record = getattr(sys.modules.get("nni.trial"), "_params", None)
+        trial_module = sys.modules.get("nni.trial")
+        handed = getattr(trial_module, "_params", None)
+        record = self._recorded_set(handed)
+        if record is not handed and trial_module is not None:
+            # Reports carry nni.trial._params["parameter_id"]: report under the adopted set.
+            trial_module._params = record  # type: ignore[attr-defined]
         self._parameter_id = record.get("parameter_id") if isinstance(record, dict) else None
-        return dict(params)
+        return dict(record["parameters"]) if record is not handed else dict(params)
+
+    def _recorded_set(self, handed: Any) -> Any:
+        """The parameter set NNI recorded for this trial, if it differs from the one handed out.
+
+        NNI 3.0's local training service hands parameter sets out first come, first served
+        (API-NOTES §0.1, microsoft/nni#5726): with concurrent trials, a trial can be handed the
+        set NNI recorded for another, and NNI's web UI, REST API and ``nnictl experiment
+        export`` then show each score beside parameters its trial never ran. The trial runs
+        the set NNI recorded for it instead, so every record agrees. Each set is still handed
+        out (and run) exactly once: the recorded sets are the handed sets, in another order.
+        """
+        import os
+
+        channel = os.environ.get("NNI_TRIAL_COMMAND_CHANNEL")
+        if not channel or not isinstance(handed, dict):
+            return handed  # not NNI 3.0's local channel: nothing to correct
+        recorded = recorded_parameter_set(channel, self.trial_id, self._record_wait)
+        if recorded is None:
+            _logger.warning(
+                "NNI's record of trial %s was not readable in %.0f s; running the parameters "
+                "NNI handed out (its web UI may show other ones)", self.trial_id,
+                self._record_wait)
+            return handed
+        if recorded.get("parameter_id") == handed.get("parameter_id"):
+            return handed
+        _logger.warning(
+            "NNI handed this trial parameter set %s but recorded set %s for it "
+            "(microsoft/nni#5726); running and reporting set %s, the one NNI shows",
+            handed.get("parameter_id"), recorded.get("parameter_id"),
+            recorded.get("parameter_id"))
+        self.handed_parameter_id = handed.get("parameter_id")
+        return recorded
 
     def _send(self, what: str, call: Any, metrics: Mapping[str, float]) -> None:
         metric = dict(metrics)
@@ -204,6 +257,41 @@ class NniReporter(Reporter):
 
     def report_final(self, metrics: Mapping[str, float]) -> None:
         self._send("the final result", self._nni.report_final_result, metrics)
+
+
+def recorded_parameter_set(channel_url: str, trial_id: str, wait: float) -> dict[str, Any] | None:
+    """The last parameter set NNI's REST API records for ``trial_id`` (``{"parameter_id": ...,
+    "parameters": {...}, ...}``), or None when it cannot be read within ``wait`` seconds."""
+    import time
+
+    from hpo_tools.errors import ConfigError
+    from hpo_tools.nni_rest import NniRest, NniRestError
+
+    try:
+        rest = NniRest.from_trial_channel(channel_url, timeout=min(2.0, max(wait, 0.1)))
+    except ConfigError as err:
+        _logger.warning("%s", err)
+        return None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            texts = rest.get_trial_job(trial_id).get("hyperParameters") or []
+        except NniRestError as err:  # not stored yet (NNI answers 500), or no answer
+            _logger.debug("reading NNI's record of trial %s: %s", trial_id, err)
+            texts = []
+        sets = []
+        for text in texts:
+            try:
+                value = json.loads(text) if isinstance(text, str) else text
+            except ValueError:
+                continue
+            if isinstance(value, dict) and isinstance(value.get("parameters"), dict):
+                sets.append(value)
+        if sets:
+            return max(sets, key=lambda s: s.get("parameter_index") or 0)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
 
 
 class ConsoleReporter(Reporter):

@@ -5,6 +5,10 @@ one gets the first one's parameters (NNI hands them out first come, first served
 dispatcher is later told the wrong parameter id when a trial ends. Plain TPE then dies with
 KeyError; SafeTpeTuner goes on, and `experiment run` notices a dead dispatcher instead of
 waiting forever.
+
+The trial here is a plain NNI trial (`nni.get_next_parameter()`), as a user's own script is:
+our runner's trials run the set NNI recorded for them and never mix up
+(tests/e2e/test_nni_record_e2e.py).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 # writes params.json / result.json as the runner does, reports two results.
 TRIAL = """\
 import glob, json, os, sys, time
-from hpo_tools.trial.reporter import NniReporter
+import nni
 
 seq = int(os.environ["NNI_TRIAL_SEQ_ID"])
 out = os.environ["NNI_OUTPUT_DIR"]
@@ -36,18 +40,17 @@ if seq % 2 == 0:  # wait until the next trial has taken its parameters (at most 
             json.load(open(p)).get("seq") == seq + 1
             for p in glob.glob(os.path.join(out, "..", "*", "params.json"))):
         time.sleep(0.2)
-reporter = NniReporter()
-params = reporter.get_parameters()
+params = nni.get_next_parameter()
 with open(os.path.join(out, ".params.tmp"), "w") as f:
-    json.dump({"trial_id": reporter.trial_id, "experiment_id": reporter.experiment_id,
-               "parameter_id": reporter.parameter_id, "params": params, "configs": [],
-               "seq": seq}, f)
+    json.dump({"trial_id": nni.get_trial_id(), "experiment_id": nni.get_experiment_id(),
+               "parameter_id": nni.trial._params["parameter_id"], "params": params,
+               "configs": [], "seq": seq}, f)
 os.replace(os.path.join(out, ".params.tmp"), os.path.join(out, "params.json"))
 report = {"step": 1, "score": params["x"], "values": {"auc": params["x"]}, "source": 0}
-reporter.report_intermediate({"default": params["x"]})
+nni.report_intermediate_result({"default": params["x"]})
 if seq % 2 == 0:  # the other trial ends first: NNI then calls trial_end with our id
     time.sleep(4)
-reporter.report_final({"default": params["x"]})
+nni.report_final_result({"default": params["x"]})
 json.dump({"intermediate": [report], "final": report, "status": "succeeded"},
           open(os.path.join(out, "result.json"), "w"))
 """

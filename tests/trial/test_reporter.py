@@ -143,3 +143,132 @@ def test_lost_channel_cancels_jobs_and_fails_non_zero(tmp_path, write_trial):
 
     record = JobRegistry(tmp_path / "exp" / "standalone").load("standalone")
     assert record.jobs[0].state is JobState.CANCELLED
+
+
+# -- the parameter set NNI recorded for the trial (microsoft/nni#5726) ------------------------
+
+
+class _NniRecords:
+    """A real HTTP server answering ``GET <prefix>/api/v1/nni/trial-jobs/<id>`` as NNI's REST API
+    does; ``missing_answers`` requests are first answered 500, as NNI does before it stored the
+    trial."""
+
+    def __init__(self, records, prefix="", missing_answers=0):
+        import http.server
+
+        outer = self
+        self.records, self.prefix, self.missing = records, prefix, missing_answers
+        self.paths = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                outer.paths.append(self.path)
+                trial_id = self.path.rsplit("/", 1)[-1]
+                expected = f"{outer.prefix}/api/v1/nni/trial-jobs/{trial_id}"
+                if self.path != expected or trial_id not in outer.records or outer.missing > 0:
+                    outer.missing -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b'{"error":"not found"}')
+                    return
+                body = json.dumps({"trialJobId": trial_id, "hyperParameters": [
+                    json.dumps(r) for r in outer.records[trial_id]]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def channel(self, trial_id):
+        return (f"http://127.0.0.1:{self.server.server_address[1]}{self.prefix}"
+                f"/env/local-env/{trial_id}")
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _set(parameter_id, x, index=0):
+    return {"parameter_id": parameter_id, "parameter_source": "algorithm",
+            "parameters": {"x": x}, "parameter_index": index}
+
+
+@pytest.fixture
+def records():
+    servers = []
+
+    def make(*args, **kwargs):
+        servers.append(_NniRecords(*args, **kwargs))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def test_recorded_set_is_read_through_the_channels_server_and_prefix(records):
+    from hpo_tools.trial.reporter import recorded_parameter_set
+
+    server = records({"AbCd1": [_set(3, 0.3)]}, prefix="/my/prefix", missing_answers=2)
+    # NNI answers 500 until it stored the trial: the reader waits for it.
+    assert recorded_parameter_set(server.channel("AbCd1"), "AbCd1", wait=5) == _set(3, 0.3)
+    assert server.paths[-1] == "/my/prefix/api/v1/nni/trial-jobs/AbCd1"
+    assert len(server.paths) == 3
+
+
+def test_recorded_set_is_none_when_nni_never_answers_it(records):
+    from hpo_tools.trial.reporter import recorded_parameter_set
+
+    server = records({})
+    assert recorded_parameter_set(server.channel("Zz9"), "Zz9", wait=0.5) is None
+    assert len(server.paths) >= 2  # it retried
+
+
+def test_the_trial_runs_and_reports_under_the_set_nni_recorded(nni_module, monkeypatch,
+                                                               records):
+    import nni.trial
+
+    handed = _set(1, 0.1)
+    server = records({"T1": [_set(5, 0.5)]})
+    monkeypatch.setenv("NNI_TRIAL_COMMAND_CHANNEL", server.channel("T1"))
+    monkeypatch.setattr(nni.trial, "_trial_id", "T1")
+
+    def get_next_parameter():
+        nni.trial._params = handed
+        return handed["parameters"]
+
+    monkeypatch.setattr(nni_module, "get_next_parameter", get_next_parameter)
+    monkeypatch.setattr(nni.trial, "_params", None)
+    sent = []
+    monkeypatch.setattr(nni_module, "report_final_result",
+                        lambda metric: sent.append((nni.trial._params["parameter_id"], metric)))
+    reporter = NniReporter()
+    assert reporter.get_parameters() == {"x": 0.5}
+    assert reporter.parameter_id == 5 and reporter.handed_parameter_id == 1
+    reporter.report_final({"default": 0.5})
+    assert sent == [(5, {"default": 0.5})]  # NNI's metric record names set 5
+
+
+def test_the_handed_set_is_kept_when_it_is_the_recorded_one(nni_module, monkeypatch, records):
+    import nni.trial
+
+    handed = _set(2, 0.2)
+    server = records({"T2": [handed]})
+    monkeypatch.setenv("NNI_TRIAL_COMMAND_CHANNEL", server.channel("T2"))
+    monkeypatch.setattr(nni.trial, "_trial_id", "T2")
+
+    def get_next_parameter():
+        nni.trial._params = handed
+        return dict(handed["parameters"])
+
+    monkeypatch.setattr(nni_module, "get_next_parameter", get_next_parameter)
+    monkeypatch.setattr(nni.trial, "_params", None)
+    reporter = NniReporter()
+    assert reporter.get_parameters() == {"x": 0.2}
+    assert reporter.parameter_id == 2 and reporter.handed_parameter_id is None
+    assert nni.trial._params is handed
