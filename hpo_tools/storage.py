@@ -27,6 +27,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ __all__ = [
     "exists",
     "size",
     "list_dir",
+    "list_tree",
+    "copy_file",
     "is_remote",
 ]
 
@@ -294,6 +297,41 @@ class Storage:
             ]
         return sorted(f"oss://{bucket_name}/{k}" for k in keys)
 
+    def list_tree(self, path: str | os.PathLike[str]) -> list[str]:
+        """The files under the directory ``path`` at any depth, as ``/``-separated paths
+        relative to it, sorted; ``[]`` when it does not exist. On OSS: every object under the
+        prefix ``KEY/`` (directory marker objects, ending in ``/``, left out)."""
+        text = self._check(path)
+        if not text.startswith("oss://"):
+            found = []
+            for root, _dirs, names in os.walk(text):
+                relative = os.path.relpath(root, text)
+                for name in names:
+                    joined = name if relative == "." else os.path.join(relative, name)
+                    found.append(joined.replace(os.sep, "/"))
+            return sorted(found)
+        import oss2
+
+        bucket_name, key = _split_oss(text)
+        prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+        bucket = self._bucket(bucket_name)
+        with _oss_errors(text, "list"):
+            keys = [obj.key for obj in oss2.ObjectIterator(bucket, prefix=prefix)]
+        return sorted(k[len(prefix):] for k in keys if not k.endswith("/"))
+
+    def copy_file(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        """Copy one file or object to ``dst``; nothing half-written is ever visible at ``dst``.
+
+        Local to local streams through a temp file beside ``dst`` + ``os.replace`` (parents
+        created); anything involving OSS reads the whole object, then writes it in one PUT (or
+        atomically, to a local ``dst``).
+        """
+        source, target = self._check(src), self._check(dst)
+        if source.startswith("oss://") or target.startswith("oss://"):
+            self.write_bytes(target, self.read_bytes(source))
+            return
+        _copy_local_atomic(source, target)
+
     # ------------------------------------------------------------ helpers
 
     @staticmethod
@@ -444,6 +482,36 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
+def _copy_local_atomic(source: str, target: str) -> None:
+    """Stream the local file ``source`` to ``target`` as :func:`write_bytes_atomic` writes."""
+    try:
+        reader = open(source, "rb")
+    except FileNotFoundError as err:
+        raise StorageError(f"{source}: no such file") from err
+    except OSError as err:
+        raise StorageError(f"{source}: cannot read ({err.strerror or err})") from err
+    with reader:
+        path = Path(target)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = _create_temp(path)
+        except OSError as err:
+            raise StorageError(f"{target}: cannot write ({err.strerror or err})") from err
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                shutil.copyfileobj(reader, handle, 1 << 20)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(err, OSError):
+                raise StorageError(
+                    f"{source} -> {target}: cannot copy ({err.strerror or err})") from err
+            raise
+
+
 def write_json_atomic(path: str | os.PathLike[str], data: Any, *, sort_keys: bool = False) -> None:
     """Write ``data`` as JSON (``indent=2``, then a newline) with :func:`write_bytes_atomic`.
 
@@ -515,3 +583,13 @@ def size(path: str | os.PathLike[str]) -> int:
 def list_dir(path: str | os.PathLike[str]) -> list[str]:
     """See :meth:`Storage.list_dir`."""
     return _default().list_dir(path)
+
+
+def list_tree(path: str | os.PathLike[str]) -> list[str]:
+    """See :meth:`Storage.list_tree`."""
+    return _default().list_tree(path)
+
+
+def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """See :meth:`Storage.copy_file`."""
+    _default().copy_file(src, dst)
