@@ -81,12 +81,22 @@ def configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
 
 
+def _announce_fake_cloud() -> None:
+    """Under ``HPO_TOOLS_FAKE_CLOUD`` say so first, so a dry run is never taken for a real one."""
+    from hpo_tools.cloud import notice
+
+    line = notice()
+    if line:
+        print(line, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hpo-tools`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:
+        _announce_fake_cloud()
         return int(args._run(args))
     except HpoError as err:
         print(f"error: {err}", file=sys.stderr)

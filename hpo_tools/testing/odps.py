@@ -33,7 +33,7 @@ import itertools
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-__all__ = ["FakeODPS", "FakeInstance", "FakeTask", "Plan"]
+__all__ = ["FakeODPS", "FakeInstance", "FakeReader", "FakeTask", "FakeTaskStatus", "Plan"]
 
 
 @dataclasses.dataclass
@@ -54,7 +54,9 @@ class Plan:
 
 
 @dataclasses.dataclass
-class _TaskStatus:
+class FakeTaskStatus:
+    """A task's status: ``value`` is RUNNING, SUCCESS, FAILED, CANCELLED, ..."""
+
     value: str
 
 
@@ -63,14 +65,16 @@ class FakeTask:
     """What ``Instance.get_task_statuses()`` maps each task name to (``.status.value``)."""
 
     name: str
-    status: _TaskStatus
+    status: FakeTaskStatus
 
 
-class _Reader:
+class FakeReader:
+    """What ``Instance.open_reader()`` returns: a context manager iterating the rows (dicts)."""
+
     def __init__(self, rows: List[Dict[str, Any]]) -> None:
         self._rows = rows
 
-    def __enter__(self) -> _Reader:
+    def __enter__(self) -> FakeReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -139,7 +143,7 @@ class FakeInstance:
             status = "RUNNING"
         else:
             status = "FAILED" if self.plan.fail else "SUCCESS"
-        return {"AnonymousTask": FakeTask("AnonymousTask", _TaskStatus(status))}
+        return {"AnonymousTask": FakeTask("AnonymousTask", FakeTaskStatus(status))}
 
     def get_logview_address(self, hours: Optional[int] = None, use_legacy: Any = None) -> str:
         """A logview-shaped address naming the instance."""
@@ -154,11 +158,11 @@ class FakeInstance:
             self.stop_calls += 1
             self._stopped = True
 
-    def open_reader(self, *args: Any, **kwargs: Any) -> _Reader:
+    def open_reader(self, *args: Any, **kwargs: Any) -> FakeReader:
         """A context manager iterating the planned SQL result rows."""
         if self.rows is None:
             raise RuntimeError(f"instance {self.id} has no result to read")
-        return _Reader(self.rows)
+        return FakeReader(self.rows)
 
 
 class FakeODPS:

@@ -12,15 +12,28 @@ HEAD); a byte range starting at or past the end is ignored (whole object, HTTP 2
 request carries ``x-oss-range-behavior: standard``, which makes it a 416 ``InvalidRange``; a valid
 range answers 206. Every call is recorded in :attr:`FakeBucket.calls` so tests can check, e.g.,
 that a tail read used a ranged GET. No network, no credentials.
+
+:class:`FakeDirectoryBucket` is the same fake with its objects in files (``ROOT/<bucket>/<key>``):
+the OSS of the fake cloud (``HPO_TOOLS_FAKE_CLOUD=ROOT``, :mod:`hpo_tools.cloud`), shared by
+every process that uses the directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
-__all__ = ["FakeBucket", "FakeGetObjectResult", "FakeHeadObjectResult", "FakeListObjectsResult"]
+__all__ = [
+    "FakeDirectoryBucket",
+    "FakeBucket",
+    "FakeGetObjectResult",
+    "FakeHeadObjectResult",
+    "FakeListObjectsResult",
+]
 
 
 @dataclass
@@ -66,6 +79,10 @@ def _server_error(cls_name: str, status: int, code: str, message: str) -> Except
     )
 
 
+def _no_such_key() -> Exception:
+    return _server_error("NoSuchKey", 404, "NoSuchKey", "The specified key does not exist.")
+
+
 class FakeBucket:
     """In-memory ``oss2.Bucket`` stand-in (a fake for tests).
 
@@ -87,13 +104,25 @@ class FakeBucket:
     def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((method, args, kwargs))
 
+    # -- where objects are kept (FakeDirectoryBucket keeps them in files) ----------------------
+
     def _get(self, key: str) -> bytes:
         try:
             return self.objects[key]
         except KeyError:
-            raise _server_error(
-                "NoSuchKey", 404, "NoSuchKey", "The specified key does not exist."
-            ) from None
+            raise _no_such_key() from None
+
+    def _put(self, key: str, body: bytes) -> None:
+        self.objects[key] = body
+
+    def _has(self, key: str) -> bool:
+        return key in self.objects
+
+    def _sizes(self, prefix: str) -> dict[str, int]:
+        """Key -> size of every object whose key starts with ``prefix``."""
+        return {k: len(v) for k, v in self.objects.items() if k.startswith(prefix)}
+
+    # -- the oss2.Bucket methods storage calls ---------------------------------------------
 
     def get_object(
         self,
@@ -135,14 +164,14 @@ class FakeBucket:
         self._record("put_object", key, data)
         body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         with self._lock:
-            self.objects[key] = body
+            self._put(key, body)
         return FakeHeadObjectResult(len(body))
 
     def object_exists(self, key: str, headers: dict[str, str] | None = None) -> bool:
         """Like ``oss2.Bucket.object_exists``."""
         self._record("object_exists", key)
         with self._lock:
-            return key in self.objects
+            return self._has(key)
 
     def head_object(
         self, key: str, headers: dict[str, str] | None = None, params: Any = None
@@ -150,9 +179,9 @@ class FakeBucket:
         """Like ``oss2.Bucket.head_object``: ``NotFound`` (no body on HEAD) when missing."""
         self._record("head_object", key)
         with self._lock:
-            if key not in self.objects:
+            if not self._has(key):
                 raise _server_error("NotFound", 404, "", "")
-            return FakeHeadObjectResult(len(self.objects[key]))
+            return FakeHeadObjectResult(len(self._get(key)))
 
     def list_objects(
         self,
@@ -167,7 +196,7 @@ class FakeBucket:
 
         self._record("list_objects", prefix=prefix, delimiter=delimiter, marker=marker)
         with self._lock:
-            sizes = {k: len(v) for k, v in self.objects.items() if k.startswith(prefix)}
+            sizes = self._sizes(prefix)
         keys: set[str] = set()
         common: set[str] = set()  # "directories", as OSS lists them with a delimiter
         for key in sizes:
@@ -185,3 +214,101 @@ class FakeBucket:
         ]
         prefixes = [e for e in page if e in common]
         return FakeListObjectsResult(objects, prefixes, truncated, page[-1] if truncated else "")
+
+
+_TEMP_SUFFIX = ".fake-oss.tmp"
+
+
+class FakeDirectoryBucket(FakeBucket):
+    """A :class:`FakeBucket` whose objects are files: key ``a/b.config`` of bucket ``name`` is
+    the file ``root/name/a/b.config`` (a fake, not OSS).
+
+    Everything :class:`FakeBucket` does (ranges, oss2's exceptions, :attr:`calls`) holds; in
+    addition, as on OSS:
+
+    - the bucket must exist: with no directory ``root/name`` every call raises
+      ``oss2.exceptions.NoSuchBucket``;
+    - a key is a path inside the bucket: a key with an empty, ``.`` or ``..`` part (or ending
+      in ``/``) raises ``oss2.exceptions.InvalidObjectName``, so nothing outside
+      ``root/name`` is ever read or written;
+    - a write replaces the whole object at once (temp file beside it + ``os.replace``), so a
+      reader in another process never sees half an object; directories are created as needed.
+
+    Listing walks the directory: files are objects, directories only prefixes (OSS has no
+    empty directories). :attr:`objects` is not used.
+
+    Args:
+        root: The directory holding one directory per bucket.
+        bucket_name: The bucket (one directory under ``root``).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], bucket_name: str) -> None:
+        super().__init__(bucket_name)
+        self.root = Path(root)
+        self.directory = self.root / bucket_name
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") for part in parts):
+            raise _server_error("InvalidObjectName", 400, "InvalidObjectName",
+                                f"The object name {key!r} is not a path inside the bucket.")
+        self._check_bucket()
+        return self.directory.joinpath(*parts)
+
+    def _check_bucket(self) -> None:
+        if not self.directory.is_dir():
+            raise _server_error("NoSuchBucket", 404, "NoSuchBucket",
+                                f"The specified bucket does not exist ({self.directory}).")
+
+    @contextlib.contextmanager
+    def _io(self, key: str) -> Iterator[None]:
+        """A file system error as the server error OSS would send (not an OSError)."""
+        try:
+            yield
+        except OSError as err:
+            raise _server_error("ServerError", 500, "FakeCloudIOError",
+                                f"{key}: {err.strerror or err}") from err
+
+    def _get(self, key: str) -> bytes:
+        path = self._path(key)
+        if not path.is_file():
+            raise _no_such_key()
+        with self._io(key):
+            return path.read_bytes()
+
+    def _put(self, key: str, body: bytes) -> None:
+        path = self._path(key)
+        with self._io(key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}"
+                                  f"{_TEMP_SUFFIX}")
+            try:
+                temp.write_bytes(body)
+                os.replace(temp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+
+    def _has(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def _sizes(self, prefix: str) -> dict[str, int]:
+        self._check_bucket()
+        sizes: dict[str, int] = {}
+        # Walk only below the deepest directory the prefix names (no key has an empty, "." or
+        # ".." part, so a prefix with one matches nothing: never walk outside the bucket).
+        folders = prefix.split("/")[:-1]
+        if any(part in ("", ".", "..") for part in folders):
+            return sizes
+        start = self.directory.joinpath(*folders)
+        for folder, dirs, files in os.walk(start):
+            dirs.sort()
+            for name in files:
+                if name.endswith(_TEMP_SUFFIX):
+                    continue
+                path = Path(folder, name)
+                key = path.relative_to(self.directory).as_posix()
+                if key.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                        sizes[key] = path.stat().st_size
+        return sizes
