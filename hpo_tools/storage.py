@@ -1,4 +1,5 @@
-"""Read and write files by path: local paths (atomic writes) and ``oss://bucket/key`` objects.
+"""Read and write files by path: local paths (atomic writes), ``oss://bucket/key`` objects and
+``hdfs://host:port/path`` files (through WebHDFS, :mod:`hpo_tools.hdfs`).
 
 ::
 
@@ -16,6 +17,10 @@ OSS credentials come from the environment (``OSS_ACCESS_KEY_ID``, ``OSS_ACCESS_K
 ``[Credentials]`` with ``accessKeyID``, ``accessKeySecret``, ``endpoint``). They are read only when
 an ``oss://`` path is first used, never logged and never written anywhere. ``oss2`` is imported
 only on that path too.
+
+``hdfs://`` paths go to the namenode's WebHDFS HTTP API: its address is ``HPO_TOOLS_WEBHDFS``
+(``http://namenode:9870``) or the path's own port when that is a namenode HTTP port, the user
+``HADOOP_USER_NAME`` (see :mod:`hpo_tools.hdfs`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any, Callable
 
 from hpo_tools import cloud
 from hpo_tools.errors import StorageError
+from hpo_tools.hdfs import HdfsStorage, is_hdfs, split_url, webhdfs_address
 
 __all__ = [
     "OssCredentials",
@@ -179,7 +185,8 @@ def _split_oss(path: str) -> tuple[str, str]:
 
 
 class Storage:
-    """Reads and writes local and ``oss://`` paths; the object behind this module's functions.
+    """Reads and writes local, ``oss://`` and ``hdfs://`` paths; the object behind this module's
+    functions.
 
     Args:
         oss: OSS credentials; when None they are loaded on first ``oss://`` use, from the
@@ -188,6 +195,8 @@ class Storage:
         bucket_factory: Builds the bucket object for a bucket name. The default builds an
             ``oss2.Bucket`` (its fake under ``HPO_TOOLS_FAKE_CLOUD``, see
             :mod:`hpo_tools.cloud`); tests pass :class:`hpo_tools.testing.oss.FakeBucket`s.
+        hdfs: What serves ``hdfs://`` paths; default an :class:`hpo_tools.hdfs.HdfsStorage`
+            with the WebHDFS address and user from the environment.
 
     Example:
         >>> from hpo_tools.testing.oss import FakeBucket
@@ -204,22 +213,27 @@ class Storage:
         *,
         oss_config: str | os.PathLike[str] | None = None,
         bucket_factory: BucketFactory | None = None,
+        hdfs: HdfsStorage | None = None,
     ) -> None:
         self._oss = oss
         self._oss_config = oss_config
         self._bucket_factory = bucket_factory
         self._buckets: dict[str, Any] = {}
+        self._hdfs = hdfs
 
     # ------------------------------------------------------------ public API
 
     def read_bytes(self, path: str | os.PathLike[str], offset: int = 0) -> bytes:
         """The bytes of ``path`` from ``offset`` to its end (``b""`` when offset >= size).
 
-        On OSS this is one ranged GET, so a follower can tail a growing remote file cheaply.
+        On OSS this is one ranged GET, so a follower can tail a growing remote file cheaply; on
+        HDFS a status call, then an OPEN with offset and length only when the file grew.
         """
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         text = self._check(path)
+        if is_hdfs(text):
+            return self._hdfs_storage().read_bytes(text, offset)
         if not text.startswith("oss://"):
             try:
                 with open(text, "rb") as handle:
@@ -242,12 +256,16 @@ class Storage:
             raise StorageError(f"{os.fspath(path)}: not UTF-8 text ({err.reason})") from err
 
     def write_text(self, path: str | os.PathLike[str], text: str) -> None:
-        """Write ``text`` as UTF-8: local via a temp file + ``os.replace``; OSS in one PUT."""
+        """Write ``text`` as UTF-8: local via a temp file + ``os.replace``; OSS in one PUT;
+        HDFS as a temp file renamed over the target."""
         self.write_bytes(path, text.encode("utf-8"))
 
     def write_bytes(self, path: str | os.PathLike[str], data: bytes) -> None:
         """Write ``data`` to ``path``; nothing half-written is ever visible at ``path``."""
         text = self._check(path)
+        if is_hdfs(text):
+            self._hdfs_storage().write_bytes(text, data)
+            return
         if text.startswith("oss://"):
             bucket_name, key = self._object(text)
             with _oss_errors(text, "write"):
@@ -256,8 +274,10 @@ class Storage:
         write_bytes_atomic(text, data)
 
     def exists(self, path: str | os.PathLike[str]) -> bool:
-        """True when ``path`` is an existing file (or local directory) / OSS object."""
+        """True when ``path`` is an existing file (or local / HDFS directory) / OSS object."""
         text = self._check(path)
+        if is_hdfs(text):
+            return self._hdfs_storage().exists(text)
         if not text.startswith("oss://"):
             return os.path.exists(text)
         bucket_name, key = self._object(text)
@@ -267,6 +287,8 @@ class Storage:
     def size(self, path: str | os.PathLike[str]) -> int:
         """Size of the file or object in bytes."""
         text = self._check(path)
+        if is_hdfs(text):
+            return self._hdfs_storage().size(text)
         if not text.startswith("oss://"):
             try:
                 return os.stat(text).st_size
@@ -279,6 +301,8 @@ class Storage:
     def list_dir(self, path: str | os.PathLike[str]) -> list[str]:
         """Paths of the files directly in ``path``, sorted; ``[]`` when it does not exist."""
         text = self._check(path)
+        if is_hdfs(text):
+            return self._hdfs_storage().list_dir(text)
         if not text.startswith("oss://"):
             if not os.path.isdir(text):
                 return []
@@ -302,6 +326,8 @@ class Storage:
         relative to it, sorted; ``[]`` when it does not exist. On OSS: every object under the
         prefix ``KEY/`` (directory marker objects, ending in ``/``, left out)."""
         text = self._check(path)
+        if is_hdfs(text):
+            return self._hdfs_storage().list_tree(text)
         if not text.startswith("oss://"):
             found = []
             for root, _dirs, names in os.walk(text):
@@ -323,11 +349,11 @@ class Storage:
         """Copy one file or object to ``dst``; nothing half-written is ever visible at ``dst``.
 
         Local to local streams through a temp file beside ``dst`` + ``os.replace`` (parents
-        created); anything involving OSS reads the whole object, then writes it in one PUT (or
-        atomically, to a local ``dst``).
+        created); anything involving OSS or HDFS reads the whole file, then writes it with
+        :meth:`write_bytes`.
         """
         source, target = self._check(src), self._check(dst)
-        if source.startswith("oss://") or target.startswith("oss://"):
+        if is_remote(source) or is_remote(target):
             self.write_bytes(target, self.read_bytes(source))
             return
         _copy_local_atomic(source, target)
@@ -341,13 +367,20 @@ class Storage:
             return text[len("file://") :]
         if text.startswith("oss://"):
             return text
-        if text.startswith("hdfs://"):
-            raise StorageError(
-                f"{text}: hdfs:// paths are not supported yet; use a local path or oss://"
-            )
+        if is_hdfs(text):
+            split_url(text)  # StorageError for a malformed URL
+            return text
         if is_remote(text):
-            raise StorageError(f"{text}: unsupported scheme; use a local path or oss://BUCKET/KEY")
+            raise StorageError(
+                f"{text}: unsupported scheme; use a local path, oss://BUCKET/KEY or "
+                "hdfs://HOST:PORT/PATH"
+            )
         return text
+
+    def _hdfs_storage(self) -> HdfsStorage:
+        if self._hdfs is None:
+            self._hdfs = HdfsStorage()
+        return self._hdfs
 
     @staticmethod
     def _object(path: str) -> tuple[str, str]:
@@ -451,10 +484,10 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
     Raises:
         StorageError: naming the path, when it cannot be written (the ``OSError`` is chained),
-            or when it is an ``oss://`` (or other remote) path: use :func:`write_bytes` there.
+            or when it is an ``oss://`` or ``hdfs://`` path: use :func:`write_bytes` there.
     """
     text = Storage._check(path)
-    if text.startswith("oss://"):
+    if is_remote(text):
         raise StorageError(f"{text}: atomic writes are for local paths; use storage.write_bytes")
     target = Path(text)
     try:
@@ -539,9 +572,13 @@ def _create_temp(target: Path) -> tuple[int, str]:
 
 def check_path(path: str | os.PathLike[str]) -> str:
     """``path`` as storage reads it (``file://`` stripped); StorageError for a scheme it cannot
-    read (``hdfs://`` yet). Lets a trial file be refused when it is read, not after its jobs
-    ran."""
-    return Storage._check(path)
+    read, and for an ``hdfs://`` path whose WebHDFS address the environment does not give
+    (``HPO_TOOLS_WEBHDFS``). No network call. Lets a trial file be refused when it is read, not
+    after its jobs ran."""
+    text = Storage._check(path)
+    if is_hdfs(text):
+        webhdfs_address(text)
+    return text
 
 
 @functools.lru_cache(maxsize=1)

@@ -150,9 +150,11 @@ def test_is_remote(path, remote):
     assert storage.is_remote(path) is remote
 
 
-def test_hdfs_is_not_supported_yet():
-    with pytest.raises(StorageError, match=r"hdfs://nn/x: hdfs:// paths are not supported yet"):
-        Storage().read_text("hdfs://nn/x")
+def test_hdfs_without_a_webhdfs_address_says_what_to_set(monkeypatch):
+    # hdfs:// is read through WebHDFS (tests/test_hdfs.py); an RPC port gives no HTTP address.
+    monkeypatch.delenv("HPO_TOOLS_WEBHDFS", raising=False)
+    with pytest.raises(StorageError, match=r"^hdfs://nn:9000/x: .* set HPO_TOOLS_WEBHDFS"):
+        Storage().read_text("hdfs://nn:9000/x")
 
 
 def test_unknown_scheme_is_rejected():

@@ -116,10 +116,12 @@ def test_summary_source_type_reads_oss_through_the_default_storage(bucket, store
     assert follower.close().score == pytest.approx(0.9)
 
 
-def test_unreadable_remote_source_is_reported_at_close():
+def test_unreadable_remote_source_is_reported_at_close(monkeypatch):
+    monkeypatch.delenv("HPO_TOOLS_WEBHDFS", raising=False)
     spec = MetricSpec.from_config({"auc": 1})
     follower = Follower([build_source("summary", "hdfs://nn/model/eval_val", spec=spec)], spec)
-    # Storage cannot read hdfs:// yet: polls warn and retry; close names the reason.
+    # No WebHDFS address for this path: polls warn and retry; close names the reason.
     assert follower.poll() == []
-    with pytest.raises(MetricReadError, match="cannot read summary:hdfs://nn/.*not supported"):
+    with pytest.raises(MetricReadError,
+                       match="cannot read summary:hdfs://nn/.*set HPO_TOOLS_WEBHDFS"):
         follower.close()
