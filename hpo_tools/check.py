@@ -27,6 +27,7 @@ from hpo_tools.errors import ConfigError, HpoError
 from hpo_tools.search_space import corner_points, load_search_space
 from hpo_tools.trial.ini import TrialFile
 from hpo_tools.trial.plan import ConfigWrite, TrialPlan, TrialVariables
+from hpo_tools.trial.schema import ConfigSchema, config_schema
 from hpo_tools.trial.settings import plan_from_file, read_trial_text, undefined_placeholders
 
 __all__ = ["check_trial_file", "check_or_raise"]
@@ -141,8 +142,9 @@ def _check_write(
     problems: _Problems,
     corner: str,
     cache: dict[str, str | None],
-    schema: Any,
+    schema: ConfigSchema,
     store: Any,
+    noticed: set[str],
 ) -> None:
     """Edit ``write``'s source in memory one edit at a time, reporting every edit that fails."""
     from hpo_tools.pbtxt import Document
@@ -158,12 +160,17 @@ def _check_write(
     except ConfigError as err:
         problems.add(str(err))
         return
-    left = set(write.absent_passthrough(document))  # set by EasyRec on the platform
+    descriptor = schema.for_document(document)
+    left = write.left_to_platform(document, descriptor)  # set by EasyRec on the platform
+    for path in left:
+        if path not in noticed:
+            noticed.add(path)
+            _logger.warning("%s", write.passthrough_notice(path))
     for key, value in write.edits.items():
         if key in left:
             continue
         try:
-            document.apply({key: value}, schema=schema)
+            document.apply({key: value}, schema=descriptor)
         except ConfigError as err:
             problems.add(f"{source}: {err}" if source not in str(err) else str(err), corner)
 
@@ -196,9 +203,12 @@ def check_trial_file(
         trial_file: the trial file (either format, finetune or not).
         search_space_file: the NNI search-space JSON file.
         environ: the environment for ``${ENV_VAR}`` (default ``os.environ``).
-        schema: the training config's root message ``Descriptor``
-            (:func:`hpo_tools.pbtxt.schema.load_schema`): values are then checked against the
-            field types, and fields absent from the config but known to the schema may be set.
+        schema: what the edits are checked against, as for the runner
+            (:func:`hpo_tools.trial.schema.config_schema`): a
+            :class:`~hpo_tools.trial.schema.ConfigSchema`, the training config's root message
+            ``Descriptor`` (:func:`hpo_tools.pbtxt.schema.load_schema`), or None for an
+            installed EasyRec's, if any. With a schema, values are checked against the field
+            types, and fields absent from the config but known to the schema may be set.
 
     Returns:
         One-line problem messages; empty when all is well.
@@ -218,6 +228,8 @@ def check_trial_file(
     finetune = is_finetune_text(text)
     points = corner_points(space)
     cache: dict[str, str | None] = {}
+    config = config_schema(schema)
+    noticed: set[str] = set()  # passthrough paths noticed (once a check, not once a corner)
     for index, point in enumerate(points, start=1):
         corner = _corner_label(index, len(points), point)
         variables = TrialVariables("check", f"corner{index}", f"./check/corner{index}", point)
@@ -253,7 +265,7 @@ def check_trial_file(
         for stage in plan.stages:
             for write in stage.config_writes:
                 try:
-                    _check_write(write, problems, corner, cache, schema, store)
+                    _check_write(write, problems, corner, cache, config, store, noticed)
                 except HpoError as err:
                     prefix = f"{stage.label}: " if stage.label else ""
                     problems.add(f"{prefix}{err}", corner)

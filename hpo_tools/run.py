@@ -10,6 +10,10 @@ a trial that dies by a signal as USER_CANCELED, but one that exits 130 as FAILED
 A finetune trial (docs/finetune.md) runs day by day when ``--start_time``/``--end_time`` are
 given or the file has days of its own.
 
+Config edits are applied like EasyRec's ``edit_config`` with a schema: ``--proto-path DIR
+--message PKG.MSG`` or ``--proto-module MODULE:MSG``, else an installed EasyRec's unless
+``--no-easyrec-schema`` (see :mod:`hpo_tools.trial.schema`).
+
 Nothing here imports TensorFlow, and ``nni`` is imported only under NNI.
 """
 
@@ -72,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATE",
         help="finetune: the last day, included",
     )
+    from hpo_tools.trial.schema import add_trial_schema_arguments
+
+    add_trial_schema_arguments(parser)
     return parser
 
 
@@ -92,9 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     from hpo_tools.trial.outcome import EXIT_FAILED
     from hpo_tools.trial.reporter import ReporterChannelLost
+    from hpo_tools.trial.schema import schema_from_args
     from hpo_tools.trial_files import run_trial_file
 
     try:
+        schema = schema_from_args(args)
         reporter = _reporter(os.environ)
         # A window on the command line makes any trial file a finetune trial; a file with days
         # of its own is one anyway (hpo_tools.trial_files decides, docs/finetune.md).
@@ -105,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             interval=args.interval,
             start_time=args.start_time,
             end_time=args.end_time,
+            schema=schema,
         )
     except ReporterChannelLost as err:
         print(f"error: {err}", file=sys.stderr)

@@ -176,8 +176,12 @@ def run_trial_file(
     stderr: TextIO | None = None,
     start_time: str | None = None,
     end_time: str | None = None,
+    schema: Any = None,
 ) -> TrialOutcome:
     """Everything an entry point does: read the trial file, log to trial.log, run the plan.
+
+    ``schema`` is what the config edits use (``run_plan``'s: None for an installed EasyRec's,
+    if any; see :mod:`hpo_tools.trial.schema`).
 
     Raises:
         HpoError: a problem in the trial file, found before anything was launched.
@@ -193,7 +197,7 @@ def run_trial_file(
             export_oss_credentials(plan, os.environ)
         with TrialLogging(context.paths, masker):
             return run_plan(plan, reporter, context, masker=masker, interval=interval,
-                            stderr=stderr)
+                            stderr=stderr, schema=schema)
     except KeyboardInterrupt:
         # SIGINT before run_plan took the signals over (while NNI hands out the parameters,
         # which takes seconds): nothing was launched, but the trial's record says it stopped.

@@ -16,9 +16,13 @@ Exit 0 only when all is well, 1 when problems were found (an unreadable trial fi
 space is one), 2 when the schema options are unusable.
 
 Run it from the directory the trials run in (NNI's trialCodeDirectory): relative paths in the
-trial file are resolved from there. With a schema (--proto-path DIR --message PKG.MSG, or
---proto-module MODULE:MSG) values are checked against the field types, and fields the config
-does not hold yet but the schema knows may be set.
+trial file are resolved from there. The config edits are checked as `hpo-tools run` and
+`python -m hpo_tools.run` apply them, with the same schema options: with a schema
+(--proto-path DIR --message PKG.MSG, or --proto-module MODULE:MSG; else an installed EasyRec's,
+easy_rec.python.protos.pipeline_pb2:EasyRecConfig, unless --no-easyrec-schema) values are
+checked against the field types, and fields the config does not hold yet but the schema knows
+may be set. Without one, a classic -Dedit_config_json edit of an absent field is left to
+EasyRec on the platform (a warning, not a problem); a search-space key naming one is a problem.
 
 example:
   hpo-tools check --config trial.ini --search-space search_space.json
@@ -36,19 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the NNI search-space JSON file",
     )
-    from hpo_tools.commands.edit import add_schema_arguments
+    from hpo_tools.trial.schema import add_trial_schema_arguments
 
-    add_schema_arguments(parser)
+    add_trial_schema_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print every problem; 0 when there is none."""
     from hpo_tools.check import check_trial_file
-    from hpo_tools.commands.edit import load_schema_from_args
+    from hpo_tools.trial.schema import schema_from_args
 
-    problems = check_trial_file(
-        args.config, args.search_space, schema=load_schema_from_args(args)
-    )
+    problems = check_trial_file(args.config, args.search_space, schema=schema_from_args(args))
     if not problems:
         print(f"ok: {args.config} renders at every corner of {args.search_space}")
         return 0

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hpo_tools.errors import ConfigError
+from hpo_tools.pbtxt.schema import add_schema_arguments, load_schema_from_args
 
 __all__ = ["NAME", "HELP", "DESCRIPTION", "add_arguments", "run", "parse_assignment"]
 
@@ -86,27 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--allow-new-fields",
         action="store_true",
         help="create fields absent from CONFIG instead of failing (see 'New fields' above)",
-    )
-
-
-def add_schema_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--proto-path DIR --message PKG.MSG | --proto-module MODULE:MSG`` (shared by commands)."""
-    group = parser.add_argument_group("schema (optional)")
-    group.add_argument("--proto-path", metavar="DIR", help="compile the .proto files under DIR")
-    group.add_argument("--message", metavar="PKG.MSG", help="root message for --proto-path")
-    group.add_argument(
-        "--proto-module", metavar="MODULE:MSG", help="root message class in an installed _pb2"
-    )
-
-
-def load_schema_from_args(args: argparse.Namespace) -> Any:
-    """The schema Descriptor the options ask for, or None."""
-    if args.proto_path is None and args.message is None and args.proto_module is None:
-        return None
-    from hpo_tools.pbtxt.schema import load_schema
-
-    return load_schema(
-        proto_path=args.proto_path, message=args.message, proto_module=args.proto_module
     )
 
 

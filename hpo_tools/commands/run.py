@@ -24,6 +24,14 @@ file before starting an experiment.
 
 Files go to <exp_dir>/<experiment id>/trials/<trial id>/
 (default ./exp/standalone/trials/standalone): trial.log, params.json, result.json.
+
+Config edits behave like EasyRec's edit_config when there is a schema: an edit naming a field
+of the schema that the config does not hold creates it, and values are checked against the
+field types. The schema is --proto-path DIR --message PKG.MSG or --proto-module MODULE:MSG,
+else that of an installed EasyRec (easy_rec.python.protos.pipeline_pb2:EasyRecConfig, for a
+config whose top-level fields it knows) unless --no-easyrec-schema. Without one, an absent
+field is an error (a typo in a search-space key is caught), except an edit of the classic
+format's own -Dedit_config_json: it is left to EasyRec on the platform, with one notice.
 Exit codes: 0 succeeded, 1 failed (also an error after a job was launched), 2 bad input
 or an error before any job was launched, 128+N stopped by signal N.
 
@@ -61,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", type=float, default=1.0, metavar="SECONDS",
         help="seconds between two metric polls (default: 1)",
     )
+    from hpo_tools.trial.schema import add_trial_schema_arguments
+
+    add_trial_schema_arguments(parser)
 
 
 def parse_params(text: str) -> dict[str, Any]:
@@ -103,12 +114,15 @@ def check_trial_id(trial_id: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the trial; the exit code is the trial's."""
     from hpo_tools.trial.reporter import ConsoleReporter
+    from hpo_tools.trial.schema import schema_from_args
     from hpo_tools.trial_files import run_trial_file
 
     trial_id = check_trial_id(args.trial_id)
     params = parse_params(args.params)
+    schema = schema_from_args(args)
     reporter = ConsoleReporter(params, trial_id=trial_id)
-    outcome = run_trial_file(args.config, reporter, exp_dir=args.exp_dir, interval=args.interval)
+    outcome = run_trial_file(args.config, reporter, exp_dir=args.exp_dir, interval=args.interval,
+                             schema=schema)
     if outcome.status == "succeeded":
         print(f"trial succeeded; files in {outcome.trial_dir}")
     else:

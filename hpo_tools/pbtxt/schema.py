@@ -11,10 +11,14 @@ temporary directory and builds a *private* ``DescriptorPool`` from the result. N
 next to the user's files, nothing is added to ``sys.path`` or ``sys.modules``, and the process-wide
 default pool is left alone, so two different schemas (or the same one twice) load in one process
 without "duplicate file name" conflicts.
+
+The options that ask for a schema are the same in every command that takes one
+(:func:`add_schema_arguments`, :func:`load_schema_from_args`).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
@@ -26,7 +30,7 @@ from typing import Any
 
 from hpo_tools.errors import ConfigError, did_you_mean
 
-__all__ = ["load_schema", "message_names"]
+__all__ = ["load_schema", "message_names", "add_schema_arguments", "load_schema_from_args"]
 
 _logger = logging.getLogger(__name__)
 
@@ -72,6 +76,31 @@ def load_schema(
     if not message:
         raise ConfigError(f"--proto-path {proto_path} needs --message PKG.MSG (the root message)")
     return _load_from_protos(Path(proto_path), message)
+
+
+def add_schema_arguments(parser: argparse.ArgumentParser) -> Any:
+    """``--proto-path DIR --message PKG.MSG | --proto-module MODULE:MSG``; the argument group
+    (a command adds options of its own to it)."""
+    group = parser.add_argument_group("schema (optional)")
+    group.add_argument("--proto-path", metavar="DIR", help="compile the .proto files under DIR")
+    group.add_argument("--message", metavar="PKG.MSG", help="root message for --proto-path")
+    group.add_argument(
+        "--proto-module", metavar="MODULE:MSG", help="root message class in an installed _pb2"
+    )
+    return group
+
+
+def load_schema_from_args(args: argparse.Namespace) -> Any:
+    """The schema Descriptor :func:`add_schema_arguments`' options ask for, or None.
+
+    Raises:
+        ConfigError: as :func:`load_schema`.
+    """
+    if args.proto_path is None and args.message is None and args.proto_module is None:
+        return None
+    return load_schema(
+        proto_path=args.proto_path, message=args.message, proto_module=args.proto_module
+    )
 
 
 def message_names(descriptor: Any) -> list[str]:

@@ -73,6 +73,30 @@ def pai_value(value: str) -> str:
     return stripped
 
 
+def _passthrough(
+    file_edits: Mapping[str, Any],
+    tuner_edits: Mapping[str, Any],
+    extra_edits: Mapping[str, Any],
+    source: str,
+) -> dict[str, str]:
+    """The edits PAI's EasyRec ``edit_config`` applies even where ``-Dconfig`` lacks the field
+    (see ``ConfigWrite.passthrough``), each with where it came from: the file's own
+    ``-Dedit_config_json`` edits (the user's; EasyRec creates any field of its schema), and
+    ``train_config.fine_tune_checkpoint`` (a field of EasyRec's TrainConfig, from anywhere).
+    The tuner's edits are not among them, even on a key the file sets too: a typo such as
+    ``num_stepz`` in a search space is caught before anything is launched."""
+    where = f"{source}: [{SECTION}] -Dedit_config_json"
+    later = {**tuner_edits, **extra_edits}  # replace the file's value of the same key
+    passthrough = {key: where for key in file_edits if key not in later}
+    if CHECKPOINT_EDIT in extra_edits:
+        passthrough[CHECKPOINT_EDIT] = f"{source}: the finetune day's checkpoint"
+    elif CHECKPOINT_EDIT in tuner_edits:
+        passthrough[CHECKPOINT_EDIT] = "the tuner's parameters"
+    else:
+        passthrough[CHECKPOINT_EDIT] = where
+    return passthrough
+
+
 def build_plan(
     trial_file: TrialFile,
     variables: TrialVariables,
@@ -120,7 +144,9 @@ def build_plan(
         file_edits = json_object(
             cmd, "-Dedit_config_json", values["-Dedit_config_json"], python_literal=True
         )
-    edits = {**file_edits, **params_to_edits(variables.params), **dict(extra_edits or {})}
+    tuner_edits = params_to_edits(variables.params)
+    edits = {**file_edits, **tuner_edits, **dict(extra_edits or {})}
+    passthrough = _passthrough(file_edits, tuner_edits, extra_edits or {}, source)
     if "-Dcluster" in values:
         json_object(cmd, "-Dcluster", values["-Dcluster"])
     model_dir = values["-Dmodel_dir"].rstrip("/") + f"/{variables.exp_id}_{variables.trial_id}"
@@ -160,10 +186,7 @@ def build_plan(
         config_writes=(
             ConfigWrite(
                 "-Dconfig", values["-Dconfig"], None, edits, required=False,
-                # EasyRec's TrainConfig has fine_tune_checkpoint whether or not the config
-                # sets it: PAI's edit_config creates it. Other absent fields stay errors (a
-                # typo such as num_stepz is caught before anything is launched).
-                passthrough=frozenset({CHECKPOINT_EDIT}),
+                passthrough=passthrough,
             ),
         ),
     )

@@ -115,9 +115,14 @@ class ConfigWrite:
         required: False when an unreadable ``src`` only costs the copy (the classic record).
         replacements: text replaced in ``src`` before anything else: hpo_tools 0.1.x's search
             keys written as placeholders (``{"${lr}": "0.01"}``), in any file, pbtxt or not.
-        passthrough: paths the platform's own editor sets even when ``src`` lacks the field
-            (the classic format's ``train_config.fine_tune_checkpoint``, a field of EasyRec's
-            schema): left out of the local copy with a notice, not refused.
+        passthrough: edits the platform's own editor applies even where ``src`` lacks the
+            field (EasyRec's ``edit_config`` on PAI creates any field of its schema), each with
+            where it came from, for the notice (``config_begin.ini [easyrec_cmd_config]
+            -Dedit_config_json``): the classic format's ``-Dedit_config_json`` edits and
+            ``train_config.fine_tune_checkpoint``. Without a schema, such an edit naming an
+            absent field whose parent is there is left out of the local copy with a notice
+            (:meth:`left_to_platform`), not refused; the tuner's edits are never among them,
+            so a typo in a search-space key is still caught.
     """
 
     name: str
@@ -127,22 +132,37 @@ class ConfigWrite:
     day: Day | None = None
     placeholders: Mapping[str, str] = field(default_factory=dict)
     required: bool = True
-    passthrough: frozenset[str] = frozenset()
+    passthrough: Mapping[str, str] = field(default_factory=dict)
     replacements: Mapping[str, str] = field(default_factory=dict)
 
-    def absent_passthrough(self, document: Any) -> list[str]:
-        """The :attr:`passthrough` edits naming a field ``document`` does not hold, whose
-        parent it does (``train_config.fine_tune_checkpoint`` in a config without it): the
-        platform sets those. A path whose parent does not resolve is not among them: it is an
-        error wherever it is applied."""
+    def left_to_platform(self, document: Any, schema: Any = None) -> list[str]:
+        """The :attr:`passthrough` edits left out of ``document``'s local copy: without a
+        schema, those naming a field ``document`` does not hold, whose parent it does
+        (``train_config.fine_tune_checkpoint`` in a config without it). A path whose parent
+        does not resolve is not among them (an error wherever it is applied), nor is any edit
+        when there is a ``schema``: it creates the fields it knows and refuses the others, as
+        EasyRec's ``edit_config`` would."""
+        if schema is not None:
+            return []
         absent = []
         for path in self.passthrough:
-            if path not in self.edits or document.has(path):
+            if path not in self.edits or ";" in path or path.startswith("${"):
+                continue  # "a;b" and ${name} keys are not one path: applied as they are
+            if document.has(path):
                 continue
             parent = _parent_path(path)
             if parent is None or document.has(parent):
                 absent.append(path)
         return sorted(absent)
+
+    def passthrough_notice(self, path: str) -> str:
+        """The one-line notice for a :meth:`left_to_platform` path."""
+        origin = self.passthrough.get(path) or self.name
+        return (
+            f"{origin}: {path} is not in this config ({self.src}); left to EasyRec's "
+            "edit_config on the platform (the local copy lacks it; with a schema it is "
+            "checked and created here)"
+        )
 
     def source_text(self, text: str) -> str:
         """``src``'s text with the :attr:`replacements` made and the day's placeholders filled

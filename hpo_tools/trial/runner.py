@@ -45,6 +45,7 @@ from hpo_tools.trial.paths import TrialPaths
 from hpo_tools.trial.plan import ConfigWrite, Stage, TrialPlan
 from hpo_tools.trial.registry import RegistryAdapter
 from hpo_tools.trial.reporter import Reporter, ReporterChannelLost
+from hpo_tools.trial.schema import ConfigSchema, config_schema
 from hpo_tools.trial.signals import SignalGuard, TrialCancelled
 from hpo_tools.trial.trial_log import build_masker, mask_error, masked
 
@@ -99,8 +100,12 @@ class _Run:
         registry: RegistryAdapter,
         interval: float,
         stderr: TextIO,
+        schema: ConfigSchema,
     ) -> None:
         self.plan = plan
+        self.schema = schema
+        # Paths whose passthrough notice was logged (once a trial).
+        self.noticed: set[str] = set()
         self.reporter = reporter
         self.context = context
         self.masker = masker
@@ -168,7 +173,7 @@ class _Run:
         """Write one edited config; None when an optional source cannot be read."""
         from hpo_tools import storage
         from hpo_tools.errors import StorageError
-        from hpo_tools.pbtxt import apply_edits
+        from hpo_tools.pbtxt import Document
 
         try:
             text = storage.read_text(write.src)
@@ -178,19 +183,19 @@ class _Run:
             _logger.warning("no local copy of the edited config: %s", err)
             return None
         text = write.source_text(text)
-        edits = dict(write.edits)
-        if write.passthrough:
-            from hpo_tools.pbtxt import Document
-
-            for path in write.absent_passthrough(Document.parse(text, source=write.src)):
-                edits.pop(path)
-                _logger.warning(
-                    "%s: %s is not in this config; left to the platform, whose EasyRec "
-                    "edit_config sets it (the copy in %s does not have it)",
-                    write.src, path, paths.trial_dir / "configs",
-                )
-        # No edit: the file as it is, replacements made (it need not be protobuf text).
-        edited = apply_edits(text, edits, source=write.src) if edits else text
+        if write.edits:
+            document = Document.parse(text, source=write.src)
+            schema = self.schema.for_document(document)
+            left = write.left_to_platform(document, schema)
+            for path in left:
+                if path not in self.noticed:  # once a trial, not once a finetune day
+                    self.noticed.add(path)
+                    _logger.warning("%s", write.passthrough_notice(path))
+            document.apply({k: v for k, v in write.edits.items() if k not in left},
+                           schema=schema)
+            edited = document.to_text()
+        else:  # the file as it is, replacements made (it need not be protobuf text)
+            edited = text
         target = write.dst
         if target is None:
             name = write.src.rstrip("/").rsplit("/", 1)[-1] or "pipeline.config"
@@ -431,6 +436,7 @@ def run_plan(
     interval: float = 1.0,
     stderr: TextIO | None = None,
     handle_signals: bool = True,
+    schema: Any = None,
 ) -> TrialOutcome:
     """Run one trial plan; see the module docstring.
 
@@ -444,6 +450,11 @@ def run_plan(
         interval: seconds between metric polls.
         stderr: where the tail of a failed command's log goes (default ``sys.stderr``).
         handle_signals: turn SIGINT/SIGTERM into cancellation (main thread only).
+        schema: what config edits are checked against and may create fields of
+            (:func:`hpo_tools.trial.schema.config_schema`): a
+            :class:`~hpo_tools.trial.schema.ConfigSchema`, a ``Descriptor``, or None for an
+            installed EasyRec's, if any.
+
 
     Returns:
         The outcome; ``exit_code`` is 0 only when the trial succeeded and its final result
@@ -470,6 +481,7 @@ def run_plan(
         registry=registry,
         interval=interval,
         stderr=stderr or sys.stderr,
+        schema=config_schema(schema),
     )
     days = plan.record.get("days")
     _logger.info(

@@ -21,6 +21,7 @@ from hpo_tools.platforms.maxcompute import MaxComputePlatform
 from hpo_tools.testing.odps import FakeODPS
 from hpo_tools.trial.reporter import ConsoleReporter
 from hpo_tools.trial.runner import run_plan
+from hpo_tools.trial.schema import ConfigSchema
 from hpo_tools.trial_files import prepare_trial
 from tests.metrics.eventlib import append_events, event_file, scalar_event, version_event
 
@@ -161,15 +162,26 @@ def test_classic_trial_keeps_the_edited_config_it_sent_to_pai(tmp_path, pipeline
     assert params["configs"] == [str(copy)]
 
 
-def test_classic_bad_edit_path_launches_nothing(tmp_path, pipeline):
+@pytest.mark.parametrize(
+    ("edit", "params", "typo"),
+    [
+        # the file's own edit, its parent misspelt: no field EasyRec's edit_config could create
+        ('{"train_confg.num_steps": 10}', {}, "train_confg"),
+        # the tuner's edit of an absent field: a search-space typo (tests/trial/test_trial_schema.py
+        # has the file's own edit of an absent field, left to EasyRec on the platform)
+        ('{"train_config.num_steps": 10}', {"train_config.num_stepz": 10}, "num_stepz"),
+    ],
+)
+def test_classic_bad_edit_path_launches_nothing(tmp_path, pipeline, edit, params, typo):
     from hpo_tools.errors import ConfigPathError
 
-    trial = _classic(tmp_path, pipeline, edit='{"train_config.num_stepz": 10}')
-    reporter = ConsoleReporter({}, experiment_id="E4", trial_id="T4", stream=io.StringIO())
+    trial = _classic(tmp_path, pipeline, edit=edit)
+    reporter = ConsoleReporter(params, experiment_id="E4", trial_id="T4", stream=io.StringIO())
     plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
     platform = LocalEasyRecStandIn()
-    with pytest.raises(ConfigPathError, match="num_stepz"):
-        run_plan(plan, reporter, context, platform=platform, interval=0.05)
+    with pytest.raises(ConfigPathError, match=typo):
+        run_plan(plan, reporter, context, platform=platform, interval=0.05,
+                 schema=ConfigSchema.none())
     assert platform.pai_commands == []  # caught before PAI was asked for anything
 
 
