@@ -263,8 +263,14 @@ class FinetuneFile:
         )
         if resume is None:
             resume = self.resume or self.first.resume
+        outputs = self.first.outputs
+        if outputs is not None:  # [output_config]: the trial's model is its last day's
+            last = self.days[-1]
+            outputs = self.parse_day(
+                last, self.checkpoint(last, chain_first_day=chain_first_day)).outputs
         return dataclasses.replace(
             self.first,
+            outputs=outputs,
             stages=stages,
             stage_mode=self.stage_mode,
             resume=resume,

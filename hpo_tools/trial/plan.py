@@ -34,6 +34,7 @@ __all__ = [
     "MetricSettings",
     "PlatformSpec",
     "OssSettings",
+    "OutputSettings",
     "Stage",
     "TrialPlan",
     "TrialVariables",
@@ -231,6 +232,69 @@ class OssSettings:
 
 
 @dataclass(frozen=True)
+class OutputSettings:
+    """``[output_config]``: where the experiment's best trial is copied when the experiment ends.
+
+    Every trial records its own (``params.json`` ``"outputs"``, :meth:`to_record`); the
+    experiment side (:mod:`hpo_tools.experiment.outputs`) copies the best trial's, without
+    reading the trial file again.
+
+    Attributes:
+        model_dir: this trial's model directory, the source of both copies: its checkpoints,
+            and its event files at any depth (``eval_val/``). Local paths are absolute.
+        summary_path: where the best trial's event files go (``events.out.tfevents.*``, their
+            subdirectories kept), or None.
+        model_path: where the best trial's model directory goes (its contents), or None.
+    """
+
+    model_dir: str
+    summary_path: str | None = None
+    model_path: str | None = None
+
+    def overlap(self, target: str) -> str | None:
+        """``"same"`` when ``target`` is :attr:`model_dir` itself (nothing to copy),
+        ``"inside"`` when it lies within it (a copy into its own source), else None."""
+        source, dest = _directory(self.model_dir), _directory(target)
+        if dest == source:
+            return "same"
+        if dest.startswith(source.rstrip("/") + "/"):
+            return "inside"
+        return None
+
+    @classmethod
+    def from_record(cls, record: object) -> OutputSettings | None:
+        """The settings a trial recorded (:meth:`to_record`); None for anything else."""
+        if not isinstance(record, Mapping):
+            return None
+        values = {k: record.get(k) for k in ("model_dir", "summary_path", "model_path")}
+        if not all(v is None or isinstance(v, str) for v in values.values()):
+            return None
+        if not values["model_dir"] or not (values["summary_path"] or values["model_path"]):
+            return None
+        return cls(str(values["model_dir"]), values["summary_path"] or None,
+                   values["model_path"] or None)
+
+    def to_record(self) -> dict[str, str]:
+        """The JSON-safe record in ``params.json`` (``None`` destinations left out)."""
+        record = {"model_dir": self.model_dir}
+        if self.summary_path is not None:
+            record["summary_path"] = self.summary_path
+        if self.model_path is not None:
+            record["model_path"] = self.model_path
+        return record
+
+
+def _directory(path: str) -> str:
+    """``path`` normalised for comparing directories (``a/./b/`` -> ``a/b``)."""
+    import posixpath
+
+    if "://" in path:
+        scheme, _, rest = path.partition("://")
+        return f"{scheme}://{posixpath.normpath(rest) if rest.strip('/') else rest.strip('/')}"
+    return posixpath.normpath(path)
+
+
+@dataclass(frozen=True)
 class PlatformSpec:
     """The platform a plan runs on: its registry name and its options (secrets out of repr)."""
 
@@ -305,6 +369,8 @@ class TrialPlan:
         start_checkpoint: the checkpoint the file itself sets through ``checkpoint_edit``.
         schedule: the window the trial may start its jobs in (``[schedule_config]``), or None.
         monitor: where to say that the trial failed or set a new best (``[monitor_config]``).
+        outputs: where the best trial's event files and model are copied at the experiment's
+            end, and this trial's model directory (``[output_config]``), or None.
     """
 
     source: str
@@ -322,6 +388,7 @@ class TrialPlan:
     start_checkpoint: str | None = None
     schedule: Any = None
     monitor: Any = None
+    outputs: OutputSettings | None = None
 
     def __post_init__(self) -> None:
         if not self.stages:

@@ -162,6 +162,14 @@ class _Run:
             },
         )
 
+    def trial_record(self) -> dict[str, Any]:
+        """What the trial's own ``params.json`` holds besides the parameters: the plan's
+        ``record`` and, with ``[output_config]``, ``"outputs"`` (read at the experiment's end)."""
+        record = dict(self.plan.record)
+        if self.plan.outputs is not None:
+            record["outputs"] = self.plan.outputs.to_record()
+        return record
+
     def write_configs(self, stage: Stage, paths: TrialPaths) -> list[str]:
         return [
             target
@@ -237,7 +245,7 @@ class _Run:
         self.stage_outcome.configs = configs
         if self.staged:
             self.outcome.configs.extend(configs)
-        self.write_params(paths, configs)
+        self.write_params(paths, configs, **({} if self.staged else self.trial_record()))
         resume = self.plan.resume and not stage.redo
         done = self.registry.succeeded_commands(stage) if resume else set()
         for position, command in enumerate(stage.commands, start=1):
@@ -328,7 +336,7 @@ class _Run:
         finished = self.registry.finished_stages()
         if self.staged:
             configs = _previous_configs(self.context.paths.params_path) if plan.resume else []
-            self.write_params(self.context.paths, configs, **plan.record)
+            self.write_params(self.context.paths, configs, **self.trial_record())
         reports = []
         for stage in plan.stages:
             self.check_cancelled()
@@ -368,7 +376,8 @@ class _Run:
             self.stage_outcome.exit_code = 0
             self.write_result(self.stage_outcome, self.stage_paths(stage))
             self.registry.stage_finished(stage)
-            self.write_params(self.context.paths, self.stage_outcome.configs, **self.plan.record)
+            self.write_params(self.context.paths, self.stage_outcome.configs,
+                              **self.trial_record())
         self.stage = None
         return report
 
@@ -454,7 +463,6 @@ def run_plan(
             (:func:`hpo_tools.trial.schema.config_schema`): a
             :class:`~hpo_tools.trial.schema.ConfigSchema`, a ``Descriptor``, or None for an
             installed EasyRec's, if any.
-
 
     Returns:
         The outcome; ``exit_code`` is 0 only when the trial succeeded and its final result

@@ -13,7 +13,7 @@ from typing import Any
 from hpo_tools.errors import ConfigError, did_you_mean
 from hpo_tools.metrics.score import FinalMode, MetricSpec, OptimizeMode
 from hpo_tools.trial.ini import Section, TrialFile
-from hpo_tools.trial.plan import Command, OssSettings, PlatformSpec
+from hpo_tools.trial.plan import Command, OssSettings, OutputSettings, PlatformSpec
 
 __all__ = [
     "FINAL_MODES",
@@ -29,6 +29,8 @@ __all__ = [
     "SCHEDULE_SECTION",
     "MONITOR_SECTION",
     "monitor_settings",
+    "OUTPUT_SECTION",
+    "output_settings",
 ]
 
 FINAL_MODES = tuple(mode.value for mode in FinalMode)
@@ -36,6 +38,7 @@ OPTIMIZE_MODES = tuple(mode.value for mode in OptimizeMode)
 OSS_SECTION = "oss_config"
 SCHEDULE_SECTION = "schedule_config"
 MONITOR_SECTION = "monitor_config"
+OUTPUT_SECTION = "output_config"
 
 
 def platform_sections() -> tuple[str, ...]:
@@ -102,6 +105,101 @@ def monitor_settings(trial_file: TrialFile) -> Any:
         at_user_ids=_string_list(section, "at_user_ids"),
         is_at_all=section.flag("is_at_all"),
     )
+
+
+def output_settings(
+    trial_file: TrialFile,
+    *,
+    model_dir: str | None = None,
+    summary_sources: Iterable[str] = (),
+) -> OutputSettings | None:
+    """``[output_config] summary_path, model_path`` (hpo_tools 0.1.x) and ``model_dir``
+    (hpo-tools') as :class:`~hpo_tools.trial.plan.OutputSettings`; None without the section or
+    when it sets neither destination.
+
+    The trial's model directory (the copies' source) is ``model_dir`` from the section, else
+    the one the format decides (``model_dir``), else the parent of the first summary metric
+    source when that is an evaluation directory (``<model dir>/eval_val``, as EasyRec writes
+    it). Local paths become absolute here (they resolve from where the trial runs, NNI's
+    code directory), so the experiment side reads them from anywhere.
+
+    Args:
+        trial_file: the file.
+        model_dir: the trial's model directory when the format decides it.
+        summary_sources: the ``summary`` metric sources (event directories), in order.
+
+    Raises:
+        ConfigError: an unknown key, a path storage cannot write, no model directory, or a
+            destination inside the model directory (a copy into its own source).
+    """
+    section = trial_file.section(OUTPUT_SECTION)
+    if section is None:
+        return None
+    section.check_keys(("summary_path", "model_path", "model_dir"))
+    targets = {key: _output_path(section, key) for key in ("summary_path", "model_path")}
+    if not any(targets.values()):
+        return None
+    source = _output_path(section, "model_dir") or model_dir
+    if source is None:
+        source = _model_dir_of_events(next(iter(summary_sources), None))
+    if source is not None:
+        source = _absolute(source)
+    if source is None:
+        raise ConfigError(
+            f"{section.source}: [{OUTPUT_SECTION}] model_dir is required but missing: this "
+            "trial's model directory, which summary_path / model_path copy from (e.g. "
+            "model_dir=${NNI_OUTPUT_DIR}/model); it is found without it only from a summary "
+            "metric_source <model dir>/eval_<name>",
+            source=section.source, section=OUTPUT_SECTION, key="model_dir",
+        )
+    settings = OutputSettings(source, targets["summary_path"], targets["model_path"])
+    for key, target in targets.items():
+        if target is not None and settings.overlap(target) == "inside":
+            raise section.error(
+                key, f"{target!r} lies inside the trial's model directory {source!r}, which it "
+                "is copied from; choose a directory outside it")
+    return settings
+
+
+def _output_path(section: Section, key: str) -> str | None:
+    """A directory of ``[output_config]``: local (made absolute) or ``oss://BUCKET/...``."""
+    from hpo_tools import storage
+    from hpo_tools.errors import StorageError
+
+    value = section.get(key)
+    if value is None:
+        return None
+    try:
+        path = storage.check_path(value)
+    except StorageError as err:
+        raise section.error(key, str(err)) from None
+    if path.startswith("oss://") and not path[len("oss://"):].split("/", 1)[0]:
+        raise section.error(key, f"expected oss://BUCKET/DIR, got {value!r}")
+    return _absolute(path)
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute (``~`` expanded, ``file://`` dropped); others unchanged."""
+    import os
+
+    from hpo_tools import storage
+
+    if storage.is_remote(path):
+        return path
+    if path.startswith("file://"):
+        path = path[len("file://"):]
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _model_dir_of_events(source: str | None) -> str | None:
+    """``<model dir>`` of an evaluation event directory ``<model dir>/eval_<name>``, else None."""
+    if not source:
+        return None
+    trimmed = source.rstrip("/")
+    parent, _, name = trimmed.rpartition("/")
+    if not name.startswith("eval_") or not parent or parent.endswith(":/"):
+        return None
+    return parent
 
 
 def _string_list(section: Section, key: str) -> tuple[str, ...]:

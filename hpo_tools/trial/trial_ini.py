@@ -3,7 +3,8 @@
 Sections: ``[platform_config]`` (``name``, ``cmd1``, ``cmd2``, ..., ``resume``),
 ``[metric_config]``, ``[params_config]`` (``params_src_dst_filepath<N> = SRC,DST``),
 ``[oss_config]``, ``[schedule_config]`` (:mod:`hpo_tools.trial.schedule`), ``[monitor_config]``
-(:mod:`hpo_tools.monitor`), and the
+(:mod:`hpo_tools.monitor`), ``[output_config]`` (the best trial's copies,
+:mod:`hpo_tools.experiment.outputs`), and the
 platforms' own sections (``[odps_config]``, read by the platform). The tuner's parameters
 become the edits of every ``[params_config]`` pair.
 """
@@ -22,12 +23,14 @@ from hpo_tools.trial.sections import (
     MONITOR_SECTION,
     OPTIMIZE_MODES,
     OSS_SECTION,
+    OUTPUT_SECTION,
     SCHEDULE_SECTION,
     check_metric_type,
     metric_spec,
     monitor_settings,
     numbered,
     oss_settings,
+    output_settings,
     platform_sections,
     platform_spec,
     schedule_window,
@@ -41,6 +44,7 @@ FORMAT = "platform"
 SECTION = "platform_config"
 COMMON_SECTIONS = (
     SECTION, "metric_config", "params_config", OSS_SECTION, SCHEDULE_SECTION, MONITOR_SECTION,
+    OUTPUT_SECTION,
 )
 METRIC_KEYS = (
     "metric_type",
@@ -154,6 +158,9 @@ def build_plan(
 
     oss = oss_settings(trial_file)
     monitor = monitor_settings(trial_file)
+    outputs = output_settings(
+        trial_file, summary_sources=sources if metric_type == "summary" else ()
+    )
     stage = Stage(
         name="",
         commands=commands,
@@ -171,4 +178,5 @@ def build_plan(
         secrets=tuple(trial_file.secrets),
         schedule=schedule_window(trial_file),
         monitor=monitor,
+        outputs=outputs,
     )
