@@ -90,6 +90,16 @@ def _reporter(environ: Mapping[str, str]) -> Reporter:
     return ConsoleReporter({})
 
 
+def _announce_fake_cloud() -> None:
+    """Under ``HPO_TOOLS_FAKE_CLOUD`` say so first (stderr), so a dry run is never taken for a
+    real one."""
+    from hpo_tools.cloud import notice
+
+    line = notice()
+    if line:
+        print(line, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the trial; return the exit code."""
     args = build_parser().parse_args(argv)
@@ -103,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpo_tools.trial_files import run_trial_file
 
     try:
+        _announce_fake_cloud()
         schema = schema_from_args(args)
         reporter = _reporter(os.environ)
         # A window on the command line makes any trial file a finetune trial; a file with days
