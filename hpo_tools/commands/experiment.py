@@ -17,8 +17,10 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       `hpo-tools check` does; refuses to start when that fails), starts the experiment through
       NNI's Python API, prints a progress line whenever something changes, waits for the end,
       prints a summary table, writes the best trial's parameters and its edited training config
-      to <experiment dir>/best/ (best_params.json, best_trial.json, pipeline.config) and stops
-      the experiment, also on Ctrl-C. The summary names the first error of each failed trial.
+      to <experiment dir>/best/ (best_params.json, best_trial.json, pipeline.config), copies
+      its event files to [output_config] summary_path and its model directory to model_path
+      when the trial file has that section (a failed copy is a warning, not an exit code) and
+      stops the experiment, also on Ctrl-C. The summary names the first error of each failed trial.
       Exit 0 when at least one trial succeeded and the experiment did not end in ERROR; 1
       otherwise: no trial succeeded, or the experiment ended in ERROR (e.g. the tuner or
       assessor failed: its own error is read from <experiment dir>/log/dispatcher.log), or
@@ -27,12 +29,15 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       SIGTERM. --no-check skips the check.
 
   hpo-tools experiment best ID [--working-dir DIR | --experiment-dir DIR]
-                           [--mode maximize|minimize]
+                           [--mode maximize|minimize] [--copy-outputs]
       Re-export the best trial of a finished or running experiment from its directory: the
       experiment directory itself with --experiment-dir (as in `kill` and `retry`), else ID/
       under --working-dir (as in `experiment run`), else where NNI's manifest says, else
-      ~/nni-experiments/ID. Exit 0 when a best trial was exported, 1 when no trial has
-      succeeded yet, 2 when there is no such experiment directory.
+      ~/nni-experiments/ID. --copy-outputs also copies the best trial's event files and model
+      to its [output_config] summary_path / model_path (what `experiment run` does at the
+      end; the way to do it for an experiment started with nnictl create). Exit 0 when a best
+      trial was exported (and copied), 1 when no trial has succeeded yet or a copy failed
+      (one `error: ...` line each), 2 when there is no such experiment directory.
 
 The best trial is chosen from each trial's own record (params.json / result.json written by the
 trial runner), never from NNI's database, which can pair a trial with another trial's parameters.
@@ -72,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "and `retry`")
     best.add_argument("--mode", choices=("maximize", "minimize"), default=None,
                       help="rank trials this way (default: the tuner's optimize_mode)")
+    best.add_argument("--copy-outputs", "--copy_outputs", dest="copy_outputs",
+                      action="store_true",
+                      help="also copy the best trial's event files (events.out.tfevents.*) to "
+                           "its trial file's [output_config] summary_path and its model "
+                           "directory to model_path (local or oss://), as `experiment run` "
+                           "does at the end")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +116,9 @@ def _run(args: argparse.Namespace) -> int:
         args.config, port=args.port, timeout=args.timeout, working_dir=args.working_dir,
         checker=None if args.no_check else experiment.default_checker,
         on_start=on_start, on_progress=on_progress)
+    for copy in result.outputs:  # a failed copy was logged as a warning already
+        if copy.ok:
+            _print(copy.describe())
     if result.timed_out:
         _print(f"timeout: stopped after {args.timeout:g} s")
     if result.interrupted:
@@ -138,4 +152,22 @@ def _best(args: argparse.Namespace) -> int:
     files = experiment.experiment_files(root)
     snapshot, export = experiment.export_best_of_experiment(files, args.mode)
     _print(experiment.format_summary(snapshot, export))
-    return 0 if export is not None else 1
+    if export is None or snapshot.best is None:
+        return 1
+    if args.copy_outputs:
+        from hpo_tools.errors import HpoError
+
+        try:
+            copies = experiment.copy_best_outputs(snapshot.best.run)
+        except HpoError as err:  # no [output_config] recorded: nothing copied
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        failed = False
+        for copy in copies:
+            if copy.ok:
+                _print(copy.describe())
+            else:
+                print(f"error: {copy.describe()}", file=sys.stderr)
+                failed = True
+        return 1 if failed else 0
+    return 0

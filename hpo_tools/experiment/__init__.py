@@ -23,6 +23,7 @@ Modules, one job each (this package re-exports their public names):
   of ``E``.
 * ``config``: the experiment YAML, the trial file it names, NNI's stored profile.
 * ``best``: best-trial selection and export to ``E/best/`` (incl. classic configs).
+* ``outputs``: ``[output_config]``: the best trial's event files and model, copied.
 * ``progress``: snapshots, the progress line and the summary table.
 * ``run``: ``run_experiment`` (the NNI lifecycle) and ``export_best_of_experiment``.
 
@@ -57,6 +58,12 @@ if TYPE_CHECKING:
         stored_optimize_mode,
         stored_trial_file,
         trial_file_from_command,
+    )
+    from hpo_tools.experiment.outputs import (
+        OutputCopy,
+        copy_best_outputs,
+        copy_outputs,
+        trial_outputs,
     )
     from hpo_tools.experiment.progress import (
         Snapshot,
@@ -107,6 +114,10 @@ _EXPORTS = {
     "stored_optimize_mode": "config",
     "stored_trial_file": "config",
     "trial_file_from_command": "config",
+    "OutputCopy": "outputs",
+    "copy_best_outputs": "outputs",
+    "copy_outputs": "outputs",
+    "trial_outputs": "outputs",
     "Snapshot": "progress",
     "TrialView": "progress",
     "build_snapshot": "progress",
@@ -177,6 +188,10 @@ __all__ = [
     "HEARTBEAT_INTERVAL",
     "Checker",
     "default_checker",
+    "OutputCopy",
+    "copy_best_outputs",
+    "copy_outputs",
+    "trial_outputs",
 ]
 
 

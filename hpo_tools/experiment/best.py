@@ -55,7 +55,8 @@ class BestExport:
         score: its final score.
         params: the parameters it ran with (from its ``params.json``).
         params_path: ``E/best/best_params.json`` (the parameters alone, as the tuner gave them).
-        trial_path: ``E/best/best_trial.json`` (trial id, score, final report, sources).
+        trial_path: ``E/best/best_trial.json`` (trial id, score, final report, sources, and
+            the trial's ``[output_config]`` record when it has one).
         config_path: ``E/best/pipeline.config``; None when the trial wrote no edited config.
         extra_config_paths: further edited configs of the trial (``config_<n>_<name>``).
     """
@@ -211,6 +212,8 @@ def export_best(
         "trial_dir": str(best.trial_dir),
         "configs": sources,
         "exported": [str(p) for p in ([config_path] if config_path else []) + extra],
+        # [output_config]: its model directory and where it is copied (experiment/outputs.py).
+        **({"outputs": best.outputs} if best.outputs else {}),
     })
     return BestExport(
         trial_id=best.trial_id, score=best.score, params=dict(best.params),

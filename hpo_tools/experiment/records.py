@@ -45,6 +45,8 @@ class TrialRun:
         final: the final report, or None.
         status: the runner's own end status (succeeded | failed | cancelled), None while running.
         message: why the runner says the trial failed or was cancelled (``result.json``), or None.
+        outputs: ``params.json``'s ``"outputs"`` (``[output_config]``: the trial's model
+            directory and where the best trial is copied), or None.
     """
 
     trial_id: str
@@ -57,6 +59,7 @@ class TrialRun:
     final: dict[str, Any] | None = None
     status: str | None = None
     message: str | None = None
+    outputs: dict[str, Any] | None = None
 
     @property
     def score(self) -> float | None:
@@ -105,6 +108,8 @@ def read_trial_run(trial_dir: Path) -> TrialRun:
         kwargs["experiment_id"] = params_doc.get("experiment_id")
         configs = params_doc.get("configs") or []
         kwargs["configs"] = tuple(str(c) for c in configs)
+        outputs = params_doc.get("outputs")
+        kwargs["outputs"] = dict(outputs) if isinstance(outputs, dict) else None
     if isinstance(result_doc, dict):
         intermediate = result_doc.get("intermediate") or []
         kwargs["intermediate"] = tuple(r for r in intermediate if isinstance(r, dict))

@@ -1,7 +1,8 @@
 """The two operations behind ``hpo-tools experiment``: run and best.
 
 ``run_experiment`` drives an NNI experiment through NNI's Python API (imported lazily): check,
-start, poll to the end, always stop (also on Ctrl-C, SIGTERM and errors), export the best trial.
+start, poll to the end, always stop (also on Ctrl-C, SIGTERM and errors), export the best trial
+and copy its ``[output_config]`` outputs (:mod:`hpo_tools.experiment.outputs`).
 ``export_best_of_experiment`` re-exports the best trial of an experiment from its directory alone.
 """
 
@@ -32,6 +33,7 @@ from hpo_tools.experiment.config import (
     stored_trial_file,
     trial_file_from_command,
 )
+from hpo_tools.experiment.outputs import OutputCopy, copy_outputs, trial_outputs
 from hpo_tools.experiment.progress import Snapshot, TrialView, build_snapshot, format_progress
 from hpo_tools.experiment.records import ExperimentFiles
 from hpo_tools.experiment.status import (
@@ -74,6 +76,8 @@ class RunResult:
             answering): one line saying so; the experiment was stopped all the same.
         export_error: why the best trial could not be exported to ``E/best/`` (e.g. a
             StorageError reading an ``oss://`` base config); None when it was, or there was none.
+        outputs: the best trial's ``[output_config]`` copies (event files to ``summary_path``,
+            model to ``model_path``); a failed one is logged as a warning, never raised.
     """
 
     experiment_id: str
@@ -87,6 +91,7 @@ class RunResult:
     export_error: str | None = None
     lost_manager: str | None = None
     failure: str | None = None
+    outputs: list[OutputCopy] = field(default_factory=list)
 
     @property
     def succeeded(self) -> int:
@@ -308,7 +313,8 @@ def run_experiment(
     Checks the trial file and search space first, starts the experiment through NNI's Python API,
     polls every ``poll_interval`` seconds until :func:`experiment_finished` (or ``timeout``),
     always stops it (also on Ctrl-C, SIGTERM and errors), then exports the best trial to
-    ``E/best/``.
+    ``E/best/`` and, when its trial file has ``[output_config]``, copies its event files and
+    model there (:mod:`hpo_tools.experiment.outputs`).
 
     Args:
         config_path: the experiment YAML.
@@ -444,6 +450,7 @@ def run_experiment(
                                  code_dir=Path(canonical.trial_code_directory))
         except HpoError as err:
             export_error = _one_line(err)
+    outputs = _copy_outputs_at_end(best.run, exp.id, files) if best is not None else []
     failure = None
     if status == "ERROR":  # read after the stop: the dispatcher's log is complete by now
         failure = experiment_error(files.root / "log", errors, tuner=_algorithm_name(
@@ -451,7 +458,23 @@ def run_experiment(
     return RunResult(
         experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
         timed_out=timed_out, interrupted=interrupted, errors=errors, export_error=export_error,
-        lost_manager=lost_manager, failure=failure)
+        lost_manager=lost_manager, failure=failure, outputs=outputs)
+
+
+def _copy_outputs_at_end(run: Any, experiment_id: str, files: ExperimentFiles) -> list[OutputCopy]:
+    """The best trial's ``[output_config]`` copies; a failure is a warning naming the command
+    that copies again (the experiment has run: its summary and export must not be lost)."""
+    settings = trial_outputs(run)
+    if settings is None:
+        return []
+    copies = copy_outputs(settings, run.trial_id)
+    for copy in copies:
+        if not copy.ok:
+            _logger.warning("%s", copy.describe())
+    if not all(c.ok for c in copies):
+        _logger.warning("copy the outputs again with: hpo-tools experiment best %s "
+                        "--experiment-dir %s --copy-outputs", experiment_id, files.root)
+    return copies
 
 
 def _algorithm_name(algorithm: Any) -> str | None:
