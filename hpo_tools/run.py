@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hpo_tools.run",
         description="Run one trial of an NNI experiment from a trial file "
-        "(classic config_begin.ini or platform trial.ini).",
+        "(classic config_begin.ini or platform trial.ini). With HPO_TOOLS_FAKE_CLOUD=DIR "
+        "nothing goes to any cloud: a dry run (docs/running-trials.md).",
     )
     parser.add_argument("--config", required=True, metavar="FILE", help="the trial file")
     parser.add_argument(

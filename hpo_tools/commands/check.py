@@ -24,6 +24,9 @@ checked against the field types, and fields the config does not hold yet but the
 may be set. Without one, a classic -Dedit_config_json edit of an absent field is left to
 EasyRec on the platform (a warning, not a problem); a search-space key naming one is a problem.
 
+With HPO_TOOLS_FAKE_CLOUD=DIR, oss://BUCKET/KEY is read from DIR/BUCKET/KEY (a dry run with no
+cloud account; docs/running-trials.md).
+
 example:
   hpo-tools check --config trial.ini --search-space search_space.json
 """

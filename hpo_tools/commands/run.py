@@ -35,6 +35,11 @@ format's own -Dedit_config_json: it is left to EasyRec on the platform, with one
 Exit codes: 0 succeeded, 1 failed (also an error after a job was launched), 2 bad input
 or an error before any job was launched, 128+N stopped by signal N.
 
+Dry run without a cloud account: HPO_TOOLS_FAKE_CLOUD=DIR reads and writes oss://BUCKET/KEY
+as DIR/BUCKET/KEY and records MaxCompute jobs in DIR/.maxcompute/submissions.jsonl instead of
+submitting them; they stay RUNNING until cancelled unless HPO_TOOLS_FAKE_CLOUD_JOBS=succeed|fail
+(docs/running-trials.md). Keys must still be configured (any values).
+
 example:
   hpo-tools run --config trial.ini --params '{"train_config.lr": 0.001}'
   hpo-tools run --config trial.ini --params @params.json --exp_dir ./exp
