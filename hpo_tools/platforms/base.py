@@ -275,11 +275,14 @@ class Platform(abc.ABC):
 _PLATFORMS: Dict[str, Union[str, type]] = {
     "local": "hpo_tools.platforms.local:LocalPlatform",
     "maxcompute": "hpo_tools.platforms.maxcompute:MaxComputePlatform",
+    "datascience": "hpo_tools.platforms.datascience:DataSciencePlatform",
 }
 # The platform that runs the classic format's one ``PAI -name ...`` command (config_begin.ini).
 CLASSIC_FORMAT_PLATFORM = "maxcompute"
 # How users spell them in trial files, for messages.
-_DISPLAY_NAMES: Dict[str, str] = {"local": "Local", "maxcompute": "MaxCompute"}
+_DISPLAY_NAMES: Dict[str, str] = {
+    "local": "Local", "maxcompute": "MaxCompute", "datascience": "DataScience",
+}
 _registry_lock = threading.Lock()
 
 

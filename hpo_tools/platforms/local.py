@@ -268,7 +268,7 @@ class LocalJob(Job):
     def describe(self) -> Dict[str, Any]:
         """Platform name and settings, job id, pid, process group, start time, boot id, log."""
         return {
-            "platform": LocalPlatform.name,
+            "platform": self._platform.name,  # a subclass's (DataScience) own name
             "settings": self._platform.settings(),
             "job_id": self.job_id,
             "pid": self.pid,
