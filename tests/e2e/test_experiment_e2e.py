@@ -63,6 +63,10 @@ optimize_mode=maximize
 
 [params_config]
 params_src_dst_filepath1=pipeline.config,${{NNI_OUTPUT_DIR}}/configs/pipeline.config
+
+[output_config]
+summary_path=best_outputs/${{exp_id}}/summary
+model_path=best_outputs/${{exp_id}}/model
 """
 
 CONFIG_YML = """\
@@ -196,6 +200,29 @@ def test_the_trainer_built_the_model_the_exported_params_describe(finished):
     bottom = [shapes[f"model/bottom/layers/{i}/bias/.ATTRIBUTES/VARIABLE_VALUE"][0]
               for i in range(len(params[BOTTOM]))]
     assert bottom == params[BOTTOM]
+
+
+def test_the_best_trials_event_files_and_model_are_copied_at_the_end(finished):
+    root, _, result = finished
+    assert result.export is not None, _diagnosis(result)
+    assert [c.ok for c in result.outputs] == [True, True], [c.describe() for c in result.outputs]
+    model = result.snapshot.best.run.trial_dir / "model"
+    assert result.snapshot.best.trial_id == result.export.trial_id
+    # [output_config]'s relative paths resolved from trialCodeDirectory (root), per experiment.
+    out = root / "best_outputs" / result.experiment_id
+
+    def files(directory: Path) -> list[str]:
+        return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                      if p.is_file())
+
+    # The best trial's model directory, file for file, byte for byte.
+    assert files(out / "model") == files(model)
+    assert (out / "model" / "checkpoint").read_bytes() == (model / "checkpoint").read_bytes()
+    # Only its event files for TensorBoard, the evaluation ones still under eval_val/.
+    summary = files(out / "summary")
+    assert summary and all(n.rsplit("/", 1)[-1].startswith("events.out.tfevents.")
+                           for n in summary)
+    assert any(n.startswith("eval_val/") for n in summary)
 
 
 def test_no_trial_or_nni_process_is_left_running(finished):
