@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start the day from the begin model, not from the previous day")
     parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                         help="seconds between two metric polls (default: 1)")
+    from hpo_tools.trial.schema import add_trial_schema_arguments
+
+    add_trial_schema_arguments(parser)  # as the search's trials (`hpo-tools run --help`)
 
 
 def load_params(text: str | None) -> dict[str, Any]:
@@ -122,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from hpo_tools.trial.plan import TrialVariables
     from hpo_tools.trial.reporter import ConsoleReporter
     from hpo_tools.trial.runner import TrialContext, run_plan
+    from hpo_tools.trial.schema import schema_from_args
     from hpo_tools.trial.trial_log import TrialLogging, build_masker
 
     if not _PLAIN_NAME.match(args.job) or args.job in (".", ".."):
@@ -132,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         day = Day(datetime.date.today() - datetime.timedelta(days=1))
     params = load_params(args.params)
+    schema = schema_from_args(args)
     paths = resolve_paths("daily", args.job, exp_dir=args.exp_dir, environ={})
     variables = TrialVariables("daily", args.job, str(paths.trial_dir), params)
     finetune = read_finetune_file(args.config, variables=variables, days=[day],
@@ -161,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
                             retrain=[day] if args.retrain else ())
     masker = build_masker(plan.secrets)
     with TrialLogging(paths, masker):
-        outcome = run_plan(plan, reporter, context, masker=masker, interval=args.interval)
+        outcome = run_plan(plan, reporter, context, masker=masker, interval=args.interval,
+                           schema=schema)
     if outcome.status != "succeeded" or outcome.final is None:
         print(f"error: {outcome.message}", file=sys.stderr)
         return outcome.exit_code or EXIT_FAILED

@@ -345,13 +345,24 @@ def test_run_and_check_options_give_the_tuner_edits_a_schema(tmp_path, capsys):
     assert "keep_checkpoint_max: 3" in (tmp_path / "edited.config").read_text()
 
 
-def test_the_trial_entry_point_refuses_an_unusable_schema_option(tmp_path, capsys):
+@pytest.mark.parametrize("entry", ["python -m hpo_tools.run", "run", "check", "finetune-daily"])
+def test_every_trial_entry_point_refuses_an_unusable_schema_option(tmp_path, capsys, entry):
     from hpo_tools.run import main
 
-    code = main(["--config", str(_platform_trial(tmp_path)), "--exp_dir", str(tmp_path / "e"),
-                 "--proto-module", "no_such_module_pb2:Config"])
+    trial = str(_platform_trial(tmp_path))
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({TUNER_KEY: {"_type": "choice", "_value": [3]}}))
+    bad = ["--proto-module", "no_such_module_pb2:Config"]
+    args = {
+        "python -m hpo_tools.run": ["--config", trial, "--exp_dir", str(tmp_path / "e")],
+        "run": ["run", "--config", trial, "--params", "{}", "--exp_dir", str(tmp_path / "e")],
+        "check": ["check", "--config", trial, "--search-space", str(space)],
+        "finetune-daily": ["finetune-daily", "--config", trial, "--exp_dir", str(tmp_path / "e"),
+                           "--bizdate", "20220616"],
+    }[entry]
+    code = main([*args, *bad]) if entry.startswith("python") else cli.main([*args, *bad])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1, err
     assert "--proto-module 'no_such_module_pb2:Config': cannot import" in err
     assert not (tmp_path / "edited.config").exists()  # nothing written, nothing launched
 
