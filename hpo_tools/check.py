@@ -9,7 +9,8 @@ the sections already read, and the plan is built again, so every unknown key and
 shows, not just the first. Then each stage's metric sources are built on the trial's own
 platform (contacting nothing) and each edited training config is read and edited in memory,
 one edit at a time, so every key that does not resolve and every value that does not fit is
-reported. Nothing is written.
+reported, with the schema and the rules the runner applies them with
+(:mod:`hpo_tools.trial.schema`, ``ConfigWrite.left_to_platform``). Nothing is written.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ section (``[odps_config]``) complete it. The command runs on the platform regist
 The tuner's parameters (and a finetune day's ``extra_edits``) are merged into
 ``-Dedit_config_json``, which PAI applies; the same edits are applied to a copy of ``-Dconfig``
 kept in the trial directory as the record of what was sent (an unreadable ``-Dconfig`` only
-costs that copy). ``-Dmodel_dir`` gets ``/<exp_id>_<trial_id>`` appended, so concurrent trials
-never share a model directory.
+costs that copy). Without a schema, the file's own edits of a field ``-Dconfig`` lacks are left
+to PAI's EasyRec, which creates it, with a notice (``ConfigWrite.passthrough``; the tuner's
+are refused: docs/config-editor.md, "Schema in trials"). ``-Dmodel_dir`` gets
+``/<exp_id>_<trial_id>`` appended, so concurrent trials never share a model directory.
 """
 
 from __future__ import annotations
