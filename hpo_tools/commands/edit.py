@@ -54,8 +54,9 @@ Schema (optional): --proto-path DIR --message PKG.MSG compiles the .proto files 
 time (needs grpcio-tools); --proto-module MODULE:MSG imports an installed _pb2 module. Paths and
 values are then checked against field names, types, enums and oneofs.
 
-CONFIG, OUT and FILE.json may be local paths or oss://bucket/key (credentials: OSS_ACCESS_KEY_ID,
-OSS_ACCESS_KEY_SECRET, OSS_ENDPOINT, or ~/.ossutilconfig).
+CONFIG, OUT and FILE.json may be local paths, oss://bucket/key (credentials: OSS_ACCESS_KEY_ID,
+OSS_ACCESS_KEY_SECRET, OSS_ENDPOINT, or ~/.ossutilconfig) or hdfs://host:port/path (through
+WebHDFS at HPO_TOOLS_WEBHDFS=http://namenode:9870, as HADOOP_USER_NAME).
 
 Examples:
   hpo-tools edit pipeline.config --set 'feature_configs[:].embedding_dim=32' -o out.config
@@ -65,7 +66,7 @@ Examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``hpo-tools edit``."""
-    parser.add_argument("config", metavar="CONFIG", help="the config to edit (local or oss://)")
+    parser.add_argument("config", metavar="CONFIG", help="the config to edit (local, oss:// or hdfs://)")
     parser.add_argument(
         "--set",
         dest="assignments",

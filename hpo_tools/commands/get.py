@@ -19,7 +19,7 @@ Print every value KEY selects in CONFIG, one per line, in protobuf text format (
 enums bare, messages as { ... }). KEY uses the same paths as `hpo-tools edit`, e.g.
 feature_configs[:].embedding_dim or feature_configs[input_names[0]=user_id].hash_bucket_size.
 A key that selects nothing is an error (exit code 2) naming the part of the path that failed.
-CONFIG may be a local path or oss://bucket/key.
+CONFIG may be a local path, oss://bucket/key or hdfs://host:port/path (HPO_TOOLS_WEBHDFS).
 
 Example:
   hpo-tools get samples/pipeline.config 'feature_configs[num_buckets<=8].input_names[0]'
@@ -28,7 +28,7 @@ Example:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``hpo-tools get``."""
-    parser.add_argument("config", metavar="CONFIG", help="the config to read (local or oss://)")
+    parser.add_argument("config", metavar="CONFIG", help="the config to read (local, oss:// or hdfs://)")
     parser.add_argument("key", metavar="KEY", help="the path to read, e.g. model_dir")
 
 

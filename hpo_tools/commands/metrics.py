@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="event directory (local or oss://), log file or JSON file; several allowed",
+        help="event directory (local, oss:// or hdfs://), log file or JSON file; several allowed",
     )
     parser.add_argument(
         "--type",

@@ -27,7 +27,8 @@ Set the learning rate of every train_config.optimizer_config, whatever its optim
   cosine/poly/transformer schedules learning_rate_base (poly: raised to end_learning_rate,
                                     with a warning, when below it)
 Everything else in the file (comments, layout) is kept. Prints each learning rate as read back
-from the saved file, one `PATH: VALUE` per line. Both paths may be local or oss://bucket/key;
+from the saved file, one `PATH: VALUE` per line. Both paths may be local, oss://bucket/key or
+hdfs://host:port/path (through WebHDFS at HPO_TOOLS_WEBHDFS);
 OSS credentials come from OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / OSS_ENDPOINT when set,
 else from --oss_config. On any error nothing is written and the exit code is 2.
 
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="pipeline_config_path",
         required=True,
         metavar="PATH",
-        help="the config to read (local or oss://)",
+        help="the config to read (local, oss:// or hdfs://)",
     )
     parser.add_argument(
         "--save_path",
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="save_path",
         required=True,
         metavar="PATH",
-        help="where to write the edited config (local or oss://); may equal the input",
+        help="where to write the edited config (local, oss:// or hdfs://); may equal the input",
     )
     parser.add_argument(
         "--learning_rate",
