@@ -45,6 +45,7 @@ __all__ = [
     "CLASSIC_FORMAT_PLATFORM",
     "SectionView",
     "TrialFileView",
+    "COMMAND_ENV",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ _logger = logging.getLogger(__name__)
 OutputFilter = Callable[[str], str]
 #: Called with the job whenever something worth saving changed (new instance ids, a new state).
 UpdateCallback = Callable[["Job"], None]
+#: Set by the trial runner in each job's ``env``: which command of its stage the job runs
+#: (``cmd2``). A platform reading one command's job logs as metrics (``cmd1``) goes by it.
+COMMAND_ENV = "HPO_TOOLS_COMMAND"
 
 
 class SectionView(Protocol):

@@ -78,6 +78,7 @@ class Launcher:
             None when it succeeded, else why not (``cmd2 failed: exit code 3``).
         """
         from hpo_tools.platforms import JobState
+        from hpo_tools.platforms.base import COMMAND_ENV
 
         log_path = paths.log_path
         log_offset = log_path.stat().st_size if log_path.exists() else 0
@@ -85,6 +86,9 @@ class Launcher:
         job = self.platform.submit(
             command.text,
             log_path=log_path,
+            # Which command the job runs: in its environment (a platform may read
+            # one command's job logs as metrics: metric_source=cmd1).
+            env={COMMAND_ENV: command.name},
             on_update=lambda j: self.registry.job_changed(stage, position, j),
             output_filter=self.masker.mask,
         )
