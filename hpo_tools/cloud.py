@@ -60,6 +60,8 @@ FAKES: dict[str, FakeService] = {
                        "OSS at {root}/<bucket>/<key>"),
     "maxcompute": FakeService("hpo_tools.testing.fake_cloud:odps_client",
                               "MaxCompute jobs recorded in {root}/.maxcompute/submissions.jsonl"),
+    "dlc": FakeService("hpo_tools.testing.dlc:fake_cloud_client",
+                       "DLC jobs recorded in {root}/.dlc/submissions.jsonl"),
 }
 
 

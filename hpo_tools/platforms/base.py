@@ -280,12 +280,13 @@ _PLATFORMS: Dict[str, Union[str, type]] = {
     "local": "hpo_tools.platforms.local:LocalPlatform",
     "maxcompute": "hpo_tools.platforms.maxcompute:MaxComputePlatform",
     "datascience": "hpo_tools.platforms.datascience:DataSciencePlatform",
+    "dlc": "hpo_tools.platforms.dlc:DlcPlatform",
 }
 # The platform that runs the classic format's one ``PAI -name ...`` command (config_begin.ini).
 CLASSIC_FORMAT_PLATFORM = "maxcompute"
 # How users spell them in trial files, for messages.
 _DISPLAY_NAMES: Dict[str, str] = {
-    "local": "Local", "maxcompute": "MaxCompute", "datascience": "DataScience",
+    "local": "Local", "maxcompute": "MaxCompute", "datascience": "DataScience", "dlc": "DLC",
 }
 _registry_lock = threading.Lock()
 
@@ -332,8 +333,13 @@ def platforms_reading(type_name: str) -> List[type]:
 
 
 def needs_platform_message(type_name: str) -> Optional[str]:
-    """``metric_type=table runs on the MaxCompute platform: set ...`` when a registered
-    platform reads ``type_name`` itself, else None."""
+    """``metric_type=table runs on the MaxCompute platform: set ...`` when only a registered
+    platform reads ``type_name`` (not a type every caller can build, such as ``stdout``, which
+    a platform may read from its jobs' logs as well), else None."""
+    from hpo_tools.metrics.sources import source_types
+
+    if str(type_name).strip().lower() in source_types():
+        return None
     readers = platforms_reading(type_name)
     if not readers:
         return None
