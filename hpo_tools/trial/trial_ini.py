@@ -17,7 +17,14 @@ from typing import Any
 
 from hpo_tools.metrics import source_types
 from hpo_tools.trial.ini import Section, TrialFile
-from hpo_tools.trial.plan import ConfigWrite, MetricSettings, Stage, TrialPlan, params_to_edits
+from hpo_tools.trial.plan import (
+    ConfigWrite,
+    MetricSettings,
+    PlatformSpec,
+    Stage,
+    TrialPlan,
+    params_to_edits,
+)
 from hpo_tools.trial.sections import (
     FINAL_MODES,
     MONITOR_SECTION,
@@ -71,13 +78,21 @@ def _check_storage_path(section: Section, key: str, path: str) -> None:
         raise section.error(key, str(err)) from None
 
 
-def _check_file_source(section: Section, key: str, location: str, metric_type: str) -> None:
+def _check_file_source(
+    section: Section, key: str, location: str, metric_type: str, platform: PlatformSpec
+) -> None:
     if metric_type == "stdout" and _JOB_LOG_SOURCE.fullmatch(location):
+        if metric_type in platform.platform_class().metric_source_types:
+            return  # the platform reads its jobs' own logs
+        from hpo_tools.platforms import display_name, platforms_reading
+
+        readers = ", ".join(display_name(cls.name) for cls in platforms_reading(metric_type))
         raise section.error(
             key,
-            f"{location!r}: reading one job's own log (hpo_tools 0.1.x's cmd1 / cmd,worker) is "
-            "not supported yet; leave metric_source out to read the trial's log, which holds "
-            "every command's output",
+            f"{location!r}: reading one job's own log (hpo_tools 0.1.x's cmd1 / cmd,worker) "
+            f"needs a platform that reads its jobs' logs ({readers or 'none registered'}); "
+            "here leave metric_source out to read the trial's log, which holds every "
+            "command's output",
         )
     if location:
         _check_storage_path(section, key, location)
@@ -132,7 +147,7 @@ def build_plan(
         raise metric.missing("metric_source")
     if metric_type in source_types():  # files (not a platform's own type such as `table`)
         for key, location in zip(source_keys, sources):
-            _check_file_source(metric, key, location, metric_type)
+            _check_file_source(metric, key, location, metric_type, platform)
 
     # hpo_tools 0.1.x's search keys written as placeholders (${lr}) are replaced as text;
     # the others are config paths, edited.

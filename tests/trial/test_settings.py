@@ -227,8 +227,8 @@ def test_classic_nested_choice_parameter_becomes_edits():
          r"allowed in an HDFS path"),
         ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_type=stdout\n"
          "metric_source=cmd3\nmetric_dict={\"auc=(.*)\": 1}\n",
-         r"\[metric_config\] metric_source: 'cmd3': reading one job's own log .* not supported "
-         r"yet; leave metric_source out"),
+         r"\[metric_config\] metric_source: 'cmd3': reading one job's own log .* needs a "
+         r"platform that reads its jobs' logs \(DLC\); here leave metric_source out"),
         ("[platform_config]\nname=Local\ncmd1=x\n" + _metric() + "[params_config]\n"
          "params_src_dst_filepath1=a.config,hdfs://nn:80x/b.config\n",
          r"\[params_config\] params_src_dst_filepath1: hdfs://nn:80x/b.config: the port is not "
