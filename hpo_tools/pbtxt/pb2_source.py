@@ -153,8 +153,8 @@ def _read_file_proto(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read: {err}") from err
     try:
         tree = ast.parse(text, filename=str(path))
-    except SyntaxError as err:
-        raise ConfigError(f"{path}: not Python: {err.msg} at line {err.lineno}") from err
+    except (SyntaxError, ValueError) as err:  # ValueError: a NUL byte, before Python 3.12
+        raise ConfigError(f"{path}: not Python: {err}") from err
     data = _serialized_descriptor(tree)
     if data is None:
         raise ConfigError(f"{path}: no serialized file descriptor in it (not a protoc _pb2 file)")

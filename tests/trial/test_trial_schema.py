@@ -167,10 +167,20 @@ def test_a_protoc_3_module_with_a_latin1_serialized_pb_is_read(tmp_path):
         load_pb2_source(old, "EasyRecConfg")
 
 
-def test_a_file_that_is_no_pb2_module_is_refused_with_its_path(tmp_path):
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"DESCRIPTOR = None\n", "no serialized file descriptor"),
+        (b"def (:\n", "not Python"),
+        (b"x = 1\x00\n", "not Python"),
+        (b"DESCRIPTOR = AddSerializedFile(b'\\xff\\xff')\n",
+         "its serialized file descriptor does not decode"),
+    ],
+)
+def test_a_file_that_is_no_pb2_module_is_refused_with_its_path(tmp_path, content, expected):
     plain = tmp_path / "pipeline_pb2.py"
-    plain.write_text("DESCRIPTOR = None\n")
-    with pytest.raises(ConfigError, match=f"{plain}: no serialized file descriptor"):
+    plain.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"^{plain}: {expected}"):
         load_pb2_source(plain, "EasyRecConfig")
 
 
