@@ -198,8 +198,11 @@ def _dlc_client(**config: Any) -> Any:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """One line about ``err``: an SDK error's code and message (``InvalidParameter: code: 400,
+    ... request id: ...``), else its first line."""
+    code, message = getattr(err, "code", None), getattr(err, "message", None)
+    text = f"{code}: {message}" if code and message else str(err).strip()
+    return text.splitlines()[0] if text.strip() else type(err).__name__
 
 
 def _refused(err: BaseException) -> bool:
