@@ -8,6 +8,7 @@ runner leave them (``E/environments/local-env/trials/<id>/{params,result}.json``
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -1112,3 +1113,30 @@ def test_help_usage_line_names_every_option_of_the_action(action):
                if a.option_strings and a.option_strings[0] != "-h"]
     # Hand-written help drifts from the parser; every option must be in the usage line.
     assert [o for o in options if o not in usage] == []
+
+
+def test_trial_file_oss_credentials_are_the_processes_only_while_exporting(tmp_path, monkeypatch):
+    """The experiment side reads the best trial's oss:// files with the trial file's
+    [oss_config] keys (as run and check do) when the environment has none; nothing is left."""
+    from hpo_tools.experiment.best import trial_file_oss_credentials
+    from hpo_tools.experiment.records import TrialRun
+
+    for name in ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MY_SECRET", "s3cr3t")
+    trial_file = tmp_path / "trial.ini"
+    trial_file.write_text(
+        "[oss_config]\nendpoint=http://oss.example.com\naccessKeyID=kid\n"
+        "accessKeySecret=${MY_SECRET}\n\n[platform_config]\nname=Local\ncmd1=true\n\n"
+        "[metric_config]\nmetric_type=stdout\nmetric_dict={\"a=(.*)\": 1}\n")
+    run = TrialRun("T1", tmp_path / "T1", params={})
+    with trial_file_oss_credentials(trial_file, run, "E1"):
+        assert os.environ["OSS_ACCESS_KEY_ID"] == "kid"
+        assert os.environ["OSS_ACCESS_KEY_SECRET"] == "s3cr3t"
+    assert "OSS_ACCESS_KEY_ID" not in os.environ and "OSS_ACCESS_KEY_SECRET" not in os.environ
+    # The environment's own keys win, and are left as they were.
+    monkeypatch.setenv("OSS_ACCESS_KEY_ID", "env-kid")
+    with trial_file_oss_credentials(trial_file, run, "E1"):
+        assert os.environ["OSS_ACCESS_KEY_ID"] == "env-kid"
+        assert "OSS_ACCESS_KEY_SECRET" not in os.environ
+    assert os.environ["OSS_ACCESS_KEY_ID"] == "env-kid"

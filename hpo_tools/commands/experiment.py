@@ -157,8 +157,11 @@ def _best(args: argparse.Namespace) -> int:
     if args.copy_outputs:
         from hpo_tools.errors import HpoError
 
+        trial_file, _ = experiment.stored_trial_file(files) or (None, None)
         try:
-            copies = experiment.copy_best_outputs(snapshot.best.run)
+            with experiment.trial_file_oss_credentials(trial_file, snapshot.best.run,
+                                                       files.experiment_id):
+                copies = experiment.copy_best_outputs(snapshot.best.run)
         except HpoError as err:  # no [output_config] recorded: nothing copied
             print(f"error: {err}", file=sys.stderr)
             return 1

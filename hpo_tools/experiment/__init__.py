@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         classic_edited_config,
         export_best,
         select_best,
+        trial_file_oss_credentials,
     )
     from hpo_tools.experiment.config import (
         DEFAULT_WORKING_DIRECTORY,
@@ -105,6 +106,7 @@ _EXPORTS = {
     "classic_edited_config": "best",
     "export_best": "best",
     "select_best": "best",
+    "trial_file_oss_credentials": "best",
     "DEFAULT_WORKING_DIRECTORY": "config",
     "experiment_files": "config",
     "find_experiment_dir": "config",
@@ -162,6 +164,7 @@ __all__ = [
     "read_trial_run",
     "read_assessor_decisions",
     "select_best",
+    "trial_file_oss_credentials",
     "export_best",
     "build_snapshot",
     "format_progress",

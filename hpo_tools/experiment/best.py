@@ -6,10 +6,12 @@ NNI's ``export_data()``, which can pair a trial with another trial's parameters.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,44 @@ def classic_edited_config(
         source = str((code_dir or trial_file.parent) / source)
     edited = apply_edits(storage.read_text(source), dict(write.edits), source=source)
     return source, edited
+
+
+@contextlib.contextmanager
+def trial_file_oss_credentials(
+    trial_file: Path | None, run: TrialRun | None, experiment_id: str
+) -> Iterator[None]:
+    """While in the block, the trial file's ``[oss_config]`` keys are the process's OSS
+    credentials when the environment sets none, exactly as the trial runner and ``check`` read
+    them (:func:`hpo_tools.trial_files.trial_oss_credentials`): so the experiment side reads
+    the best trial's ``oss://`` configs and copies its outputs with the keys its trials used.
+    Nothing is written anywhere; the environment is restored on leaving."""
+    names: list[str] = []
+    saved: dict[str, str | None] = {}
+    if trial_file is not None and run is not None:
+        from hpo_tools.storage import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT
+        from hpo_tools.trial.plan import TrialVariables
+        from hpo_tools.trial.settings import parse_trial_text
+        from hpo_tools.trial_files import export_oss_credentials
+
+        saved = {n: os.environ.get(n)
+                 for n in (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)}
+        try:
+            variables = TrialVariables(experiment_id, run.trial_id, str(run.trial_dir),
+                                       dict(run.params or {}))
+            plan = parse_trial_text(trial_file.read_text(encoding="utf-8"),
+                                    source=str(trial_file), variables=variables)
+            names = export_oss_credentials(plan, os.environ)
+        except (HpoError, OSError) as err:  # the export says what it then cannot read
+            _logger.debug("no OSS credentials from %s: %s", trial_file, err)
+    try:
+        yield
+    finally:
+        for name in names:
+            value = saved.get(name)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def export_best(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpo_tools.errors import ConfigError, HpoError
-from hpo_tools.experiment.best import BestExport, export_best
+from hpo_tools.experiment.best import BestExport, export_best, trial_file_oss_credentials
 from hpo_tools.experiment.config import (
     _one_line,
     load_experiment_config,
@@ -442,15 +442,17 @@ def run_experiment(
     snapshot = _stopped_live_as_cancelled(snapshot)
     best = snapshot.best
     export = export_error = None
+    outputs: list[OutputCopy] = []
     if best is not None:
-        # The experiment has run: a failed export must not lose its summary, and
-        # `hpo-tools experiment best ID` can export again once the cause is fixed.
-        try:
-            export = export_best(files, best.run, mode, trial_file=trial_file,
-                                 code_dir=Path(canonical.trial_code_directory))
-        except HpoError as err:
-            export_error = _one_line(err)
-    outputs = _copy_outputs_at_end(best.run, exp.id, files) if best is not None else []
+        with trial_file_oss_credentials(trial_file, best.run, exp.id):
+            # The experiment has run: a failed export must not lose its summary, and
+            # `hpo-tools experiment best ID` can export again once the cause is fixed.
+            try:
+                export = export_best(files, best.run, mode, trial_file=trial_file,
+                                     code_dir=Path(canonical.trial_code_directory))
+            except HpoError as err:
+                export_error = _one_line(err)
+            outputs = _copy_outputs_at_end(best.run, exp.id, files)
     failure = None
     if status == "ERROR":  # read after the stop: the dispatcher's log is complete by now
         failure = experiment_error(files.root / "log", errors, tuner=_algorithm_name(
@@ -526,5 +528,6 @@ def export_best_of_experiment(
     if best is None:
         return snapshot, None
     trial_file, code_dir = stored_trial_file(files) or (None, None)
-    export = export_best(files, best.run, mode, trial_file=trial_file, code_dir=code_dir)
+    with trial_file_oss_credentials(trial_file, best.run, files.experiment_id):
+        export = export_best(files, best.run, mode, trial_file=trial_file, code_dir=code_dir)
     return snapshot, export
