@@ -1034,6 +1034,30 @@ def test_classic_best_gets_the_config_easyrec_trained_rebuilt(exp_root, monkeypa
         "oss://my-bucket/hpo_tools_example/dbmtl/pipeline.config"]
 
 
+def test_classic_best_leaves_the_users_absent_field_to_easyrec_as_the_runner_did(
+        exp_root, monkeypatch, tmp_path, caplog):
+    """The file's own -Dedit_config_json may name a field the base config lacks (EasyRec's
+    edit_config creates it on the platform): the rebuilt config is exported without it, with
+    the runner's notice, instead of no config at all."""
+    from hpo_tools.pbtxt import apply_edits
+
+    base = (Path(__file__).resolve().parents[1] / "samples" / "pipeline.config").read_text()
+    assert "fine_tune_checkpoint" not in base
+    _fake_oss(monkeypatch, {"hpo_tools_example/dbmtl/pipeline.config": base.encode()})
+    text = (EXAMPLES / "maxcompute_easyrec" / "begin" / "config_begin.ini").read_text()
+    trial_file = tmp_path / "config_begin.ini"
+    trial_file.write_text(text.replace(
+        "[easyrec_cmd_config]\n", "[easyrec_cmd_config]\n-Dedit_config_json="
+        '{"train_config.fine_tune_checkpoint": "oss://my-bucket/m/model.ckpt-100"}\n', 1))
+    params = {"feature_configs[:].embedding_dim": 4}
+    write_trial(exp_root, "T1", params, [0.7])
+    files = ex.ExperimentFiles(exp_root)
+    with caplog.at_level("WARNING"):
+        export = ex.export_best(files, files.trial_runs()[0], trial_file=trial_file)
+    assert export.config_path.read_text() == apply_edits(base, params)
+    assert "train_config.fine_tune_checkpoint is not in this config" in caplog.text
+
+
 def test_classic_best_without_a_readable_base_config_still_exports_params(exp_root, monkeypatch):
     _fake_oss(monkeypatch, {})  # the base config is not on OSS
     write_trial(exp_root, "T1", {"model_config.dbmtl.l2_regularization": 1e-5}, [0.7])

@@ -120,7 +120,7 @@ def classic_edited_config(
         HpoError: the trial file does not render or the base config cannot be read or edited.
     """
     from hpo_tools import storage
-    from hpo_tools.pbtxt import apply_edits
+    from hpo_tools.pbtxt import Document
     from hpo_tools.trial.plan import TrialVariables
     from hpo_tools.trial.settings import parse_trial_text
 
@@ -137,8 +137,15 @@ def classic_edited_config(
     source = write.src
     if not storage.is_remote(source) and not Path(source).is_absolute():
         source = str((code_dir or trial_file.parent) / source)
-    edited = apply_edits(storage.read_text(source), dict(write.edits), source=source)
-    return source, edited
+    document = Document.parse(write.source_text(storage.read_text(source)), source=source)
+    # Edits EasyRec's edit_config sets on the platform where the base config lacks the field
+    # (the runner's local copy leaves them out alike, with its notice).
+    left = write.left_to_platform(document)
+    if left:
+        _logger.warning("trial %s: %s", best.trial_id,
+                        "; ".join(write.passthrough_notice(path) for path in left))
+    document.apply({k: v for k, v in write.edits.items() if k not in left})
+    return source, document.to_text()
 
 
 @contextlib.contextmanager
