@@ -247,7 +247,9 @@ def test_check_command_with_a_schema_checks_a_finetune_file_against_it(
     # an integer field that may be set.
     ss = space({"train_config.keep_checkpoint_max": {"_type": "choice", "_value": [3, 5]}})
     schema = ["--proto-path", str(REPO / "tests/protos"), "--message", "easyrec_like.EasyRecConfig"]
-    without = cli.main(["check", "--config", "trial.ini", "--search-space", str(ss)])
+    # (--no-easyrec-schema: an EasyRec installed on the machine would be a schema too.)
+    without = cli.main(["check", "--config", "trial.ini", "--search-space", str(ss),
+                        "--no-easyrec-schema"])
     assert without == 1 and "keep_checkpoint_max" in capsys.readouterr().out
     code = cli.main(["check", "--config", "trial.ini", "--search-space", str(ss), *schema])
     out = capsys.readouterr().out
