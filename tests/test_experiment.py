@@ -1164,3 +1164,21 @@ def test_trial_file_oss_credentials_are_the_processes_only_while_exporting(tmp_p
         assert os.environ["OSS_ACCESS_KEY_ID"] == "env-kid"
         assert "OSS_ACCESS_KEY_SECRET" not in os.environ
     assert os.environ["OSS_ACCESS_KEY_ID"] == "env-kid"
+
+
+def test_pre_check_uses_the_schema_options_of_the_trial_command(tmp_path, monkeypatch):
+    """`experiment run` checks the trial file with the schema its trials will use."""
+    from hpo_tools.experiment.run import default_checker
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(EXAMPLES / "local_easyrec" / "begin")
+    space = tmp_path / "space.json"
+    # Not in the example's pipeline.config: only the schema knows the field may be set.
+    space.write_text(json.dumps(
+        {"train_config.keep_checkpoint_max": {"_type": "choice", "_value": [3, 5]}}))
+    plain = "python3 -m hpo_tools.run --config trial.ini --no-easyrec-schema"
+    with pytest.raises(ConfigError, match="keep_checkpoint_max"):
+        default_checker(Path("trial.ini"), space, plain)
+    with_schema = (f"python3 -m hpo_tools.run --config trial.ini --proto-path "
+                   f"{repo / 'tests' / 'protos'} --message easyrec_like.EasyRecConfig")
+    default_checker(Path("trial.ini"), space, with_schema)

@@ -99,15 +99,19 @@ class RunResult:
         return self.snapshot.count(Outcome.SUCCEEDED)
 
 
-Checker = Callable[[Path, Path], None]
-"""Runs ``hpo-tools check`` on (trial file, search space file); raises ConfigError on problems."""
+Checker = Callable[[Path, Path, str], None]
+"""Runs ``hpo-tools check`` on (trial file, search space file, trialCommand); raises
+ConfigError on problems."""
 
 
-def default_checker(trial_file: Path, search_space_file: Path) -> None:
-    """``hpo-tools check`` of the trial file (``run_experiment`` calls it in the code directory)."""
+def default_checker(trial_file: Path, search_space_file: Path, trial_command: str = "") -> None:
+    """``hpo-tools check`` of the trial file (``run_experiment`` calls it in the code directory),
+    with the schema options of ``trial_command`` (``--proto-path``/``--proto-module``/
+    ``--no-easyrec-schema``), as the trials will run."""
     from hpo_tools.check import check_or_raise
+    from hpo_tools.trial.schema import schema_from_command
 
-    check_or_raise(trial_file, search_space_file)
+    check_or_raise(trial_file, search_space_file, schema=schema_from_command(trial_command))
 
 
 @contextlib.contextmanager
@@ -345,7 +349,7 @@ def run_experiment(
             space_file = _search_space_file(canonical, Path(tmp)).resolve()
             # Relative paths in the trial file resolve from where the trials run.
             with _working_directory(Path(canonical.trial_code_directory)):
-                checker(trial_file.resolve(), space_file)
+                checker(trial_file.resolve(), space_file, canonical.trial_command)
 
     import nni.runtime.log
     import requests

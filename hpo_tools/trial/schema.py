@@ -30,6 +30,7 @@ __all__ = [
     "config_schema",
     "add_trial_schema_arguments",
     "schema_from_args",
+    "schema_from_command",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -167,3 +168,23 @@ def schema_from_args(args: argparse.Namespace) -> ConfigSchema:
     if getattr(args, "no_easyrec_schema", False):
         return ConfigSchema.none()
     return ConfigSchema.installed_easyrec()
+
+
+def schema_from_command(trial_command: str) -> ConfigSchema:
+    """The schema the trials of an experiment use: :func:`schema_from_args` of the schema
+    options in its ``trialCommand`` (``python3 -m hpo_tools.run --config trial.ini
+    --proto-module my_pb2:Config``), so that a pre-check agrees with the trials.
+
+    Raises:
+        ConfigError: the options are unusable.
+    """
+    import shlex
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    add_trial_schema_arguments(parser)
+    try:
+        argv = shlex.split(trial_command)
+    except ValueError:
+        argv = trial_command.split()
+    args, _ = parser.parse_known_args(argv)
+    return schema_from_args(args)
