@@ -43,6 +43,28 @@ def trial_oss_credentials(plan: TrialPlan, environ: Mapping[str, str]) -> Any:
     file gives all three and the environment sets none of ``OSS_ACCESS_KEY_ID`` /
     ``OSS_ACCESS_KEY_SECRET`` / ``OSS_ENDPOINT`` (a partial override would mix two accounts'
     keys); else None. ``run`` and ``check`` read OSS with the same credentials this way."""
+    return _oss_credentials(plan.oss, plan.source, environ)
+
+
+def file_oss_credentials(
+    path: str | os.PathLike[str], variables: TrialVariables, environ: Mapping[str, str]
+) -> Any:
+    """:func:`trial_oss_credentials` of a trial file of any format (finetune files included),
+    reading only its ``[oss_config]`` (rendered with ``variables``).
+
+    Raises:
+        ConfigError: the file cannot be read or rendered, or the section is wrong.
+    """
+    from hpo_tools.trial.sections import oss_settings
+    from hpo_tools.trial.settings import read_text, read_trial_text
+
+    source = str(path)
+    trial_file = read_trial_text(read_text(path), source=source, variables=variables,
+                                 environ=environ)
+    return _oss_credentials(oss_settings(trial_file), source, environ)
+
+
+def _oss_credentials(oss: Any, source: str, environ: Mapping[str, str]) -> Any:
     from hpo_tools.storage import (
         ENV_ACCESS_KEY_ID,
         ENV_ACCESS_KEY_SECRET,
@@ -50,14 +72,13 @@ def trial_oss_credentials(plan: TrialPlan, environ: Mapping[str, str]) -> Any:
         OssCredentials,
     )
 
-    oss = plan.oss
     names = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)
     if oss is None or any(environ.get(name) for name in names):
         return None
     if not (oss.access_key_id and oss.access_key_secret and oss.endpoint):
         return None
     return OssCredentials(oss.access_key_id, oss.access_key_secret, oss.endpoint,
-                          source=f"{plan.source} [oss_config]")
+                          source=f"{source} [oss_config]")
 
 
 def export_oss_credentials(plan: TrialPlan, environ: MutableMapping[str, str]) -> list[str]:
@@ -71,9 +92,14 @@ def export_oss_credentials(plan: TrialPlan, environ: MutableMapping[str, str]) -
     Returns:
         The names set.
     """
+    return set_oss_credentials(trial_oss_credentials(plan, environ), environ)
+
+
+def set_oss_credentials(creds: Any, environ: MutableMapping[str, str]) -> list[str]:
+    """Set ``creds`` (:class:`~hpo_tools.storage.OssCredentials` or None) as ``environ``'s OSS
+    variables; return the names set."""
     from hpo_tools.storage import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT
 
-    creds = trial_oss_credentials(plan, environ)
     if creds is None:
         return []
     names = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)

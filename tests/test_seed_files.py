@@ -169,7 +169,15 @@ def test_v01_local_trial_file_passes_check_unchanged(tmp_path, env):
     assert done.returncode == 0, done.stderr
 
 
+def test_v01_finetune_trial_file_passes_check_unchanged(tmp_path, env):
+    trial = copy_seed("v01/finetune", tmp_path / "ft")
+    done = _run(["check", "--config", "config_finetune.ini", "--search-space",
+                 "search_space.json"], trial, env)
+    assert done.returncode == 0, done.stderr
+
+
 def test_every_seed_directory_is_covered():
     """A seed directory added without a test here would prove nothing."""
     dirs = {str(p.parent.relative_to(SEED)) for p in SEED.rglob("*.yml")}
-    assert dirs == {"hpo_nni/begin", "hpo_nni/finetune", "v01/maxcompute", "v01/local"}
+    assert dirs == {"hpo_nni/begin", "hpo_nni/finetune", "v01/maxcompute", "v01/local",
+                    "v01/finetune"}

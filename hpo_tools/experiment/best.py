@@ -162,17 +162,15 @@ def trial_file_oss_credentials(
     if trial_file is not None and run is not None:
         from hpo_tools.storage import ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT
         from hpo_tools.trial.plan import TrialVariables
-        from hpo_tools.trial.settings import parse_trial_text
-        from hpo_tools.trial_files import export_oss_credentials
+        from hpo_tools.trial_files import file_oss_credentials, set_oss_credentials
 
         saved = {n: os.environ.get(n)
                  for n in (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)}
         try:
             variables = TrialVariables(experiment_id, run.trial_id, str(run.trial_dir),
                                        dict(run.params or {}))
-            plan = parse_trial_text(trial_file.read_text(encoding="utf-8"),
-                                    source=str(trial_file), variables=variables)
-            names = export_oss_credentials(plan, os.environ)
+            names = set_oss_credentials(
+                file_oss_credentials(trial_file, variables, os.environ), os.environ)
         except (HpoError, OSError) as err:  # the export says what it then cannot read
             _logger.debug("no OSS credentials from %s: %s", trial_file, err)
     try:

@@ -30,6 +30,7 @@ scores combined by ``source_list_final_mode`` (default ``avg``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ from hpo_tools.metrics.score import FinalMode
 from hpo_tools.trial import templating
 from hpo_tools.trial.plan import COMMANDS_PER_STAGE, Stage, TrialPlan, TrialVariables
 from hpo_tools.trial.settings import parse_trial_text, read_text
+
+_logger = logging.getLogger(__name__)
 
 __all__ = [
     "FINETUNE_SECTION",
@@ -85,6 +88,19 @@ class FinetuneFile:
     variables: TrialVariables = dataclasses.field(repr=False)
     environ: Mapping[str, str] = dataclasses.field(repr=False)
     first: Any = dataclasses.field(default=None, repr=False)
+    day_keyed: bool = False
+
+    @property
+    def chained_by_its_commands(self) -> bool:
+        """hpo_tools 0.1.x's finetune files chain the days in their own commands: day keys
+        (``cmd1_{{bizdate}}``, one command per day written out by Jinja, each naming the model
+        it starts from, e.g. ``-Dfine_tune_checkpoint=.../{{predate}}_model/${trial_id}``), no
+        ``[finetune_config]``, no chaining edit of the format, and neither
+        ``{fine_tune_checkpoint}`` nor ``{model_dir}`` anywhere. The days then run as written,
+        in order, nothing filled in; otherwise hpo-tools chains them (and insists on it)."""
+        return (self.day_keyed and not self.options
+                and (self.first is None or not self.first.checkpoint_edit)
+                and not {"fine_tune_checkpoint", "model_dir"} & set(placeholder_names(self.text)))
 
     def where(self, key: str) -> str:
         """How messages name ``[finetune_config] key``."""
@@ -164,9 +180,12 @@ class FinetuneFile:
                           source=self.source, section=FINETUNE_SECTION,
                           key="fine_tune_checkpoint")
 
-    def checkpoint(self, day: Day, *, chain_first_day: bool = False) -> str:
+    def checkpoint(self, day: Day, *, chain_first_day: bool = False) -> str | None:
         """Where ``day`` starts from: the begin model on the first day (or, with
-        ``chain_first_day``, the model of the day before it), else the previous day's model."""
+        ``chain_first_day``, the model of the day before it), else the previous day's model;
+        None when the file's own commands say (:attr:`chained_by_its_commands`)."""
+        if self.chained_by_its_commands:
+            return None
         if day == self.days[0] and not chain_first_day:
             return self.begin_checkpoint()
         return self.model_dir(day.previous())
@@ -210,6 +229,8 @@ class FinetuneFile:
         """
         if self.first is not None and self.first.model_dir is not None:
             return
+        if self.chained_by_its_commands:
+            return  # no model directory of ours: the commands name theirs
         trial_id = self.variables.trial_id
         model_dir = self.model_dir(self.days[0])
         if trial_id not in model_dir:
@@ -222,8 +243,13 @@ class FinetuneFile:
             )
 
     def check_chaining(self) -> None:
-        """Raise when a file that chains itself never uses ``{fine_tune_checkpoint}``."""
+        """Raise when a file that hpo-tools chains never uses ``{fine_tune_checkpoint}``."""
         if self.first is not None and self.first.checkpoint_edit:
+            return
+        if self.chained_by_its_commands:
+            _logger.info("%s: the days are chained by the file's own commands (no "
+                         "{fine_tune_checkpoint}, no [finetune_config]): run as written",
+                         self.source)
             return
         day = self.days[0]
         text = select_day_keys(self.text, day)
@@ -351,6 +377,7 @@ def read_finetune_file(
         options=options,
         variables=variables,
         environ=env,
+        day_keyed=bool(keyed),
     )
     # The first day, read now: every error of the file shows before anything runs, and what
     # the format decides (model directory, chaining by edit) is known.

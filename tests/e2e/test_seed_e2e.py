@@ -113,6 +113,29 @@ def test_v01_maxcompute_with_the_registered_pai_assessor(tmp_path):
     assert set(view.run.params) == {"${initial_learning_rate}", "${batch_size}"}
 
 
+def test_v01_finetune_runs_its_days_as_written(tmp_path):
+    """0.1.x's finetune file writes each day's command out (Jinja) and chains the days itself
+    (-Dfine_tune_checkpoint of the day before): the days run in order, as written."""
+    trial, cloud = copy_seed("v01/finetune", tmp_path / "ft"), _cloud(tmp_path)
+    env = _environ(tmp_path, cloud)
+    registered = subprocess.run([sys.executable, "-m", "hpo_tools", "register"], env=env,
+                                capture_output=True, text=True, timeout=120)
+    assert registered.returncode == 0, registered.stderr
+    with EvalWriter(cloud, auc_is_click=0.71, auc_is_like=0.66) as writer:
+        done, snapshot = _experiment_run(trial / "config_finetune.yml", tmp_path / "nni", env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (view,) = snapshot.trials
+    assert view.outcome is ex.Outcome.SUCCEEDED, done.stdout
+    assert view.run.score == pytest.approx(0.6 * 0.71 + 0.4 * 0.66, abs=1e-6)
+    assert len(view.run.intermediate) == 2  # one result per day
+    jobs = [json.loads(line) for line in
+            (cloud / ".maxcompute" / "submissions.jsonl").read_text().splitlines()]
+    assert [j["parameters"]["train_tables"] for j in jobs] == [
+        "odps://ctr_fixture_dev/tables/video_rank_sample/dt=20240311",
+        "odps://ctr_fixture_dev/tables/video_rank_sample/dt=20240312"]
+    assert jobs[1]["parameters"]["fine_tune_checkpoint"] == writer.model_dirs[0]
+
+
 def test_v01_local_trains_copies_the_best_and_messages_the_robot(tmp_path):
     from hpo_tools.trainer.data import write_dataset
 
