@@ -51,7 +51,12 @@ from hpo_tools.platforms.base import (
     TrialFileView,
     UpdateCallback,
 )
-from hpo_tools.platforms.dlc_command import DlcCommand, create_job_request, parse_dlc_command
+from hpo_tools.platforms.dlc_command import (
+    DlcCommand,
+    create_job_request,
+    join_lines,
+    parse_dlc_command,
+)
 from hpo_tools.platforms.dlc_logs import (
     JobLogSource,
     PodLogTracker,
@@ -677,9 +682,10 @@ class DlcPlatform(Platform):
 
     @classmethod
     def shape_command(cls, text: str) -> str:
-        """The command as written; a malformed ``dlc submit`` line is a ConfigError now."""
+        """The command on one line (:func:`~hpo_tools.platforms.dlc_command.join_lines`); a
+        malformed ``dlc submit`` line is a ConfigError now, not when its turn comes."""
         parse_dlc_command(text)
-        return text
+        return join_lines(text)
 
     def __init__(
         self,

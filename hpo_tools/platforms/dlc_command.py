@@ -10,8 +10,10 @@ instead::
         --workers=1 --worker_image=REGISTRY/easyrec:tf1.15 --worker_spec=ecs.g6.2xlarge
         --ps=1 --ps_image=REGISTRY/easyrec:tf1.15 --ps_spec=ecs.g6.2xlarge
 
-Words are split as a POSIX shell splits them (quotes, ``'\\''``; a backslash at a line's end
-joins the lines), flags are ``--key=value`` or ``--key value`` (``-`` and ``_`` alike in keys).
+The lines of a multi-line command are joined into one (a backslash ending a line is dropped;
+inside a quoted ``--command`` too, so the pods run one shell line), then words are split as a
+POSIX shell splits them (quotes, ``'\\''``); flags are ``--key=value`` or ``--key value``
+(``-`` and ``_`` alike in keys).
 :func:`parse_dlc_command` checks everything the service would refuse later that can be checked
 offline; :func:`create_job_request` builds the SDK's ``CreateJobRequest`` (the only function
 here that imports the SDK).
@@ -32,6 +34,7 @@ __all__ = [
     "JOB_KINDS",
     "parse_dlc_command",
     "create_job_request",
+    "join_lines",
     "MAX_NAME_LENGTH",
 ]
 
@@ -134,34 +137,17 @@ class DlcCommand:
         return sum(role.count for role in self.roles)
 
 
-def _join_continued_lines(text: str) -> str:
-    """Drop backslash-newline outside single quotes, as a shell does."""
-    out: List[str] = []
-    quote = ""
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote == "'":
-            if char == "'":
-                quote = ""
-        elif char == "\\" and text[i + 1 : i + 2] == "\n":
-            i += 2
-            continue
-        elif char == "\\" and i + 1 < len(text):
-            out.append(char)
-            out.append(text[i + 1])
-            i += 2
-            continue
-        elif char in "'\"":
-            quote = "" if quote == char else (quote or char)
-        out.append(char)
-        i += 1
-    return "".join(out)
+def join_lines(text: str) -> str:
+    """A multi-line command as one line: the lines (a trial.ini value's continuation lines)
+    joined by a space, a backslash ending a line dropped, inside quotes too: the pods get one
+    shell command line (use ``&&`` or ``;`` inside ``--command`` for several)."""
+    lines = (line.strip() for line in text.splitlines())
+    return " ".join(line[:-1].rstrip() if line.endswith("\\") else line for line in lines if line)
 
 
 def _words(text: str) -> List[str]:
     try:
-        return shlex.split(_join_continued_lines(text), comments=False, posix=True)
+        return shlex.split(join_lines(text), comments=False, posix=True)
     except ValueError as err:  # "No closing quotation", "No escaped character"
         raise ConfigError(f"dlc command: {err} (quote the --command value as in a shell)") from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpo_tools.errors import ConfigError
-from hpo_tools.platforms.dlc_command import create_job_request, parse_dlc_command
+from hpo_tools.platforms.dlc_command import create_job_request, join_lines, parse_dlc_command
 
 # EasyRec's DLC tutorial writes its job this way (shell line continuations, '\'' in a quote).
 EASYREC_TFJOB = r"""dlc submit tfjob \
@@ -146,6 +146,18 @@ def test_malformed_lines_are_one_line_config_errors_naming_the_flag(text, fragme
         parse_dlc_command(text)
     assert fragment in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_quoted_command_over_several_ini_lines_is_one_shell_line_in_the_pods():
+    # configparser hands continuation lines over joined by newlines, indentation stripped
+    text = ("dlc submit tfjob --name=x --workspace_id=1 --workers=1 --worker_image=i "
+            "--worker_spec=s\n--command='python -m easy_rec.python.train_eval\n"
+            "--pipeline_config_path /mnt/data/p.config \\\n--model_dir /mnt/data/m'")
+    command = parse_dlc_command(text)
+    assert command.user_command == ("python -m easy_rec.python.train_eval "
+                                    "--pipeline_config_path /mnt/data/p.config "
+                                    "--model_dir /mnt/data/m")
+    assert join_lines(text).count("\n") == 0
 
 
 def test_chief_alone_means_one_chief_pod():
