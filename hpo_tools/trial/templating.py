@@ -6,7 +6,8 @@ Two steps, one function each:
    dates or folds can generate keys such as ``cmd{{ loop.index }}``.
 2. :func:`substitute` replaces ``${name}`` in one parsed value. ``name`` is looked up in the trial
    variables (:func:`trial_variables`: ``exp_id``, ``trial_id``, ``NNI_OUTPUT_DIR``,
-   ``tuner_params_json``, ``params`` and every parameter name), then in the environment.
+   ``tuner_params_json``, ``tuner_params_list``, ``tuner_params_dict``, ``params`` and every
+   parameter name), then in the environment.
    ``$${`` writes a literal ``${``.
 
 Anything undefined is a :class:`~hpo_tools.errors.ConfigError` naming file, section and key.
@@ -208,8 +209,9 @@ def trial_variables(
         params: the tuner's parameters.
 
     Returns:
-        ``exp_id``, ``trial_id``, ``NNI_OUTPUT_DIR``, ``tuner_params_json``, ``params`` and one
-        entry per parameter name (a nested choice also adds ``<name>.<sub name>``).
+        ``exp_id``, ``trial_id``, ``NNI_OUTPUT_DIR``, ``tuner_params_json``,
+        ``tuner_params_list``, ``tuner_params_dict``, ``params`` and one entry per parameter
+        name (a nested choice also adds ``<name>.<sub name>``).
     """
     variables: dict[str, str] = {}
     for name, value in params.items():
@@ -221,11 +223,16 @@ def trial_variables(
             for sub_name, sub_value in value.items():
                 if sub_name != "_name":
                     variables[f"{name}.{sub_name}"] = format_value(sub_value)
+    # hpo_tools 0.1.x's flat forms: "lr 0.01 batch_size 64" and "lr=0.01 batch_size=64" (its
+    # own names as written, a placeholder key "${lr}" as lr).
+    pairs = [(placeholder_key(name) or name, format_value(value)) for name, value in params.items()]
     variables.update(
         exp_id=exp_id,
         trial_id=trial_id,
         NNI_OUTPUT_DIR=output_dir,
         tuner_params_json=json.dumps(dict(params), sort_keys=True),
+        tuner_params_list=" ".join(f"{name} {value}" for name, value in pairs),
+        tuner_params_dict=" ".join(f"{name}={value}" for name, value in pairs),
         params=compact_params(params),
     )
     return variables

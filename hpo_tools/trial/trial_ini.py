@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from hpo_tools.errors import did_you_mean
 from hpo_tools.metrics import source_types
 from hpo_tools.trial.ini import Section, TrialFile
 from hpo_tools.trial.plan import (
@@ -98,6 +99,31 @@ def _check_file_source(
         _check_storage_path(section, key, location)
 
 
+def _metric_weights(metric: Section) -> object:
+    """``metric_dict``, or, without it, hpo_tools 0.1.x's older form (the classic format's
+    too): one ``metric=weight`` line per metric (``auc_is_like=0.25``) beside the other keys.
+
+    Raises:
+        ConfigError: an unknown key (a line whose value is not a number, or any extra key
+            beside ``metric_dict``), naming it, with a did-you-mean.
+    """
+    extra = [k for k in metric.keys()
+             if k not in METRIC_KEYS and not re.fullmatch(r"metric_source_.+", k)]
+    if metric.get("metric_dict") is not None or not extra:
+        metric.check_keys(METRIC_KEYS, (r"metric_source_.+",))
+        return metric.require("metric_dict")
+    weights: dict[str, float] = {}
+    for key in extra:
+        text = metric.get(key) or ""
+        try:
+            weights[key] = float(text)
+        except ValueError:
+            raise metric.error(
+                key, "unknown key" + did_you_mean(key, METRIC_KEYS)
+                + f" (a metric=weight line needs a number, got {text!r})") from None
+    return weights
+
+
 def build_plan(
     trial_file: TrialFile,
     params: Mapping[str, Any],
@@ -126,7 +152,7 @@ def build_plan(
     commands = tuple(shape_command(platform, plat, name, plat.require(name)) for name in names)
     resume = plat.flag("resume")
 
-    metric.check_keys(METRIC_KEYS, (r"metric_source_.+",))
+    metric_dict = _metric_weights(metric)
     metric_type = (metric.get("metric_type") or "summary").lower()
     check_metric_type(metric, metric_type, platform)
     final_mode = metric.choice("final_mode", "final", FINAL_MODES)
@@ -136,7 +162,7 @@ def build_plan(
     optimize_mode = metric.choice("optimize_mode", "maximize", OPTIMIZE_MODES)
     spec = metric_spec(
         metric,
-        metric.require("metric_dict"),
+        metric_dict,
         final_mode=final_mode,
         optimize_mode=optimize_mode,
         source_list_final_mode=list_mode,

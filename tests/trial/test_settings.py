@@ -106,6 +106,26 @@ def test_several_metric_sources_are_kept_in_order():
     assert plan.stages[0].metric.metric_dict == {"auc": 1.0}
 
 
+def test_metric_weight_lines_are_hpo_tools_01s_older_metric_dict():
+    text = ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_source=/m\n"
+            "final_mode=final\nauc_is_like=0.25\nauc_is_valid_play=0.5\nloss_play_time=-0.25\n")
+    plan = parse(text)
+    assert plan.stages[0].metric.metric_dict == {
+        "auc_is_like": 0.25, "auc_is_valid_play": 0.5, "loss_play_time": -0.25}
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    # a typo of a key is still a typo: its value is not a weight
+    ("final_mod=final\nauc=1\n", r"\[metric_config\] final_mod: unknown key.*final_mode"),
+    # beside metric_dict, a weight line is an unknown key
+    ('metric_dict={"auc": 1}\nctr=1\n', r"\[metric_config\] ctr: unknown key"),
+])
+def test_metric_weight_lines_keep_typos_errors(lines, message):
+    text = "[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_source=/m\n" + lines
+    with pytest.raises(ConfigError, match=message):
+        parse(text)
+
+
 def test_maxcompute_platform_keeps_command_lines_and_needs_odps():
     text = (
         "[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext\n-project=algo_public\n"
@@ -202,7 +222,7 @@ def test_classic_nested_choice_parameter_becomes_edits():
         ("[platform_config]\nname=Local\n" + _metric(),
          r"\[platform_config\] cmd1 is required but missing"),
         ("[platform_config]\nname=Locl\ncmd1=x\n" + _metric(),
-         r"\[platform_config\] name: expected one of [a-z, ]*local, maxcompute, got 'Locl'"),
+         r"\[platform_config\] name: expected one of [a-z, ]*local, maxcompute[a-z, ]*, got 'Locl'"),
         ("[platform_config]\nname=Local\ncmd1=x\nresume=maybe\n" + _metric(),
          r"\[platform_config\] resume: expected 0 or 1"),
         ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_source=/m\n",

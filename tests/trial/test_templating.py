@@ -89,6 +89,15 @@ def test_tuner_params_json_is_valid_json_of_the_parameters():
     assert json.loads(_sub("${tuner_params_json}", _vars(params))) == params
 
 
+def test_tuner_params_list_and_dict_are_hpo_tools_01_flat_forms():
+    params = {"train_config.lr": 0.01, "${batch_size}": 64, "opt": "adam"}
+    variables = _vars(params)
+    assert _sub("python train.py ${tuner_params_list}", variables) == (
+        "python train.py train_config.lr 0.01 batch_size 64 opt adam")
+    assert _sub("${tuner_params_dict}", variables) == (
+        "train_config.lr=0.01 batch_size=64 opt=adam")
+
+
 def test_placeholders_lists_names_but_not_escapes():
     assert list(placeholders("${a} $${b} ${c.d}")) == ["a", "c.d"]
 
