@@ -47,6 +47,7 @@ def _experiment_run(config: Path, work: Path, env: dict[str, str]) -> tuple[
         [sys.executable, "-m", "hpo_tools", "experiment", "run", str(config), "--working-dir",
          str(work), "--timeout", str(TIMEOUT)],
         cwd=config.parent, env=env, capture_output=True, text=True, timeout=TIMEOUT + 60)
+    assert work.is_dir(), done.stdout + done.stderr  # the experiment never started
     (root,) = [p for p in work.iterdir() if p.is_dir() and not p.is_symlink()]  # not _latest
     return done, ex.build_snapshot(ex.experiment_files(root))
 
