@@ -62,6 +62,8 @@ FAKES: dict[str, FakeService] = {
                               "MaxCompute jobs recorded in {root}/.maxcompute/submissions.jsonl"),
     "dlc": FakeService("hpo_tools.testing.dlc:fake_cloud_client",
                        "DLC jobs recorded in {root}/.dlc/submissions.jsonl"),
+    "pai": FakeService("hpo_tools.testing.pai_training:fake_cloud_client",
+                       "PAI training jobs recorded in {root}/.pai/submissions.jsonl"),
 }
 
 

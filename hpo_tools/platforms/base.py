@@ -281,12 +281,14 @@ _PLATFORMS: Dict[str, Union[str, type]] = {
     "maxcompute": "hpo_tools.platforms.maxcompute:MaxComputePlatform",
     "datascience": "hpo_tools.platforms.datascience:DataSciencePlatform",
     "dlc": "hpo_tools.platforms.dlc:DlcPlatform",
+    "pai": "hpo_tools.platforms.pai_training:PaiTrainingPlatform",
 }
 # The platform that runs the classic format's one ``PAI -name ...`` command (config_begin.ini).
 CLASSIC_FORMAT_PLATFORM = "maxcompute"
 # How users spell them in trial files, for messages.
 _DISPLAY_NAMES: Dict[str, str] = {
     "local": "Local", "maxcompute": "MaxCompute", "datascience": "DataScience", "dlc": "DLC",
+    "pai": "PAI",
 }
 _registry_lock = threading.Lock()
 
