@@ -60,6 +60,8 @@ FAKES: dict[str, FakeService] = {
                        "OSS at {root}/<bucket>/<key>"),
     "maxcompute": FakeService("hpo_tools.testing.fake_cloud:odps_client",
                               "MaxCompute jobs recorded in {root}/.maxcompute/submissions.jsonl"),
+    "hdfs": FakeService("hpo_tools.testing.fake_cloud:hdfs_client",
+                        "HDFS at {root}/.hdfs/<path>"),
     "dlc": FakeService("hpo_tools.testing.dlc:fake_cloud_client",
                        "DLC jobs recorded in {root}/.dlc/submissions.jsonl"),
     "pai": FakeService("hpo_tools.testing.pai_training:fake_cloud_client",
