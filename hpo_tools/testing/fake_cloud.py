@@ -9,7 +9,9 @@ fake with the SDK object's methods:
   file ``DIR/bucket/key``;
 - ``maxcompute``: :class:`~hpo_tools.testing.odps_dir.FakeDirectoryODPS`, submissions recorded
   in ``DIR/.maxcompute/`` and instances RUNNING until stopped unless
-  ``DIR/.maxcompute/plan.json`` / ``HPO_TOOLS_FAKE_CLOUD_JOBS`` say otherwise.
+  ``DIR/.maxcompute/plan.json`` / ``HPO_TOOLS_FAKE_CLOUD_JOBS`` say otherwise;
+- ``hdfs``: :class:`~hpo_tools.testing.hdfs_dir.FakeDirectoryWebHdfs`, ``hdfs://nn:port/a/b``
+  being the file ``DIR/.hdfs/a/b`` (the WebHDFS address is still required, as in a real run).
 
 A new service's fake goes here (or in a module of its own) and is registered with one line in
 :data:`hpo_tools.cloud.FAKES`.
@@ -24,7 +26,7 @@ from hpo_tools.errors import StorageError
 from hpo_tools.testing.odps_dir import FakeDirectoryODPS
 from hpo_tools.testing.oss import FakeDirectoryBucket
 
-__all__ = ["odps_client", "oss_bucket"]
+__all__ = ["hdfs_client", "odps_client", "oss_bucket"]
 
 
 def oss_bucket(root: Path, credentials: Any, name: str) -> FakeDirectoryBucket:
@@ -43,3 +45,11 @@ def oss_bucket(root: Path, credentials: Any, name: str) -> FakeDirectoryBucket:
 def odps_client(root: Path, **kwargs: Any) -> FakeDirectoryODPS:
     """The MaxCompute client, from ``odps.ODPS``'s keyword arguments."""
     return FakeDirectoryODPS(root, **kwargs)
+
+
+def hdfs_client(root: Path, address: str, **kwargs: Any) -> Any:
+    """The WebHDFS client of ``address`` (``hdfs.WebHdfsClient``'s arguments): HDFS paths are
+    files under ``root/.hdfs``, whatever the namenode."""
+    from hpo_tools.testing.hdfs_dir import FakeDirectoryWebHdfs
+
+    return FakeDirectoryWebHdfs(root, address, **kwargs)

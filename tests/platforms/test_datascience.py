@@ -146,3 +146,40 @@ def test_a_datascience_job_is_cancelled_from_its_description(tmp_path):
     finally:
         job.cancel()
     assert job.poll() in (JobState.FAILED, JobState.CANCELLED)
+
+
+def test_a_datascience_trial_dry_runs_on_the_fake_clouds_hdfs(tmp_path):
+    """HPO_TOOLS_FAKE_CLOUD=DIR: hdfs:// paths are files under DIR/.hdfs (the WebHDFS address
+    is still required, as in a real run); the job here writes its events there itself."""
+    cloud = tmp_path / "cloud"
+    hdfs = cloud / ".hdfs"
+    (hdfs / "configs").mkdir(parents=True)
+    (hdfs / "configs/pipeline.config").write_text(PIPELINE)
+    text = (
+        "[platform_config]\nname=DataScience\n"
+        f"cmd1={TRAIN} --config {hdfs}/exp/${{trial_id}}/pipeline.config "
+        f"--model_dir {hdfs}/model/${{trial_id}} --steps 2 --sleep 0.05\n"
+        "[params_config]\n"
+        f"params_src_dst_filepath1={NN}/configs/pipeline.config,"
+        f"{NN}/exp/${{trial_id}}/pipeline.config\n"
+        "[metric_config]\nmetric_type=summary\n"
+        f"metric_source={NN}/model/${{trial_id}}/eval_val\n"
+        "metric_dict={'auc': 1}\nfinal_mode=final\n"
+    )
+    (tmp_path / "trial.ini").write_text(text)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO),
+           "HOME": str(tmp_path), "HPO_TOOLS_FAKE_CLOUD": str(cloud),
+           "HPO_TOOLS_WEBHDFS": "http://emr-header-1:9870"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo_tools", "run", "--config", "trial.ini",
+         "--params", json.dumps({LR_PATH: 0.02}), "--exp_dir", str(tmp_path / "exp"),
+         "--trial-id", "t1", "--interval", "0.05"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "HDFS at" in done.stderr.splitlines()[0]  # the fake cloud's notice
+    assert "learning_rate: 0.02" in (hdfs / "exp/t1/pipeline.config").read_text()
+    assert not list((hdfs / "exp/t1").glob(".*.tmp"))  # written through a renamed temp file
+    result = json.loads((tmp_path / "exp/standalone/trials/t1/result.json").read_text())
+    assert result["final"]["score"] == pytest.approx(auc_for(0.02, 2), abs=1e-6)
+    assert [r["step"] for r in result["intermediate"]] == [100, 200]
