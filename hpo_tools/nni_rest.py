@@ -39,6 +39,11 @@ ACTIVE_TRIAL_STATUSES = ("RUNNING", "WAITING", "UNKNOWN")
 """Trial statuses NNI may still be running (``kill`` cancels these)."""
 
 
+#: NNI's manager is reached directly, never through ``http_proxy`` (which a trial inherits
+#: from the shell that started the experiment).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class NniRestError(HpoError):
     """The experiment's REST server cannot be reached or refused a request."""
 
@@ -168,7 +173,7 @@ class NniRest:
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         _logger.debug("%s %s", method, url)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as answer:
+            with _DIRECT.open(req, timeout=self.timeout) as answer:
                 payload = answer.read()
         except urllib.error.HTTPError as err:
             detail = err.read().decode("utf-8", "replace").strip().splitlines()

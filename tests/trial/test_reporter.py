@@ -272,3 +272,13 @@ def test_the_handed_set_is_kept_when_it_is_the_recorded_one(nni_module, monkeypa
     assert reporter.get_parameters() == {"x": 0.2}
     assert reporter.parameter_id == 2 and reporter.handed_parameter_id is None
     assert nni.trial._params is handed
+
+
+def test_nni_record_is_read_directly_even_with_a_proxy_in_the_environment(records, monkeypatch):
+    """A trial inherits the shell's http_proxy; NNI's manager must still be reached directly."""
+    from hpo_tools.trial.reporter import recorded_parameter_set
+
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("no_proxy", "")
+    server = records({"P1": [_set(4, 0.4)]})
+    assert recorded_parameter_set(server.channel("P1"), "P1", wait=2) == _set(4, 0.4)
