@@ -66,6 +66,8 @@ FAKES: dict[str, FakeService] = {
                        "DLC jobs recorded in {root}/.dlc/submissions.jsonl"),
     "pai": FakeService("hpo_tools.testing.pai_training:fake_cloud_client",
                        "PAI training jobs recorded in {root}/.pai/submissions.jsonl"),
+    "paiflow": FakeService("hpo_tools.testing.paiflow:fake_cloud_client",
+                           "PAI-Flow runs recorded in {root}/.paiflow/submissions.jsonl"),
 }
 
 

@@ -282,13 +282,14 @@ _PLATFORMS: Dict[str, Union[str, type]] = {
     "datascience": "hpo_tools.platforms.datascience:DataSciencePlatform",
     "dlc": "hpo_tools.platforms.dlc:DlcPlatform",
     "pai": "hpo_tools.platforms.pai_training:PaiTrainingPlatform",
+    "paiflow": "hpo_tools.platforms.paiflow:PaiFlowPlatform",
 }
 # The platform that runs the classic format's one ``PAI -name ...`` command (config_begin.ini).
 CLASSIC_FORMAT_PLATFORM = "maxcompute"
 # How users spell them in trial files, for messages.
 _DISPLAY_NAMES: Dict[str, str] = {
     "local": "Local", "maxcompute": "MaxCompute", "datascience": "DataScience", "dlc": "DLC",
-    "pai": "PAI",
+    "pai": "PAI", "paiflow": "PAIFLOW",
 }
 _registry_lock = threading.Lock()
 
