@@ -49,7 +49,8 @@ class Case:
         command: ``command(n)``: command ``n``'s text (with ``${lr}``, ``${exp_id}``,
             ``${trial_id}``), its name starting ``t_${exp_id}_${trial_id}_<n>``.
         section: The platform's section, keys as ``${CONTRACT_ID}`` / ``${CONTRACT_KEY}``.
-        metric: ``[metric_config]`` lines scoring ``auc`` from :attr:`scored`'s steps.
+        metric: ``[metric_config]`` lines (type, source, ``metric_dict``) scoring ``auc``
+            from :attr:`scored`'s steps.
         scored: ``scored(auc)``: a running step that reports ``auc``.
         statuses: The fake's status names (``queued``, ``running``, ``succeeded``, ...).
         unique_name: The job's name in a recorded create request.
@@ -115,8 +116,8 @@ class ContractTests:
     def trial_ini(self, commands: int = 1, extra: str = "") -> str:
         lines = ["[platform_config]", f"name={self.case.name}"]
         lines += [f"cmd{n}=" + self.case.command(n) for n in range(1, commands + 1)]
-        lines += [extra, "[metric_config]", self.case.metric, 'metric_dict={"auc": 1}',
-                  "final_mode=final", self.case.section]
+        lines += [extra, "[metric_config]", self.case.metric, "final_mode=final",
+                  self.case.section]
         return "\n".join(lines) + "\n"
 
     def prepare(self, tmp_path, text, trial_id="T"):

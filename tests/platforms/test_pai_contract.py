@@ -19,7 +19,7 @@ PAI = Case(
     command=lambda n: COMMAND.format(n=n),
     section="[ts_config]\nregion_id=cn-hangzhou\naccess_key_id=${CONTRACT_ID}\n"
             "access_key_secret=${CONTRACT_KEY}\npoll_interval=0.02",
-    metric="metric_type=api\nmetric_source=cmd1",
+    metric='metric_type=api\nmetric_source=cmd1\nmetric_dict={"auc": 1}',
     scored=lambda auc: {"status": "Running", "metrics": {"auc": auc, "loss": 0.3}},
     statuses=STATUSES,
     unique_name=lambda request: request["TrainingJobName"],
