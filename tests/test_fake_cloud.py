@@ -120,7 +120,8 @@ def test_fake_clients_are_built_from_the_real_factorys_arguments(fake_cloud):
 
 def test_a_service_without_a_fake_is_an_error_not_a_real_call(fake_cloud):
     called = []
-    with pytest.raises(ConfigError, match="HPO_TOOLS_FAKE_CLOUD is set but no-such-service has no fake"):
+    with pytest.raises(ConfigError,
+                       match="HPO_TOOLS_FAKE_CLOUD is set but no-such-service has no fake"):
         cloud.build("no-such-service", lambda: called.append(1))
     assert called == []
 
