@@ -36,8 +36,9 @@ Exit codes: 0 succeeded, 1 failed (also an error after a job was launched), 2 ba
 or an error before any job was launched, 128+N stopped by signal N.
 
 Dry run without a cloud account: HPO_TOOLS_FAKE_CLOUD=DIR reads and writes oss://BUCKET/KEY
-as DIR/BUCKET/KEY and records MaxCompute jobs in DIR/.maxcompute/submissions.jsonl instead of
-submitting them; they stay RUNNING until cancelled unless HPO_TOOLS_FAKE_CLOUD_JOBS=succeed|fail
+as DIR/BUCKET/KEY and records MaxCompute jobs in DIR/.maxcompute/submissions.jsonl and DLC jobs
+in DIR/.dlc/submissions.jsonl instead of submitting them; they stay RUNNING until cancelled
+unless HPO_TOOLS_FAKE_CLOUD_JOBS=succeed|fail or DIR/.dlc/plan.json says otherwise
 (docs/running-trials.md). Keys must still be configured (any values).
 
 example:
