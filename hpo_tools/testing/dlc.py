@@ -43,6 +43,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -52,7 +53,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 from hpo_tools.errors import ConfigError, did_you_mean
 from hpo_tools.secrets import SecretMasker, credential_env_names
 
-__all__ = ["FakeDlcClient", "fake_cloud_client", "ENV_JOBS"]
+__all__ = ["DlcRestServer", "FakeDlcClient", "fake_cloud_client", "ENV_JOBS"]
 
 _logger = logging.getLogger(__name__)
 
@@ -456,3 +457,116 @@ def fake_cloud_client(root: Path, **config: Any) -> FakeDlcClient:
     """The fake cloud's DLC client (``HPO_TOOLS_FAKE_CLOUD``), from the SDK ``Config``'s
     keywords (``hpo_tools.platforms.dlc._real_dlc_client``'s arguments)."""
     return FakeDlcClient(root, **config)
+
+
+class DlcRestServer:
+    """A real HTTP server on localhost that answers DLC's REST API (CreateJob, GetJob,
+    GetPodLogs, StopJob, ListJobs: the paths and JSON of ``alibabacloud-pai-dlc20201203``)
+    from a :class:`FakeDlcClient`, so the SDK's own ``Client`` (signing, HTTP, parsing) can be
+    tested end to end: ``DlcPlatform(endpoint=server.endpoint, protocol="http", ...)``.
+
+    SDK errors of the fake become their HTTP status with ``{"Code", "Message"}``; any other
+    error (a ``lost`` CreateJob answer) closes the connection without an answer. Use it as a
+    context manager (it serves from a daemon thread until closed).
+
+    Args:
+        fake: Where the jobs live.
+    """
+
+    def __init__(self, fake: FakeDlcClient) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.fake = fake
+        self.requests: List[str] = []  # "METHOD path" of every request, in order
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                server._handle(self, "GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                server._handle(self, "POST")
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        name="fake-dlc-rest", daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:<port>`` (the platform's ``endpoint``, with ``protocol="http"``)."""
+        host, port = self._httpd.server_address[:2]
+        return f"{host}:{port}"
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> DlcRestServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _answer(self, method: str, path: str, query: Dict[str, str], body: bytes) -> Any:
+        """The fake's answer (an SDK response body) to one request."""
+        from alibabacloud_pai_dlc20201203 import models
+
+        parts = [p for p in path.split("/") if p][2:]  # after api/v1
+        if parts[:1] != ["jobs"]:
+            raise LookupError(path)
+        if method == "POST" and len(parts) == 1:
+            request = models.CreateJobRequest().from_map(json.loads(body or b"{}"))
+            return self.fake.create_job(request).body
+        if method == "POST" and len(parts) == 3 and parts[2] == "stop":
+            return self.fake.stop_job(parts[1]).body
+        if method == "GET" and len(parts) == 1:
+            request = models.ListJobsRequest(display_name=query.get("DisplayName"),
+                                             workspace_id=query.get("WorkspaceId"))
+            return self.fake.list_jobs(request).body
+        if method == "GET" and len(parts) == 2:
+            return self.fake.get_job(parts[1], models.GetJobRequest()).body
+        if method == "GET" and len(parts) == 5 and parts[2] == "pods" and parts[4] == "logs":
+            lines = int(query.get("MaxLines") or 2000)
+            return self.fake.get_pod_logs(parts[1], parts[3],
+                                          models.GetPodLogsRequest(max_lines=lines)).body
+        raise LookupError(f"{method} {path}")
+
+    def _handle(self, handler: Any, method: str) -> None:
+        from urllib.parse import parse_qsl, unquote, urlsplit
+
+        url = urlsplit(handler.path)
+        self.requests.append(f"{method} {url.path}")
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        query = {k: v for k, v in parse_qsl(url.query)}
+        try:
+            answer = self._answer(method, unquote(url.path), query, body)
+            status, data = 200, answer.to_map()
+        except LookupError as err:
+            status, data = 404, {"Code": "NotFound", "Message": str(err), "RequestId": "fake"}
+        except Exception as err:
+            code = getattr(err, "status_code", None)
+            if not isinstance(code, int):  # no answer at all
+                handler.close_connection = True
+                return
+            status = code
+            # The fake's message is in the SDK's form; the SDK adds "code: N, ..." again.
+            message = str(getattr(err, "message", err))
+            message = re.sub(r"^code: \d+, | request id: \S+$", "", message)
+            data = {"Code": getattr(err, "code", "Error"), "RequestId": "fake",
+                    "Message": message}
+        payload = json.dumps(data).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json;charset=utf-8")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
+            handler.close_connection = True
