@@ -256,6 +256,7 @@ class _Creation:
         self.display_name = display_name
         self.workspace_id = workspace_id
         self.done = threading.Event()
+        self.started = True  # False: never sent (the trial was cancelled first)
         self.job_id: Optional[str] = None
         self.error: Optional[BaseException] = None
         self._abandoned = False
@@ -600,6 +601,7 @@ class DlcJob(Job):
             "workspace_id": self.workspace_id,
             "command": self.command_name,
             "submitted_at": self.submitted_at,
+            "created": None if self._creation.started else False,
         }
 
 
@@ -840,6 +842,8 @@ class DlcPlatform(Platform):
         _logger.info("submitting DLC %s %s (%d pods) to workspace %s", parsed.job_type,
                      display_name, parsed.pods, parsed.workspace_id)
         creation = _Creation(self, request, display_name, parsed.workspace_id)
+        if self._interrupted or self._closed:  # a signal came first: create nothing
+            return self._not_created(creation, parsed, log_path, command_name, on_update)
         creation.start()
         while not creation.done.wait(_SUBMIT_TICK):
             if self._interrupted or self._closed:
@@ -856,6 +860,17 @@ class DlcPlatform(Platform):
         with self._lock:
             self._jobs.append(job)
         job._start_following()
+        return job
+
+    def _not_created(self, creation: _Creation, parsed: DlcCommand, log_path: Path,
+                     command_name: str, on_update: Optional[UpdateCallback]) -> DlcJob:
+        """The job of a submit that came after :meth:`interrupt`: CANCELLED, never sent."""
+        creation.started = False
+        creation.done.set()
+        job = DlcJob(creation, parsed, platform=self, log_path=log_path,
+                     command_name=command_name, on_update=on_update, output_filter=None,
+                     sinks=[])
+        job._finish(JobState.CANCELLED, "not created: the trial was being cancelled")
         return job
 
     def _creation_failed(self, creation: _Creation, parsed: DlcCommand) -> None:
@@ -882,6 +897,8 @@ class DlcPlatform(Platform):
                 (within :data:`SEARCH_WINDOW` s of the submit): the registry keeps it live and
                 the next sweep looks again.
         """
+        if description.get("created") is False:  # never sent: nothing to stop
+            return False
         dlc_job_id = description.get("dlc_job_id")
         job_id = str(description.get("job_id") or "")
         if not dlc_job_id and job_id and not job_id.startswith(_PENDING_PREFIX):

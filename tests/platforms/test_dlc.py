@@ -218,6 +218,15 @@ def test_a_job_created_after_the_cancel_is_stopped_and_the_registry_keeps_lookin
     assert other.cancel_described(description) is False
 
 
+def test_a_submit_after_the_signal_creates_nothing(platform, fake, tmp_path):
+    platform.interrupt()  # SIGINT came while the runner was between two commands
+    job = _submit(platform, tmp_path)
+    assert job.poll() is JobState.CANCELLED and "not created" in job.message
+    assert fake.submissions == []
+    assert platform.cancel_described(job.describe()) is False  # a sweep has nothing to find
+    assert fake.stops == []
+
+
 def test_cancel_described_finds_a_live_job_by_name_and_gives_up_after_the_window(
     platform, fake, tmp_path
 ):
