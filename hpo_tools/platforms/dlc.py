@@ -309,8 +309,8 @@ class DlcJob(Job):
     """One DLC job, followed by a daemon thread of its own (see the module docstring).
 
     ``job_id`` is DLC's job id; a job handed back before ``CreateJob`` answered (the runner got
-    a signal meanwhile) keeps ``dlc-pending:<display name>`` as its id, and ``dlc_job_id`` is
-    DLC's id once known.
+    a signal meanwhile) keeps ``dlc-pending:<display name>`` as its id, and ``dlc_job_id`` (its
+    description's ``cloud_id``, as on the other cloud-job platforms) is DLC's id once known.
 
     Attributes:
         display_name: The job's unique name on DLC.
@@ -596,7 +596,7 @@ class DlcJob(Job):
             "platform": DlcPlatform.name,
             "settings": self._platform.settings(),
             "job_id": self.job_id,
-            "dlc_job_id": dlc_job_id,
+            "cloud_id": dlc_job_id,
             "display_name": self.display_name,
             "workspace_id": self.workspace_id,
             "command": self.command_name,
@@ -899,7 +899,7 @@ class DlcPlatform(Platform):
         """
         if description.get("created") is False:  # never sent: nothing to stop
             return False
-        dlc_job_id = description.get("dlc_job_id")
+        dlc_job_id = description.get("cloud_id")
         job_id = str(description.get("job_id") or "")
         if not dlc_job_id and job_id and not job_id.startswith(_PENDING_PREFIX):
             dlc_job_id = job_id

@@ -52,12 +52,19 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from hpo_tools.errors import ConfigError, did_you_mean
 from hpo_tools.secrets import SecretMasker, credential_env_names
+from hpo_tools.testing.fake_jobs import Statuses
 
-__all__ = ["DlcRestServer", "FakeDlcClient", "fake_cloud_client", "ENV_JOBS"]
+__all__ = ["DlcRestServer", "FakeDlcClient", "fake_cloud_client", "ENV_JOBS", "STATUSES"]
 
 _logger = logging.getLogger(__name__)
 
 ENV_JOBS = "HPO_TOOLS_FAKE_CLOUD_JOBS"
+#: DLC's status names, as the cloud-job contract suite (tests/platforms/contract.py) asks them.
+STATUSES = Statuses(queued="Queuing", running="Running", succeeded="Succeeded", failed="Failed",
+                    stopped="Stopped")
+# The contract suite's names of the calls (fake_jobs.py) -> the SDK Client's.
+_METHOD_ALIASES = {"create": "create_job", "status": "get_job", "stop": "stop_job",
+                   "find": "list_jobs", "logs": "get_pod_logs"}
 _CREATE = ("ok", "refuse", "error", "lost", "hang", "hang_before")
 _PLAN_KEYS = ("match", "create", "hang_seconds", "steps", "reason")
 _FILE_KEYS = ("jobs", "polls", "rules")
@@ -170,8 +177,13 @@ class FakeDlcClient:
         ``create_job`` blocks before it creates the job, unless its plan says ``hang`` (created,
         then blocked) or ``hang_before``; the Event then replaces ``hang_seconds``."""
         event = threading.Event()
-        self._hangs[method] = event
+        self._hangs[_METHOD_ALIASES.get(method, method)] = event
         return event
+
+    def release(self) -> None:
+        """Let every hung call go (test teardown)."""
+        for event in self._hangs.values():
+            event.set()
 
     def job_ids(self) -> List[str]:
         """Every job created, oldest first."""
@@ -342,7 +354,8 @@ class FakeDlcClient:
             raise ServerException(status_code=503, code="ServiceUnavailable",
                                   message="code: 503, fake outage (plan: error) request id: fake")
         job_id = f"dlc{uuid.uuid4().hex[:14]}"
-        record = {"job_id": job_id, "seq": time.time(), "created_at": _now(),
+        record = {"job_id": job_id, "name": body.get("DisplayName"), "seq": time.time(),
+                  "created_at": _now(),
                   "request": json.loads(self._masker.mask(json.dumps(body))), "plan": plan,
                   "checks": 0, "stopped": False}
         with self._locked():

@@ -199,7 +199,7 @@ def test_assessor_stopped_bad_trials_and_their_dlc_jobs_got_stop_job(begin):
         record = _dlc_jobs(result, view.trial_id)
         (entry,) = record.jobs
         assert entry.state is JobState.CANCELLED  # the registry knows the job was stopped
-        dlc_id = entry.description["dlc_job_id"]
+        dlc_id = entry.description["cloud_id"]
         assert entry.job_id == dlc_id
         assert fake.stop_calls(dlc_id) >= 1  # ...and DLC was told
 
@@ -212,7 +212,7 @@ def test_good_trials_succeed_with_the_worker_pods_auc_and_were_never_stopped(beg
         assert view.outcome is ex.Outcome.SUCCEEDED, view
         assert view.run.final["score"] == pytest.approx(_auc(0.9, 6))
         (entry,) = _dlc_jobs(result, view.trial_id).jobs
-        assert fake.stop_calls(entry.description["dlc_job_id"]) == 0
+        assert fake.stop_calls(entry.description["cloud_id"]) == 0
         log = (view.run.trial_dir / "trial.log").read_text()
         assert "ps heartbeat 1" in log  # every pod's log is in the trial log
         assert ACCESS_KEY not in log

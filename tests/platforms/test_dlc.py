@@ -189,7 +189,7 @@ def test_interrupt_during_a_hung_create_hands_back_a_pending_job_cancel_finds_an
     (dlc_id,) = fake.job_ids()
     assert job.poll() is JobState.CANCELLED and job.dlc_job_id == dlc_id
     assert fake.stop_calls(dlc_id) == 1
-    assert job.describe()["dlc_job_id"] == dlc_id  # the registry learns the real id
+    assert job.describe()["cloud_id"] == dlc_id  # the registry learns the real id
 
 
 def test_a_job_created_after_the_cancel_is_stopped_and_the_registry_keeps_looking(
@@ -233,7 +233,7 @@ def test_cancel_described_finds_a_live_job_by_name_and_gives_up_after_the_window
     fake.plan_next(steps=RUN)
     job = _submit(platform, tmp_path)
     pending = {**job.describe(), "job_id": f"dlc-pending:{job.display_name}",
-               "dlc_job_id": None}
+               "cloud_id": None}
     assert platform.cancel_described(pending) is True  # found by name, live: stopped
     assert fake.stop_calls(job.dlc_job_id) == 1
     nothing = {**pending, "display_name": "never-created-hpo-00000000",
