@@ -90,6 +90,13 @@ def test_no_more_trials_waits_for_running_and_waiting_trials(status, live):
     assert not ex.experiment_finished(status, ["SUCCEEDED", live])
 
 
+def test_tuner_no_more_trial_waits_for_the_trials_nni_has_not_submitted_yet():
+    # The tuner's last point waits up to 5 s in NNI's queue after TUNER_NO_MORE_TRIAL; stopping
+    # then ran 5 trials of a grid of 6.
+    assert not ex.experiment_finished("TUNER_NO_MORE_TRIAL", ["SUCCEEDED"], unsubmitted=1)
+    assert ex.experiment_finished("TUNER_NO_MORE_TRIAL", ["SUCCEEDED"], unsubmitted=0)
+
+
 def test_running_experiment_is_not_finished_when_no_trial_is_live():
     # Between two submissions RUNNING has no live trial; the tuner will send more.
     assert not ex.experiment_finished("RUNNING", ["SUCCEEDED"])

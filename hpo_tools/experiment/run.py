@@ -266,13 +266,22 @@ def _listed(trials: list[dict[str, Any]]) -> list[tuple[str, str, int | None]]:
     ]
 
 
-def _poll(exp: Any) -> tuple[str, list[tuple[str, str, int | None]], list[str]]:
+def _poll(exp: Any) -> tuple[str, list[tuple[str, str, int | None]], list[str], int]:
+    """NNI's status, its trial list, its errors, and how many trials it created but does not
+    list yet (the tuner's last points wait up to 5 s in the manager's queue)."""
     from nni.experiment import rest
 
     check = rest.get(exp.port, "/check-status", exp.url_prefix)
     trials = rest.get(exp.port, "/trial-jobs", exp.url_prefix)
     errors = [str(e) for e in (check.get("errors") or [])]
-    return str(check.get("status", "UNKNOWN")), _listed(trials), errors
+    status = str(check.get("status", "UNKNOWN"))
+    unsubmitted = 0
+    if status == "TUNER_NO_MORE_TRIAL":  # (NO_MORE_TRIAL: maxTrialNumber submitted, all listed)
+        profile = rest.get(exp.port, "/experiment", exp.url_prefix) or {}
+        created = profile.get("nextSequenceId")
+        if isinstance(created, int):
+            unsubmitted = created - len(trials)
+    return status, _listed(trials), errors, unsubmitted
 
 
 FINAL_POLL_TIMEOUT = 5.0
@@ -388,7 +397,7 @@ def run_experiment(
                     on_start(exp.id, files.root, port)
                 while True:
                     try:
-                        status, listed, errors = _poll(exp)
+                        status, listed, errors, unsubmitted = _poll(exp)
                     except requests.RequestException as err:
                         lost_manager = (
                             f"NNI's manager stopped answering on port {port} "
@@ -404,7 +413,7 @@ def run_experiment(
                         if line != last_line or elapsed - last_print >= HEARTBEAT_INTERVAL:
                             on_progress(snapshot)
                             last_line, last_print = line, elapsed
-                    if experiment_finished(status, (s for _, s, _ in listed)):
+                    if experiment_finished(status, (s for _, s, _ in listed), unsubmitted):
                         break
                     failure = dispatcher_failure(files.root / "log" / "dispatcher.log")
                     if failure is not None:

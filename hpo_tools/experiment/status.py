@@ -27,16 +27,20 @@ _LIVE_TRIAL = frozenset({"RUNNING", "WAITING"})
 _CANCELLED_TRIAL = frozenset({"USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"})
 
 
-def experiment_finished(status: str, trial_statuses: Iterable[str]) -> bool:
+def experiment_finished(status: str, trial_statuses: Iterable[str], unsubmitted: int = 0) -> bool:
     """Whether an experiment with this status and these trial statuses has ended.
 
     ``DONE``, ``STOPPED`` and ``ERROR`` end it. ``NO_MORE_TRIAL`` / ``TUNER_NO_MORE_TRIAL`` end it
-    once no trial is RUNNING or WAITING: NNI never moves from ``TUNER_NO_MORE_TRIAL`` to ``DONE``
-    when the tuner runs out of points before ``maxTrialNumber`` (microsoft/nni#3859).
+    once no trial is RUNNING or WAITING and none is still to be submitted: NNI never moves from
+    ``TUNER_NO_MORE_TRIAL`` to ``DONE`` when the tuner runs out of points before
+    ``maxTrialNumber`` (microsoft/nni#3859), and it says ``TUNER_NO_MORE_TRIAL`` as soon as the
+    tuner sent its last point, which its manager submits (and lists) up to 5 s later.
 
     Args:
         status: the experiment status from NNI's ``/check-status``.
-        trial_statuses: the status of every trial NNI knows.
+        trial_statuses: the status of every trial NNI lists.
+        unsubmitted: trials NNI has created but not listed yet (its profile's
+            ``nextSequenceId`` minus the trials listed).
 
     Returns:
         True when nothing more will happen.
@@ -44,7 +48,7 @@ def experiment_finished(status: str, trial_statuses: Iterable[str]) -> bool:
     if status in _ENDED_EXPERIMENT:
         return True
     if status in _NO_MORE_TRIAL:
-        return not any(s in _LIVE_TRIAL for s in trial_statuses)
+        return unsubmitted <= 0 and not any(s in _LIVE_TRIAL for s in trial_statuses)
     return False
 
 
