@@ -222,7 +222,8 @@ def test_classic_nested_choice_parameter_becomes_edits():
         ("[platform_config]\nname=Local\n" + _metric(),
          r"\[platform_config\] cmd1 is required but missing"),
         ("[platform_config]\nname=Locl\ncmd1=x\n" + _metric(),
-         r"\[platform_config\] name: expected one of [a-z, ]*local, maxcompute[a-z, ]*, got 'Locl'"),
+         r"\[platform_config\] name: expected one of [a-z, ]*local, maxcompute[a-z, ]*, "
+         r"got 'Locl'"),
         ("[platform_config]\nname=Local\ncmd1=x\nresume=maybe\n" + _metric(),
          r"\[platform_config\] resume: expected 0 or 1"),
         ("[platform_config]\nname=Local\ncmd1=x\n[metric_config]\nmetric_source=/m\n",
