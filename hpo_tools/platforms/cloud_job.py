@@ -179,6 +179,7 @@ class Creation:
         self.platform = platform
         self.submission = submission
         self.done = threading.Event()
+        self.started = True  # False: never sent (the trial was being cancelled first)
         self.job_id: Optional[str] = None
         self.error: Optional[BaseException] = None
         self._abandoned = False
@@ -496,6 +497,7 @@ class CloudJob(Job):
             "scope": self.scope,
             "command": self.command_name,
             "submitted_at": self.submitted_at,
+            **({} if self._creation.started else {"created": False}),
         }
 
 
@@ -563,6 +565,9 @@ class CloudJobPlatform(Platform):
     log_tag: ClassVar[str] = ""
     #: The id of a job whose create has not answered: this plus its unique name.
     pending_prefix: ClassVar[str] = ""
+    #: False: a submit after :meth:`interrupt` creates nothing (its job is CANCELLED and its
+    #: description says ``created: false``, so a registry sweep does not look for it).
+    create_after_interrupt: ClassVar[bool] = True
 
     def _init_cloud(self, keys: AccessKeys, *, poll_interval: Any, call_timeout: Any,
                     client_factory: Optional[Callable[..., Any]]) -> None:
@@ -676,6 +681,8 @@ class CloudJobPlatform(Platform):
         self.client()  # no credentials: an error now, on this thread
         _logger.info("submitting %s", submission.summary or submission.unique_name)
         creation = Creation(self, submission)
+        if not self.create_after_interrupt and (self._interrupted or self._closed):
+            return self._not_created(creation, log_path, command_name, on_update)
         creation.start()
         while not creation.done.wait(_SUBMIT_TICK):
             if self._interrupted or self._closed:
@@ -691,6 +698,16 @@ class CloudJobPlatform(Platform):
         with self._lock:
             self._jobs.append(job)
         job.start_following()
+        return job
+
+    def _not_created(self, creation: Creation, log_path: Path, command_name: str,
+                     on_update: Optional[UpdateCallback]) -> CloudJob:
+        """The job of a submit that came after :meth:`interrupt`: CANCELLED, never sent."""
+        creation.started = False
+        creation.done.set()
+        job = CloudJob(creation, platform=self, log_path=log_path, command_name=command_name,
+                       on_update=on_update, output_filter=None)
+        job._finish(JobState.CANCELLED, "not created: the trial was being cancelled")
         return job
 
     def _creation_failed(self, creation: Creation) -> None:
@@ -719,6 +736,8 @@ class CloudJobPlatform(Platform):
                 (within :data:`SEARCH_WINDOW` s of the submit): the registry keeps it live and
                 the next sweep looks again.
         """
+        if description.get("created") is False:  # never sent: nothing to stop
+            return False
         cloud_id = description.get("cloud_id")
         job_id = str(description.get("job_id") or "")
         if not cloud_id and job_id and not job_id.startswith(self.pending_prefix):

@@ -77,7 +77,7 @@ def test_submit_creates_one_job_named_uniquely_with_the_command_env(platform, fa
     assert [(s["Type"], s["PodCount"]) for s in requests[0]["JobSpecs"]] == [
         ("Worker", 2), ("PS", 1)]
     # the job's id is DLC's once CreateJob answered
-    assert first.job_id == fake.job_ids()[0] == first.dlc_job_id
+    assert first.job_id == fake.job_ids()[0] == first.cloud_id
     assert second.job_id == fake.job_ids()[1]
 
 
@@ -94,7 +94,7 @@ def test_job_goes_pending_running_succeeded_and_relays_every_pods_log(platform, 
     assert job.message == ""
     assert states[0] is JobState.PENDING and JobState.RUNNING in states
     log = (tmp_path / "trial.log").read_text()
-    dlc_id = job.dlc_job_id
+    dlc_id = job.cloud_id
     # each pod's lines under a header naming the pod; the last lines before the end is told
     assert f"[dlc] --- pod {dlc_id}-worker-0 (Worker) ---\nstep 1 auc=0.61\n" in log
     assert f"[dlc] --- pod {dlc_id}-ps-0 (PS) ---\nps up\n" in log
@@ -107,14 +107,14 @@ def test_failed_job_says_dlcs_reason(platform, fake, tmp_path):
     fake.plan_next(steps=[{"status": "Running"}, {"status": "Failed"}], reason="OOMKilled")
     job = _submit(platform, tmp_path)
     assert job.wait(10) is JobState.FAILED
-    assert job.message == f"DLC job {job.dlc_job_id} Failed: JobFailed OOMKilled"
+    assert job.message == f"DLC job {job.cloud_id} Failed: JobFailed OOMKilled"
 
 
 def test_a_job_stopped_by_someone_else_is_cancelled(platform, fake, tmp_path):
     fake.plan_next(steps=RUN)
     job = _submit(platform, tmp_path)
     _until(lambda: job.poll() is JobState.RUNNING)
-    fake.stop_job(job.dlc_job_id)  # from the console, say
+    fake.stop_job(job.cloud_id)  # from the console, say
     assert job.wait(10) is JobState.CANCELLED
     assert "stopped (not by hpo-tools)" in job.message
 
@@ -128,7 +128,7 @@ def test_status_calls_that_hang_never_block_poll_wait_or_cancel(platform, fake, 
     assert job.wait(timeout=0.05) is JobState.PENDING  # returns: it reads a published state
     job.cancel()
     assert job.poll() is JobState.CANCELLED
-    assert fake.stop_calls(job.dlc_job_id) == 1
+    assert fake.stop_calls(job.cloud_id) == 1
     hang.set()
 
 
@@ -140,10 +140,10 @@ def test_cancel_returns_when_stop_job_hangs_and_is_idempotent(platform, fake, tm
     job.cancel()  # bounded: returns although StopJob never answers
     assert job.poll() is JobState.CANCELLED and job.message == "cancelled"
     hang.set()
-    _until(lambda: fake.stop_calls(job.dlc_job_id) == 1)
+    _until(lambda: fake.stop_calls(job.cloud_id) == 1)
     job.cancel()
     time.sleep(0.05)
-    assert fake.stop_calls(job.dlc_job_id) == 1  # a second cancel does nothing
+    assert fake.stop_calls(job.cloud_id) == 1  # a second cancel does nothing
 
 
 # -- CreateJob refused, lost, hung -------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_cancel_returns_when_stop_job_hangs_and_is_idempotent(platform, fake, tm
 
 def test_refused_create_job_is_a_platform_error_and_nothing_is_stopped(platform, fake, tmp_path):
     fake.plan_next(create="refuse")
-    with pytest.raises(PlatformError, match=r"CreateJob of hpo_e1_t1-hpo-\w+ \(workspace ws1\) "
+    with pytest.raises(PlatformError, match=r"platform DLC: creating hpo_e1_t1-hpo-\w+ \(workspace ws1\) "
                                             r"was refused: InvalidParameter: code: 400, fake"):
         _submit(platform, tmp_path)
     assert fake.job_ids() == [] and fake.stops == []
@@ -184,10 +184,10 @@ def test_interrupt_during_a_hung_create_hands_back_a_pending_job_cancel_finds_an
                                      platform.interrupt()), daemon=True).start()
     job = _submit(platform, tmp_path)  # returns once interrupted, CreateJob still hanging
     assert job.job_id.startswith("dlc-pending:hpo_e1_t1-hpo-")
-    assert job.poll() is JobState.PENDING and job.dlc_job_id is None
+    assert job.poll() is JobState.PENDING and job.cloud_id is None
     job.cancel()
     (dlc_id,) = fake.job_ids()
-    assert job.poll() is JobState.CANCELLED and job.dlc_job_id == dlc_id
+    assert job.poll() is JobState.CANCELLED and job.cloud_id == dlc_id
     assert fake.stop_calls(dlc_id) == 1
     assert job.describe()["cloud_id"] == dlc_id  # the registry learns the real id
 
@@ -212,7 +212,7 @@ def test_a_job_created_after_the_cancel_is_stopped_and_the_registry_keeps_lookin
     release.set()  # now DLC creates it: the creation thread stops it at once
     assert job.wait(10) is JobState.CANCELLED
     (dlc_id,) = fake.job_ids()
-    assert fake.stop_calls(dlc_id) == 1 and job.dlc_job_id == dlc_id
+    assert fake.stop_calls(dlc_id) == 1 and job.cloud_id == dlc_id
     assert updates[-1] is JobState.CANCELLED  # the registry is told
     # A sweep from the old record now finds the job by name, already stopped.
     assert other.cancel_described(description) is False
@@ -232,14 +232,34 @@ def test_cancel_described_finds_a_live_job_by_name_and_gives_up_after_the_window
 ):
     fake.plan_next(steps=RUN)
     job = _submit(platform, tmp_path)
-    pending = {**job.describe(), "job_id": f"dlc-pending:{job.display_name}",
+    pending = {**job.describe(), "job_id": f"dlc-pending:{job.unique_name}",
                "cloud_id": None}
+    assert pending["unique_name"] == job.unique_name and pending["scope"] == "ws1"
     assert platform.cancel_described(pending) is True  # found by name, live: stopped
-    assert fake.stop_calls(job.dlc_job_id) == 1
-    nothing = {**pending, "display_name": "never-created-hpo-00000000",
+    assert fake.stop_calls(job.cloud_id) == 1
+    nothing = {**pending, "unique_name": "never-created-hpo-00000000",
                "job_id": "dlc-pending:never-created-hpo-00000000",
                "submitted_at": time.time() - SEARCH_WINDOW - 1}
     assert platform.cancel_described(nothing) is False  # long enough: nothing was created
+
+
+def test_cancel_described_accepts_records_written_before_the_shared_cloud_job_code(
+    platform, fake, tmp_path
+):
+    # Registry records of hpo-tools before DLC moved onto cloud_job.py named the job
+    # display_name / workspace_id (no unique_name, no scope): they must still cancel.
+    fake.plan_next(steps=RUN)
+    job = _submit(platform, tmp_path)
+    old = {"platform": "dlc", "settings": platform.settings(),
+           "job_id": f"dlc-pending:{job.unique_name}", "cloud_id": None,
+           "display_name": job.unique_name, "workspace_id": "ws1", "command": "",
+           "submitted_at": time.time(), "created": None}
+    assert platform.cancel_described(old) is True  # found by its display name: stopped
+    assert fake.stop_calls(job.cloud_id) == 1
+    gone = {**old, "display_name": "never-created-hpo-00000000",
+            "job_id": "dlc-pending:never-created-hpo-00000000"}
+    with pytest.raises(PlatformError, match="no DLC job named never-created-hpo-00000000"):
+        platform.cancel_described(gone)  # looked for by the old key's name, not found yet
 
 
 def test_cancel_described_stops_a_running_job_from_another_platform_object(
@@ -252,7 +272,7 @@ def test_cancel_described_stops_a_running_job_from_another_platform_object(
     assert ACCESS_KEY not in str(description) and ACCESS_ID not in str(description)
     other = platform_for_description(description, client_factory=fake.connect)
     assert other.cancel_described(description) is True
-    assert fake.stop_calls(job.dlc_job_id) == 1
+    assert fake.stop_calls(job.cloud_id) == 1
     assert job.wait(10) is JobState.CANCELLED
     assert other.cancel_described(description) is False  # ended: nothing to stop
 

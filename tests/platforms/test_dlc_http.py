@@ -70,8 +70,8 @@ def test_stop_job_over_http(fake, server, tmp_path):
     finally:
         platform.close()
     assert job.poll() is JobState.CANCELLED
-    assert fake.stop_calls(job.dlc_job_id) == 1
-    assert f"POST /api/v1/jobs/{job.dlc_job_id}/stop" in server.requests
+    assert fake.stop_calls(job.cloud_id) == 1
+    assert f"POST /api/v1/jobs/{job.cloud_id}/stop" in server.requests
 
 
 def test_a_refusal_is_the_sdks_client_error_in_one_line(fake, server, tmp_path):
