@@ -5,119 +5,56 @@ It has exactly the ``Client`` methods :mod:`hpo_tools.platforms.dlc` calls (``cr
 ``get_job``, ``stop_job``, ``get_pod_logs``, ``list_jobs``), with their signatures, and answers
 with the SDK's own response models (``GetJobResponse``, ``GetJobResponseBody``,
 ``GetJobResponseBodyPods``, ...) and exceptions (``ClientException`` for a 4xx), so the
-platform's shipped code path is the one tested. Its state is in files, so every process sees
-the same jobs (the trial runner under NNI, the assessor, ``hpo-tools kill``, a test)::
+platform's shipped code path is the one tested. Its jobs are a
+:class:`~hpo_tools.testing.fake_jobs.FakeJobService` over ``DIR/.dlc/`` (plans, queue,
+submissions, stops: see that module), so every process sees the same jobs (the trial runner
+under NNI, the assessor, ``hpo-tools kill``, a test). What differs from the other fakes:
 
-    DIR/.dlc/plan.json           how new jobs behave (optional, yours; read at each CreateJob)
-    DIR/.dlc/queue.json          plans for the next jobs, in order (:meth:`FakeDlcClient.plan_next`)
-    DIR/.dlc/submissions.jsonl   one line per CreateJob: the request, masked
-    DIR/.dlc/jobs/<id>.json      one job: its request, plan, checks so far, stops
-    DIR/.dlc/stops.jsonl         one line per StopJob call
-
-A *plan* (every key optional)::
-
-    {"match": "--quality=0.2",   # plan.json rules only: text in UserCommand or DisplayName
-     "create": "ok",             # ok | refuse (a 400) | error (a 503, nothing created) |
-                                 # lost (created, then no answer) | hang (created, then the call
-                                 # hangs) | hang_before (the call hangs, then creates)
-     "hang_seconds": 3600,       # how long a hang lasts in another process (in this one:
-                                 # until the Event of hang("create_job") is set)
-     "steps": [{"status": "Queuing"},
-               {"status": "Running", "logs": {"worker": ["step 1 auc=0.7"]}},
-               {"status": "Succeeded"}],
-     "reason": "OOMKilled"}      # reason_message of a Failed job
-
-The k-th ``GetJob`` of a job answers ``steps[k-1]`` (the last step stays); a pod's log is every
-line the steps so far gave its type (``worker``) or its name (``worker-0``), the last
-``MaxLines`` of them. ``StopJob`` makes a live job ``Stopped``. Without a plan a job runs until
-stopped; ``plan.json`` ``{"jobs": "succeed", "polls": 2}`` (or ``HPO_TOOLS_FAKE_CLOUD_JOBS=
-run|succeed|fail``) makes every job end after that many running checks, and ``{"rules":
-[plan, ...]}`` gives the first plan whose ``match`` is in the job's command.
+- a step's ``logs`` are lines by pod type or pod name:
+  ``{"status": "Running", "logs": {"worker": ["step 1 auc=0.7"]}}``;
+- plan.json rules ``match`` text in the job's ``UserCommand`` or ``DisplayName``;
+- a pod's log is every line the steps so far gave its type (``worker``) or its name
+  (``worker-0``), the last ``MaxLines`` of them;
+- :meth:`FakeDlcClient.hang` takes the SDK's method names (``create_job``, ``get_job``,
+  ``stop_job``, ``get_pod_logs``, ``list_jobs``) as well as the contract suite's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import fcntl
 import json
 import logging
 import os
 import re
 import threading
-import time
-import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
-from hpo_tools.errors import ConfigError, did_you_mean
-from hpo_tools.secrets import SecretMasker, credential_env_names
-from hpo_tools.testing.fake_jobs import Statuses
+from hpo_tools.testing.fake_jobs import ENV_JOBS, FakeJobService, Statuses
 
 __all__ = ["DlcRestServer", "FakeDlcClient", "fake_cloud_client", "ENV_JOBS", "STATUSES"]
 
 _logger = logging.getLogger(__name__)
 
-ENV_JOBS = "HPO_TOOLS_FAKE_CLOUD_JOBS"
 #: DLC's status names, as the cloud-job contract suite (tests/platforms/contract.py) asks them.
 STATUSES = Statuses(queued="Queuing", running="Running", succeeded="Succeeded", failed="Failed",
-                    stopped="Stopped")
-# The contract suite's names of the calls (fake_jobs.py) -> the SDK Client's.
-_METHOD_ALIASES = {"create": "create_job", "status": "get_job", "stop": "stop_job",
-                   "find": "list_jobs", "logs": "get_pod_logs"}
-_CREATE = ("ok", "refuse", "error", "lost", "hang", "hang_before")
-_PLAN_KEYS = ("match", "create", "hang_seconds", "steps", "reason")
-_FILE_KEYS = ("jobs", "polls", "rules")
-_FINISHED = ("Succeeded", "Failed", "Stopped", "SucceededReserving", "FailedReserving")
+                    stopped="Stopped", finished=("SucceededReserving", "FailedReserving"))
+# The SDK Client's names of the calls -> the contract suite's (fake_jobs.py).
+_CALL_NAMES = {"create_job": "create", "get_job": "status", "stop_job": "stop",
+               "list_jobs": "find", "get_pod_logs": "logs"}
 _WAITING = ("Creating", "Queuing")
 _POD_STATUS = {"Succeeded": "Succeeded", "SucceededReserving": "Succeeded", "Failed": "Failed",
                "FailedReserving": "Failed", "Stopped": "Failed"}
 
 
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+def _client_error(status: int, code: str, message: str) -> Any:
+    from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
+
+    kind = ClientException if status < 500 else ServerException
+    return kind(status_code=status, code=code, message=f"code: {status}, {message} request id: "
+                "fake")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-
-
-def _check_plan(plan: Any, where: str) -> Dict[str, Any]:
-    """A plan, checked (naming ``where`` and the key)."""
-    if not isinstance(plan, dict):
-        raise ConfigError(f"{where}: expected a JSON object")
-    for key in plan:
-        if key not in _PLAN_KEYS:
-            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, _PLAN_KEYS)}")
-    if plan.get("create", "ok") not in _CREATE:
-        raise ConfigError(f"{where}: key 'create': expected one of {', '.join(_CREATE)}")
-    steps = plan.get("steps", [])
-    if not isinstance(steps, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("status"), str)
-            and isinstance(s.get("logs", {}), dict) for s in steps):
-        raise ConfigError(f"{where}: key 'steps': expected a list of "
-                          '{"status": "Running", "logs": {"worker": ["line", ...]}}')
-    return dict(plan)
-
-
-def _shortcut(jobs: str, polls: int) -> Dict[str, Any]:
-    """The plan of ``jobs=run|succeed|fail``."""
-    steps: List[Dict[str, Any]] = [{"status": "Queuing"}] + [{"status": "Running"}] * max(polls, 1)
-    if jobs == "succeed":
-        steps.append({"status": "Succeeded"})
-    elif jobs == "fail":
-        steps.append({"status": "Failed"})
-    return {"steps": steps, "reason": "fake failure (plan: fail)"}
-
-
-class FakeDlcClient:
+class FakeDlcClient(FakeJobService):
     """The DLC SDK ``Client``'s methods over ``DIR/.dlc/`` (see the module docstring).
 
     Args:
@@ -133,181 +70,33 @@ class FakeDlcClient:
         hung_calls: Calls blocked in a hang right now (tests wait for it before a signal).
     """
 
+    step_logs = dict
+
     def __init__(self, root: str | os.PathLike[str], *, access_key_id: Optional[str] = None,
                  access_key_secret: Optional[str] = None,
                  environ: Optional[Mapping[str, str]] = None, **config: Any) -> None:
-        self.directory = Path(root) / ".dlc"
-        self._environ = os.environ if environ is None else environ
-        self._masker = SecretMasker()
-        self._hangs: Dict[str, threading.Event] = {}
-        self.hung_calls = 0
-        self.config: Dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._remember(access_key_id, access_key_secret, config)
-
-    def _remember(self, access_key_id: Optional[str], access_key_secret: Optional[str],
-                  config: Mapping[str, Any]) -> None:
-        if not access_key_id or not access_key_secret:
-            raise ValueError("FakeDlcClient: credentials missing (access_key_id, "
-                             "access_key_secret)")
-        self._masker.add(access_key_id, access_key_secret)
-        self._masker.add_env(credential_env_names(self._environ), self._environ)
-        self.config = dict(config)
+        super().__init__(root, "dlc", STATUSES, access_key_id=access_key_id,
+                         access_key_secret=access_key_secret, environ=environ)
+        self.config: Dict[str, Any] = dict(config)
 
     def connect(self, *, access_key_id: Optional[str] = None,
                 access_key_secret: Optional[str] = None, **config: Any) -> FakeDlcClient:
         """The platform's ``client_factory``: record the ``Config`` keywords, return self."""
-        self._remember(access_key_id, access_key_secret, config)
+        self.remember(access_key_id, access_key_secret)
+        self.config = dict(config)
         return self
 
-    # -- plans and records -------------------------------------------------------------------
-
-    def plan_next(self, **plan: Any) -> None:
-        """How the next job created behaves (queued: one plan per job, in order)."""
-        plan = _check_plan(plan, "plan_next")
-        with self._locked():
-            queue = self._read_json(self.directory / "queue.json", [])
-            queue.append(plan)
-            _write_atomic(self.directory / "queue.json", json.dumps(queue, indent=2))
-
     def hang(self, method: str) -> threading.Event:
-        """Make every call of ``method`` (``create_job``, ``get_job``, ``stop_job``,
-        ``get_pod_logs``, ``list_jobs``) in this process block until the Event is set.
-
-        ``create_job`` blocks before it creates the job, unless its plan says ``hang`` (created,
-        then blocked) or ``hang_before``; the Event then replaces ``hang_seconds``."""
-        event = threading.Event()
-        self._hangs[_METHOD_ALIASES.get(method, method)] = event
-        return event
-
-    def release(self) -> None:
-        """Let every hung call go (test teardown)."""
-        for event in self._hangs.values():
-            event.set()
-
-    def job_ids(self) -> List[str]:
-        """Every job created, oldest first."""
-        jobs = [self._read_json(p, {}) for p in (self.directory / "jobs").glob("*.json")]
-        return [j["job_id"] for j in sorted(jobs, key=lambda j: j.get("seq", 0)) if j]
-
-    def job(self, job_id: str) -> Dict[str, Any]:
-        """A job's record (request, plan, ``checks``, ``stop_calls``, ``stopped``)."""
-        record = self._read_json(self._job_path(job_id), None)
-        if record is None:
-            raise KeyError(job_id)
-        return dict(record)
-
-    @property
-    def submissions(self) -> List[Dict[str, Any]]:
-        """Every CreateJob request (``to_map()``, masked), oldest first."""
-        return self._read_lines(self.directory / "submissions.jsonl")
-
-    @property
-    def stops(self) -> List[Dict[str, Any]]:
-        """Every StopJob call: ``{"job_id", "pid", "time", "was"}`` (``was``: its status)."""
-        return self._read_lines(self.directory / "stops.jsonl")
-
-    def stop_calls(self, job_id: str) -> int:
-        """How many times StopJob was called for ``job_id`` (any process)."""
-        return sum(1 for stop in self.stops if stop["job_id"] == job_id)
+        """As :meth:`FakeJobService.hang`; ``method`` may be the SDK's name (``create_job``)."""
+        return super().hang(_CALL_NAMES.get(method, method))
 
     def finish(self, job_id: str, status: str = "Succeeded") -> None:
         """End a live job now (its next GetJob answers ``status``)."""
-        with self._locked():
-            record = self.job(job_id)
-            record["forced"] = status
-            _write_atomic(self._job_path(job_id), json.dumps(record, indent=2))
-
-    # -- files -------------------------------------------------------------------------------
-
-    def _job_path(self, job_id: str) -> Path:
-        return self.directory / "jobs" / f"{job_id}.json"
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(self.directory / ".lock", "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+        super().finish(job_id, status)
 
     @staticmethod
-    def _read_json(path: Path, default: Any) -> Any:
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return default
-
-    @staticmethod
-    def _read_lines(path: Path) -> List[Dict[str, Any]]:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-    def _append(self, name: str, data: Dict[str, Any]) -> None:
-        with open(self.directory / name, "a", encoding="utf-8") as handle:
-            handle.write(self._masker.mask(json.dumps(data)) + "\n")
-
-    def _plan_for(self, text: str) -> Dict[str, Any]:
-        """The queue's next plan, else the first plan.json rule matching ``text``, else the
-        file's (or the environment's) ``jobs`` shortcut."""
-        queue = self._read_json(self.directory / "queue.json", [])
-        if queue:
-            plan = queue.pop(0)
-            _write_atomic(self.directory / "queue.json", json.dumps(queue, indent=2))
-            return dict(plan)
-        path = self.directory / "plan.json"
-        try:
-            data = self._read_json(path, {})
-        except ValueError as err:
-            raise ConfigError(f"{path}: not a readable JSON object ({err})") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        for key in data:
-            if key not in _FILE_KEYS:
-                raise ConfigError(f"{path}: unknown key {key!r}{did_you_mean(key, _FILE_KEYS)}")
-        for index, rule in enumerate(data.get("rules", [])):
-            rule = _check_plan(rule, f"{path}: rules[{index}]")
-            if str(rule.get("match", "")) in text:
-                return rule
-        jobs = self._environ.get(ENV_JOBS) or data.get("jobs", "run")
-        if jobs not in ("run", "succeed", "fail"):
-            raise ConfigError(f"{path}: key 'jobs': expected run, succeed or fail, got {jobs!r}")
-        return _shortcut(jobs, int(data.get("polls", 1)))
-
-    def _hang(self, method: str, seconds: float = 0.0) -> None:
-        """Block while ``method`` hangs (its Event here, or ``seconds`` from a plan)."""
-        event = self._hangs.get(method)
-        if event is None and seconds <= 0:
-            return
-        with self._lock:
-            self.hung_calls += 1
-        try:
-            if event is not None:
-                event.wait()
-            else:
-                time.sleep(seconds)
-        finally:
-            with self._lock:
-                self.hung_calls -= 1
-
-    # -- what a job answers --------------------------------------------------------------------
-
-    @staticmethod
-    def _status(record: Dict[str, Any], checks: int) -> Dict[str, Any]:
-        """The step a job is at after ``checks`` GetJob calls (a stop or finish() wins)."""
-        steps = record["plan"].get("steps") or [{"status": "Running"}]
-        step = dict(steps[min(max(checks, 1), len(steps)) - 1])
-        if record.get("stopped") and step["status"] not in _FINISHED:
-            step = {"status": "Stopped"}
-        if record.get("forced") and step["status"] not in _FINISHED:
-            step = {"status": record["forced"]}
-        return step
+    def _not_found(job_id: str) -> Any:
+        return lambda: _client_error(404, "JobNotFound", f"job {job_id} not found")
 
     @staticmethod
     def _pods(record: Dict[str, Any]) -> List[tuple]:
@@ -320,70 +109,33 @@ class FakeDlcClient:
                 pods.append((f"{record['job_id']}-{short}", kind, short))
         return pods
 
-    def _get_record(self, job_id: str) -> Dict[str, Any]:
-        record = self._read_json(self._job_path(job_id), None)
-        if record is None:
-            from alibabacloud_tea_openapi.exceptions import ClientException
-
-            raise ClientException(status_code=404, code="JobNotFound",
-                                  message=f"code: 404, job {job_id} not found request id: fake")
-        return record
-
     # -- the SDK Client's methods --------------------------------------------------------------
 
     def create_job(self, request: Any) -> Any:
         """``Client.create_job(CreateJobRequest) -> CreateJobResponse``."""
         from alibabacloud_pai_dlc20201203 import models
-        from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 
         request.validate()
         body = request.to_map()
-        with self._locked():
-            plan = self._plan_for(f"{body.get('UserCommand', '')}\n{body.get('DisplayName', '')}")
-        create = plan.get("create", "ok")
-        self._append_locked("submissions.jsonl", {"time": _now(), "request": body,
-                                                  "create": create})
-        seconds = float(plan.get("hang_seconds", 3600))
-        if create == "hang_before" or (create == "ok" and "create_job" in self._hangs):
-            self._hang("create_job", seconds)
-        if create == "refuse":
-            raise ClientException(status_code=400, code="InvalidParameter",
-                                  message="code: 400, fake refusal (plan: refuse) request id: "
-                                          "fake")
-        if create == "error":
-            raise ServerException(status_code=503, code="ServiceUnavailable",
-                                  message="code: 503, fake outage (plan: error) request id: fake")
-        job_id = f"dlc{uuid.uuid4().hex[:14]}"
-        record = {"job_id": job_id, "name": body.get("DisplayName"), "seq": time.time(),
-                  "created_at": _now(),
-                  "request": json.loads(self._masker.mask(json.dumps(body))), "plan": plan,
-                  "checks": 0, "stopped": False}
-        with self._locked():
-            _write_atomic(self._job_path(job_id), json.dumps(record, indent=2))
-        _logger.info("fake DLC: created job %s (%s)", job_id, body.get("DisplayName"))
-        if create == "hang":
-            self._hang("create_job", seconds)
-        if create == "lost":
-            raise ConnectionError("fake DLC: the CreateJob answer was lost (plan: lost)")
+        name = str(body.get("DisplayName") or "")
+        job_id = self.create(
+            body, name=name, id_prefix="dlc",
+            match_text=f"{body.get('UserCommand', '')}\n{body.get('DisplayName', '')}",
+            refused=lambda: _client_error(400, "InvalidParameter", "fake refusal (plan: "
+                                          "refuse)"),
+            unavailable=lambda: _client_error(503, "ServiceUnavailable", "fake outage (plan: "
+                                              "error)"))
+        _logger.info("fake DLC: created job %s (%s)", job_id, name)
         return models.CreateJobResponse(
             status_code=200, headers={},
             body=models.CreateJobResponseBody(job_id=job_id, request_id="fake"))
-
-    def _append_locked(self, name: str, data: Dict[str, Any]) -> None:
-        with self._locked():
-            self._append(name, data)
 
     def get_job(self, job_id: str, request: Any) -> Any:
         """``Client.get_job(job_id, GetJobRequest) -> GetJobResponse``: the next step."""
         from alibabacloud_pai_dlc20201203 import models
 
-        self._hang("get_job")
-        with self._locked():
-            record = self._get_record(job_id)
-            record["checks"] = int(record.get("checks", 0)) + 1
-            _write_atomic(self._job_path(job_id), json.dumps(record, indent=2))
-        step = self._status(record, record["checks"])
-        status = step["status"]
+        record = self.check(job_id, self._not_found(job_id))
+        status = record["step"]["status"]
         pods = []
         if status not in _WAITING:
             pod_status = _POD_STATUS.get(status, "Running")
@@ -404,18 +156,15 @@ class FakeDlcClient:
         """``Client.get_pod_logs(job_id, pod_id, GetPodLogsRequest) -> GetPodLogsResponse``:
         every line the steps so far gave the pod, the last ``max_lines`` of them."""
         from alibabacloud_pai_dlc20201203 import models
-        from alibabacloud_tea_openapi.exceptions import ClientException
 
-        self._hang("get_pod_logs")
-        record = self._get_record(job_id)
+        self.hang_if("logs")
+        record = self.record(job_id, self._not_found(job_id))
         pod = next((p for p in self._pods(record) if p[0] == pod_id), None)
         if pod is None:
-            raise ClientException(status_code=404, code="PodNotFound",
-                                  message=f"code: 404, pod {pod_id} not found request id: fake")
+            raise _client_error(404, "PodNotFound", f"pod {pod_id} not found")
         _, kind, short = pod
-        steps = record["plan"].get("steps") or []
         lines: List[str] = []
-        for step in steps[:max(int(record.get("checks", 0)), 0)]:
+        for step in self.steps_so_far(record):
             for key, more in (step.get("logs") or {}).items():
                 if key.lower() in (kind.lower(), short):
                     lines.extend(str(line) for line in more)
@@ -428,15 +177,7 @@ class FakeDlcClient:
         """``Client.stop_job(job_id) -> StopJobResponse``; a live job becomes Stopped."""
         from alibabacloud_pai_dlc20201203 import models
 
-        self._hang("stop_job")
-        with self._locked():
-            record = self._get_record(job_id)
-            was = self._status(record, int(record.get("checks", 0)))["status"]
-            if was not in _FINISHED:
-                record["stopped"] = True
-                _write_atomic(self._job_path(job_id), json.dumps(record, indent=2))
-            self._append("stops.jsonl", {"job_id": job_id, "pid": os.getpid(), "time": _now(),
-                                         "was": was})
+        was = self.stop(job_id, self._not_found(job_id))
         _logger.info("fake DLC: StopJob %s (was %s)", job_id, was)
         return models.StopJobResponse(status_code=200, headers={},
                                       body=models.StopJobResponseBody(job_id=job_id,
@@ -447,20 +188,10 @@ class FakeDlcClient:
         ``display_name`` (any case), of ``workspace_id`` when given."""
         from alibabacloud_pai_dlc20201203 import models
 
-        self._hang("list_jobs")
-        wanted = str(getattr(request, "display_name", None) or "").lower()
-        workspace = getattr(request, "workspace_id", None)
-        items = []
-        for job_id in self.job_ids():
-            record = self._get_record(job_id)
-            name = str(record["request"].get("DisplayName") or "")
-            if wanted not in name.lower():
-                continue
-            if workspace and str(record["request"].get("WorkspaceId")) != str(workspace):
-                continue
-            status = self._status(record, int(record.get("checks", 0)))["status"]
-            items.append(models.JobItem(job_id=job_id, display_name=name, status=status,
-                                        workspace_id=record["request"].get("WorkspaceId")))
+        items = [models.JobItem(job_id=r["job_id"], display_name=r["name"], status=r["status"],
+                                workspace_id=r["request"].get("WorkspaceId"))
+                 for r in self.named(str(getattr(request, "display_name", None) or ""),
+                                     "WorkspaceId", getattr(request, "workspace_id", None))]
         return models.ListJobsResponse(status_code=200, headers={}, body=(
             models.ListJobsResponseBody(jobs=items, total_count=len(items),
                                         request_id="fake")))

@@ -78,7 +78,9 @@ def _write_atomic(path: Path, text: str) -> None:
             temp.unlink()
 
 
-def _check_plan(plan: Any, where: str) -> Dict[str, Any]:
+def _check_plan(plan: Any, where: str, logs: type = list) -> Dict[str, Any]:
+    """A plan, checked (naming ``where`` and the key); a step's ``logs`` are of type ``logs``
+    (a list of lines, or a dict of lines by pod)."""
     if not isinstance(plan, dict):
         raise ConfigError(f"{where}: expected a JSON object")
     for key in plan:
@@ -89,10 +91,11 @@ def _check_plan(plan: Any, where: str) -> Dict[str, Any]:
     steps = plan.get("steps", [])
     if not isinstance(steps, list) or not all(
             isinstance(s, dict) and isinstance(s.get("status"), str)
-            and isinstance(s.get("logs", []), list) and isinstance(s.get("metrics", {}), dict)
-            for s in steps):
-        raise ConfigError(f"{where}: key 'steps': expected a list of "
-                          '{"status": "Running", "logs": ["line"], "metrics": {"auc": 0.7}}')
+            and isinstance(s.get("logs", logs()), logs)
+            and isinstance(s.get("metrics", {}), dict) for s in steps):
+        example = ('{"status": "Running", "logs": ["line"], "metrics": {"auc": 0.7}}'
+                   if logs is list else '{"status": "Running", "logs": {"worker": ["line", ...]}}')
+        raise ConfigError(f"{where}: key 'steps': expected a list of {example}")
     return dict(plan)
 
 
@@ -110,6 +113,9 @@ class FakeJobService:
     Attributes:
         hung_calls: Calls blocked in a hang right now (tests wait for it before a signal).
     """
+
+    #: The type of a step's ``logs``: lines (``list``), or lines by pod (``dict``, DLC).
+    step_logs: type = list
 
     def __init__(self, root: str | os.PathLike[str], service: str, statuses: Statuses, *,
                  access_key_id: Optional[str], access_key_secret: Optional[str],
@@ -135,7 +141,7 @@ class FakeJobService:
 
     def plan_next(self, **plan: Any) -> None:
         """How the next job created behaves (queued: one plan per job, in order)."""
-        plan = _check_plan(plan, "plan_next")
+        plan = _check_plan(plan, "plan_next", self.step_logs)
         with self.locked():
             queue = self._read_json(self.directory / "queue.json", [])
             queue.append(plan)
@@ -248,7 +254,7 @@ class FakeJobService:
             if key not in _FILE_KEYS:
                 raise ConfigError(f"{path}: unknown key {key!r}{did_you_mean(key, _FILE_KEYS)}")
         for index, rule in enumerate(data.get("rules", [])):
-            rule = _check_plan(rule, f"{path}: rules[{index}]")
+            rule = _check_plan(rule, f"{path}: rules[{index}]", self.step_logs)
             if str(rule.get("match", "")) in text:
                 return rule
         jobs = self._environ.get(ENV_JOBS) or data.get("jobs", "run")
@@ -275,13 +281,15 @@ class FakeJobService:
     # -- what the fake clients call ------------------------------------------------------------
 
     def create(self, body: Dict[str, Any], *, name: str, id_prefix: str,
-               refused: Any, unavailable: Any) -> str:
+               refused: Any, unavailable: Any, match_text: Optional[str] = None) -> str:
         """Create a job of request ``body`` (its name ``name``) as its plan says; its id.
 
-        ``refused()`` / ``unavailable()`` build the exceptions the SDK raises for a 4xx / 5xx.
+        ``refused()`` / ``unavailable()`` build the exceptions the SDK raises for a 4xx / 5xx;
+        plan.json rules ``match`` in ``match_text`` (default: the request's JSON and the name).
         """
         with self.locked():
-            plan = self._plan_for(f"{json.dumps(body)}\n{name}")
+            plan = self._plan_for(f"{json.dumps(body)}\n{name}" if match_text is None
+                                  else match_text)
         create = plan.get("create", "ok")
         with self.locked():
             self._append("submissions.jsonl", {"time": _now(), "request": body,
