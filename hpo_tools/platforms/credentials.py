@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from typing import Any, Optional, Sequence, Tuple
 
 from hpo_tools.errors import ConfigError, PlatformError
@@ -31,19 +32,26 @@ ALIBABA_CLOUD_ENV: Tuple[str, str] = ("ALIBABA_CLOUD_ACCESS_KEY_ID",
 EnvPair = Tuple[str, str]
 
 
-def credential_env(value: Any, platform: str) -> Optional[EnvPair]:
-    """``"ID_VAR,SECRET_VAR"`` (or a pair) -> the pair; None for nothing.
+def credential_env(value: Any, platform: str,
+                   example: EnvPair = ALIBABA_CLOUD_ENV) -> Optional[EnvPair]:
+    """``"ID_VAR,SECRET_VAR"`` (or a pair, or ``{"access_id": ..., "access_key": ...}``) -> the
+    pair; None for nothing. ``example`` is the pair the error message shows.
 
     Raises:
         ConfigError: not two non-empty names.
     """
     if value in (None, "", [], ()):
         return None
-    pair = tuple(p.strip() for p in value.split(",")) if isinstance(value, str) else tuple(value)
+    if isinstance(value, Mapping):
+        pair: Tuple[Any, ...] = (value.get("access_id"), value.get("access_key"))
+    elif isinstance(value, str):
+        pair = tuple(p.strip() for p in value.split(","))
+    else:
+        pair = tuple(value)
     if len(pair) != 2 or not all(isinstance(p, str) and p for p in pair):
         raise ConfigError(
             f"platform {platform}: credential_env={value!r} must name two env vars (access key "
-            f"id, secret), e.g. {','.join(ALIBABA_CLOUD_ENV)}"
+            f"id, secret), e.g. {','.join(example)}"
         )
     return (str(pair[0]), str(pair[1]))
 
@@ -87,7 +95,7 @@ class AccessKeys:
            defaults: Sequence[EnvPair] = (ALIBABA_CLOUD_ENV,)) -> AccessKeys:
         """The keys given (either may be None) and where another process finds them."""
         defaults = tuple(tuple(p) for p in defaults)  # type: ignore[misc]
-        env = _credential_env(credential_env, platform)
+        env = _credential_env(credential_env, platform, defaults[0])
         if env is None and access_id and access_key:
             env = env_names_holding(access_id, access_key, defaults)
         return cls(platform=platform, hint=hint, defaults=defaults, env=env,

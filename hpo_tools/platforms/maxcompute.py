@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -47,6 +46,8 @@ from hpo_tools.platforms.base import (
     TrialFileView,
     UpdateCallback,
 )
+from hpo_tools.platforms.credentials import AccessKeys, env_names_holding
+from hpo_tools.platforms.credentials import credential_env as credential_env_pair
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpo_tools.metrics.score import MetricSpec
@@ -219,36 +220,6 @@ def parse_command(text: str) -> ParsedCommand:
 # Settings and credentials
 
 
-def _credential_env(value: Any) -> Optional[Tuple[str, str]]:
-    if value in (None, "", [], ()):
-        return None
-    if isinstance(value, Mapping):
-        pair = (value.get("access_id"), value.get("access_key"))
-    elif isinstance(value, str):
-        pair = tuple(part.strip() for part in value.split(","))  # "ID_VAR,KEY_VAR"
-    else:
-        pair = tuple(value)
-    if len(pair) != 2 or not all(isinstance(p, str) and p for p in pair):
-        raise ConfigError(
-            f"platform MaxCompute: credential_env={value!r} must name two env vars "
-            "(access id, access key), e.g. ODPS_ACCESS_ID,ODPS_ACCESS_KEY"
-        )
-    return (str(pair[0]), str(pair[1]))
-
-
-def _env_names_holding(access_id: str, access_key: str) -> Optional[Tuple[str, str]]:
-    """The env var names whose values are these credentials (defaults preferred), if any."""
-    candidates = list(DEFAULT_CREDENTIAL_ENV)
-    id_names = sorted(k for k, v in os.environ.items() if v == access_id)
-    key_names = sorted(k for k, v in os.environ.items() if v == access_key)
-    for id_name, key_name in candidates:
-        if id_name in id_names and key_name in key_names:
-            return (id_name, key_name)
-    if id_names and key_names:
-        return (id_names[0], key_names[0])
-    return None
-
-
 @dataclasses.dataclass
 class MaxComputeSettings:
     """Where and as whom to run. ``repr`` never shows the credentials.
@@ -281,16 +252,9 @@ class MaxComputeSettings:
         Raises:
             PlatformError: Nothing given and no env var pair set (names them).
         """
-        if self.access_id and self.access_key:
-            return self.access_id, self.access_key
-        pairs = [self.credential_env] if self.credential_env else []
-        pairs += [p for p in DEFAULT_CREDENTIAL_ENV if p not in pairs]
-        for id_name, key_name in pairs:
-            access_id, access_key = os.environ.get(id_name), os.environ.get(key_name)
-            if access_id and access_key:
-                return access_id, access_key
-        names = " or ".join(f"{a} and {b}" for a, b in pairs)
-        raise PlatformError(f"platform MaxCompute: no credentials: set {names} in the environment")
+        return AccessKeys(platform="MaxCompute", hint="", defaults=DEFAULT_CREDENTIAL_ENV,
+                          env=self.credential_env, access_id=self.access_id,
+                          access_key=self.access_key).credentials()
 
 
 def _real_odps(**kwargs: Any) -> Any:
@@ -740,9 +704,9 @@ class MaxComputePlatform(Platform):
                 "odps_endpoint)"
             )
         access_key = access_key or secret_access_key
-        env_names = _credential_env(credential_env)
+        env_names = credential_env_pair(credential_env, "MaxCompute", DEFAULT_CREDENTIAL_ENV[0])
         if env_names is None and access_id and access_key:
-            env_names = _env_names_holding(access_id, access_key)
+            env_names = env_names_holding(access_id, access_key, DEFAULT_CREDENTIAL_ENV)
         self._settings = MaxComputeSettings(
             project=str(project),
             endpoint=str(endpoint),
