@@ -565,9 +565,10 @@ class CloudJobPlatform(Platform):
     log_tag: ClassVar[str] = ""
     #: The id of a job whose create has not answered: this plus its unique name.
     pending_prefix: ClassVar[str] = ""
-    #: False: a submit after :meth:`interrupt` creates nothing (its job is CANCELLED and its
-    #: description says ``created: false``, so a registry sweep does not look for it).
-    create_after_interrupt: ClassVar[bool] = True
+    #: False (every cloud platform): a submit after :meth:`interrupt` creates nothing (its job
+    #: is CANCELLED and its description says ``created: false``, so a registry sweep does not
+    #: look for it); a job is never created on a paid cluster only to be stopped.
+    create_after_interrupt: ClassVar[bool] = False
 
     def _init_cloud(self, keys: AccessKeys, *, poll_interval: Any, call_timeout: Any,
                     client_factory: Optional[Callable[..., Any]]) -> None:

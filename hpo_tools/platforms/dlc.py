@@ -138,7 +138,6 @@ class DlcPlatform(CloudJobPlatform):
     display = "DLC"
     log_tag = "dlc"
     pending_prefix = "dlc-pending:"
-    create_after_interrupt = False
     trial_file_sections = ("dlc_config",)
     # `stdout` sources named cmdN / cmdN,<pod type> read a job's own pod logs (the others are
     # the ordinary stdout source of a file).

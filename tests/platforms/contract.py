@@ -201,6 +201,18 @@ class ContractTests:
         assert entry.job_id.endswith(f"-pending:{fake.job(job_id)['name']}")
         assert entry.description["cloud_id"] == job_id
 
+    def test_a_submit_after_the_signal_creates_nothing(self, tmp_path, fake):
+        """SIGINT between two commands: the next command's job is never created on the paid
+        cluster (not created, then stopped), and its record tells a sweep there is nothing."""
+        plan, context, reporter = self.prepare(tmp_path, self.trial_ini())
+        platform = self.platform(plan, fake)
+        platform.interrupt()
+        job = platform.submit(plan.stages[0].commands[0].text, log_path=tmp_path / "job.log",
+                              env={"HPO_TOOLS_COMMAND": "cmd1"})
+        assert job.poll() is JobState.CANCELLED and "not created" in job.message
+        assert fake.job_ids() == []
+        assert platform.cancel_described(job.describe()) is False
+
     def test_resume_skips_the_command_that_succeeded(self, tmp_path, fake):
         s = self.case.statuses
         text = self.trial_ini(commands=2, extra="resume=1")

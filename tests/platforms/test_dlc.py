@@ -151,8 +151,8 @@ def test_cancel_returns_when_stop_job_hangs_and_is_idempotent(platform, fake, tm
 
 def test_refused_create_job_is_a_platform_error_and_nothing_is_stopped(platform, fake, tmp_path):
     fake.plan_next(create="refuse")
-    with pytest.raises(PlatformError, match=r"platform DLC: creating hpo_e1_t1-hpo-\w+ \(workspace ws1\) "
-                                            r"was refused: InvalidParameter: code: 400, fake"):
+    with pytest.raises(PlatformError, match=r"platform DLC: creating hpo_e1_t1-hpo-\w+ "
+                       r"\(workspace ws1\) was refused: InvalidParameter: code: 400, fake"):
         _submit(platform, tmp_path)
     assert fake.job_ids() == [] and fake.stops == []
 
