@@ -15,6 +15,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Callable, TextIO
 
@@ -81,6 +82,10 @@ class Reporter:
         """Report the trial's final result (``{"default": score, ...}``)."""
         raise NotImplementedError
 
+    def interrupt(self) -> None:
+        """From a signal handler: a report waiting on its answer gives up at once (the trial is
+        being cancelled). Signal-safe: sets a flag only."""
+
 
 def _is_connection_error(err: BaseException) -> bool:
     if isinstance(err, ConnectionError):
@@ -111,6 +116,10 @@ class _BoundedSender:
         self._calls: queue.Queue[_Call] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stuck = ""
+        self.interrupted = False  # set from a signal handler: no lock
+
+    #: Seconds between two looks at :attr:`interrupted` while a call is waited for.
+    TICK = 0.05
 
     def call(self, function: Callable[[], Any], what: str) -> None:
         """Run ``function`` in the sender thread and wait for it; re-raise what it raised.
@@ -125,9 +134,14 @@ class _BoundedSender:
             self._thread.start()
         item = _Call(function)
         self._calls.put(item)
-        if not item.done.wait(self.timeout):
-            self._stuck = f"reporting {what} got no answer in {self.timeout:g} s"
-            raise ReporterChannelLost(f"NNI channel lost: {self._stuck}")
+        deadline = time.monotonic() + self.timeout
+        while not item.done.wait(min(self.TICK, max(0.0, deadline - time.monotonic()))):
+            if self.interrupted:  # the trial is being cancelled: no reason to wait on
+                self._stuck = f"{what} abandoned: the trial was cancelled"
+                raise ReporterChannelLost(f"NNI channel not waited for: {self._stuck}")
+            if time.monotonic() >= deadline:
+                self._stuck = f"reporting {what} got no answer in {self.timeout:g} s"
+                raise ReporterChannelLost(f"NNI channel lost: {self._stuck}")
         if item.error is not None:
             raise item.error
 
@@ -257,6 +271,9 @@ class NniReporter(Reporter):
 
     def report_final(self, metrics: Mapping[str, float]) -> None:
         self._send("the final result", self._nni.report_final_result, metrics)
+
+    def interrupt(self) -> None:
+        self._sender.interrupted = True
 
 
 def recorded_parameter_set(channel_url: str, trial_id: str, wait: float) -> dict[str, Any] | None:

@@ -501,7 +501,14 @@ def run_plan(
         f", days {days[0]}..{days[-1]}" if days else "",
         json.dumps(masked(dict(context.params), masker), sort_keys=True),
     )
-    guard = SignalGuard(getattr(platform, "interrupt", None)) if handle_signals else None
+    platform_interrupt = getattr(platform, "interrupt", None)
+
+    def interrupt() -> None:  # in the signal handler: flags only
+        if platform_interrupt is not None:
+            platform_interrupt()  # a long metric read gives up
+        reporter.interrupt()  # so does a report waiting on NNI
+
+    guard = SignalGuard(interrupt) if handle_signals else None
     if guard is not None:
         run.launcher.check_cancelled = guard.check
     started = time.monotonic()
@@ -513,6 +520,10 @@ def run_plan(
         except (TrialCancelled, ReporterChannelLost, KeyboardInterrupt) as err:
             if guard is not None:
                 guard.quiet()
+                if guard.signum is not None and not isinstance(err, TrialCancelled):
+                    # A signal came (a report it cut short, or a channel lost meanwhile): the
+                    # trial dies by the signal, so NNI records USER_CANCELED, not FAILED.
+                    err = TrialCancelled(guard.signum)
             run.cancelled(err)
         except BaseException as err:
             if guard is not None:
