@@ -231,3 +231,46 @@ def test_search_keys_written_as_placeholders_are_replaced_in_commands_and_any_pa
     space.write_text(json.dumps({"${lr}": {"_type": "choice", "_value": [0.01, 0.1]},
                                  "${batch_size}": {"_type": "choice", "_value": [64]}}))
     assert check_trial_file(trial, space, environ={}) == []
+
+
+def test_sigint_while_a_report_hangs_on_nni_cancels_at_once_and_dies_by_the_signal(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """NNI's report call has no timeout; the runner bounds it at 2 s. A SIGINT meanwhile must
+    not wait those 2 s, nor end as a lost channel (exit 1, NNI: FAILED)."""
+    import time
+
+    import nni
+
+    from hpo_tools.trial.reporter import NniReporter
+
+    release, hung = threading.Event(), threading.Event()
+
+    def hang(metric):  # a manager that never answers
+        hung.set()
+        release.wait(30)
+
+    monkeypatch.setattr(nni, "get_next_parameter", lambda: {})
+    monkeypatch.setattr(nni, "report_intermediate_result", hang)
+    text = "[platform_config]\nname=Fake\ncmd1=emit eval step=1 auc=0.5; hang\n" + METRIC
+    platform = FakePlatform()
+    reporter = NniReporter(report_timeout=2.0)
+    paths = resolve_paths("e1", "t1", exp_dir=tmp_path / "exp", environ={})
+    sent = {}
+
+    def send_when_hung() -> None:
+        if hung.wait(10):
+            sent["at"] = time.monotonic()
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=send_when_hung, daemon=True).start()
+    try:
+        outcome = run_plan(_plan(text), reporter, TrialContext("e1", "t1", {}, paths),
+                           platform=platform, interval=0.02, stderr=io.StringIO())
+        ended = time.monotonic()
+    finally:
+        release.set()
+    assert "at" in sent, "the report never hung: the test proved nothing"
+    assert ended - sent["at"] < 1.0  # not after the 2 s report timeout
+    assert outcome.status == "cancelled" and outcome.exit_code == 128 + signal.SIGINT
+    assert len(platform.cancelled) >= 1
