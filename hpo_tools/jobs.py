@@ -213,6 +213,10 @@ class TrialRecord:
         )
 
 
+#: The key of a link record (:meth:`JobRegistry.link`): the registry's experiment directory.
+_LINK_KEY = "registry_dir"
+
+
 class JobRegistry:
     """Per-trial job records under ``<experiment_dir>/hpo-tools/jobs/``.
 
@@ -265,17 +269,51 @@ class JobRegistry:
                 finally:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def _read(self, trial_id: str) -> Optional[TrialRecord]:
+    def _raw(self, trial_id: str) -> Any:
         path = self.path(trial_id)
         try:
-            text = path.read_text(encoding="utf-8")
+            return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        try:
-            return TrialRecord.from_json(json.loads(text))
-        except (ValueError, KeyError, TypeError) as err:
+        except ValueError as err:
             _logger.warning("ignoring unreadable job record %s: %s", path, err)
             return None
+
+    def _read(self, trial_id: str) -> Optional[TrialRecord]:
+        data = self._raw(trial_id)
+        if data is None or (isinstance(data, dict) and _LINK_KEY in data):
+            return None
+        try:
+            return TrialRecord.from_json(data)
+        except (ValueError, KeyError, TypeError) as err:
+            _logger.warning("ignoring unreadable job record %s: %s", self.path(trial_id), err)
+            return None
+
+    def link(self, trial_id: str, registry_dir: Union[str, os.PathLike]) -> None:
+        """Record that ``trial_id``'s jobs are in the registry of ``registry_dir`` (a runner
+        given ``--exp_dir`` under NNI): :meth:`load`, :meth:`records`, :meth:`cancel_live` and
+        :meth:`cancel_all_live` of this registry follow the link, so the assessor's
+        ``trial_end`` and ``hpo-tools kill``, which look in NNI's experiment directory, find
+        them. A real record of the trial here is never replaced by a link."""
+        target = Path(registry_dir).absolute()
+        if target == self.experiment_dir.absolute():
+            return
+        with self._locked(trial_id):
+            data = self._raw(trial_id)
+            if data is not None and not (isinstance(data, dict) and _LINK_KEY in data):
+                return
+            write_json_atomic(self.path(trial_id), {"trial_id": str(trial_id),
+                                                    _LINK_KEY: str(target)})
+
+    def _linked(self, trial_id: str) -> Optional[JobRegistry]:
+        """The registry a link record of ``trial_id`` points to, or None."""
+        data = self._raw(trial_id)
+        if not (isinstance(data, dict) and isinstance(data.get(_LINK_KEY), str)):
+            return None
+        target = Path(data[_LINK_KEY])
+        if target.absolute() == self.experiment_dir.absolute():
+            return None
+        return JobRegistry(target, platform_overrides=self._overrides)
 
     def _write(self, record: TrialRecord) -> None:
         record.updated_at = _now()
@@ -312,7 +350,11 @@ class JobRegistry:
         )
 
     def load(self, trial_id: str) -> Optional[TrialRecord]:
-        """The saved record of ``trial_id``, or None when there is none (or it is unreadable)."""
+        """The saved record of ``trial_id`` (followed through a :meth:`link`), or None when
+        there is none (or it is unreadable)."""
+        linked = self._linked(trial_id)
+        if linked is not None:
+            return linked._read(trial_id)
         return self._read(trial_id)
 
     def save(self, record: TrialRecord) -> None:
@@ -338,7 +380,7 @@ class JobRegistry:
             return []
         found = []
         for path in sorted(self.directory.glob("*.json")):
-            record = self._read(path.stem)
+            record = self.load(path.stem)
             if record is not None:
                 found.append(record)
         return found
@@ -407,6 +449,9 @@ class JobRegistry:
         Returns:
             The ids of the jobs that were still running and were told to stop.
         """
+        linked = self._linked(trial_id)
+        if linked is not None:
+            return linked.cancel_live(trial_id, timeout)
         record = self.load(trial_id)
         if record is None:
             return []

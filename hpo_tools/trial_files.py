@@ -105,6 +105,10 @@ def set_oss_credentials(creds: Any, environ: MutableMapping[str, str]) -> list[s
     names = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ENDPOINT)
     for name, value in zip(names, (creds.access_key_id, creds.access_key_secret, creds.endpoint)):
         environ[name] = value
+    if environ is os.environ:  # not the user's names: never recorded as where keys are
+        from hpo_tools.platforms.credentials import mark_exported
+
+        mark_exported(names)
     _logger.info("OSS credentials from [oss_config] exported as %s", ", ".join(names))
     return list(names)
 

@@ -375,3 +375,40 @@ def test_record_file_is_plain_json_with_a_version(registry):
     # other tools (and people) read these files
     assert data["version"] == 1 and data["trial_id"] == "t1" and data["state"] == "pending"
     assert TrialRecord.from_json(data).experiment_id == "e"
+
+
+def test_a_link_leads_nni_side_sweeps_to_a_registry_elsewhere(tmp_path, local_jobs):
+    """A runner given --exp_dir under NNI keeps its registry there and leaves a link in NNI's
+    experiment directory, where the assessor's trial_end and `hpo-tools kill` look."""
+    from hpo_tools.trial.paths import resolve_paths
+    from hpo_tools.trial.registry import RegistryAdapter
+
+    nni_exp = tmp_path / "nni" / "EXP1"
+    trial_dir = nni_exp / "environments" / "local-env" / "trials" / "t1"
+    trial_dir.mkdir(parents=True)
+    paths = resolve_paths("EXP1", "t1", exp_dir=tmp_path / "mine",
+                          environ={"NNI_OUTPUT_DIR": str(trial_dir)})
+    assert paths.experiment_dir == tmp_path / "mine" / "EXP1"
+    assert paths.nni_experiment_dir == nni_exp
+    platform = LocalPlatform(grace_period=0.5)
+    adapter = RegistryAdapter.open(paths, "EXP1", "t1", platform=platform)
+    job = platform.submit("sleep 60", log_path=tmp_path / "trial.log")
+    local_jobs.append(job)
+    adapter.registry.mark_job(adapter.record, 1, job, JobState.RUNNING)
+
+    seen_from_nni = JobRegistry(nni_exp)
+    assert [r.trial_id for r in seen_from_nni.records()] == ["t1"]
+    assert seen_from_nni.load("t1").jobs[0].job_id == job.job_id
+    assert seen_from_nni.cancel_all_live(timeout=10) == {"t1": [job.job_id]}
+    assert job.wait(timeout=5).is_finished  # stopped from "another process" (a fresh registry)
+    # The cancel is recorded where the runner keeps its record.
+    assert JobRegistry(paths.experiment_dir).load("t1").jobs[0].state is JobState.CANCELLED
+
+
+def test_a_link_never_replaces_a_real_record(registry, tmp_path):
+    record = registry.new("t1", platform="local")
+    registry.save(record)
+    registry.link("t1", tmp_path / "elsewhere")
+    assert registry.load("t1") is not None
+    assert json.loads(registry.path("t1").read_text())["trial_id"] == "t1"
+    assert "registry_dir" not in json.loads(registry.path("t1").read_text())

@@ -439,6 +439,8 @@ def run_experiment(
             except Exception:  # never mask the error that brought us here
                 _logger.exception("could not stop experiment %s cleanly; check with "
                                   "`nnictl experiment list` and `nnictl stop %s`", exp.id, exp.id)
+            if manager_up:
+                _sweep_orphans(files)
     elapsed = time.monotonic() - started
     # After the stop every trial process is gone; trials NNI still listed as live were stopped
     # with the experiment, so their own records (cancelled) now tell what became of them.
@@ -474,6 +476,26 @@ def run_experiment(
         experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
         timed_out=timed_out, interrupted=interrupted, errors=errors, export_error=export_error,
         lost_manager=lost_manager, failure=failure, outputs=outputs)
+
+
+#: Seconds the end-of-experiment sweep of the job registry may take.
+SWEEP_TIMEOUT = 30.0
+
+
+def _sweep_orphans(files: ExperimentFiles) -> None:
+    """After the stop no trial runner is alive: a job the registry still has live was left by
+    a runner that died without cancelling it (SIGKILL, a crash) and is stopped now, wherever
+    ``--exp_dir`` put its record (links). Never raises."""
+    try:
+        from hpo_tools.jobs import JobRegistry
+
+        cancelled = JobRegistry(files.root).cancel_all_live(timeout=SWEEP_TIMEOUT)
+    except Exception as err:  # noqa: BLE001 - a sweep must not mask how the run ended
+        _logger.error("sweeping the job registry of %s failed: %s", files.root, err)
+        return
+    for trial_id, job_ids in sorted(cancelled.items()):
+        _logger.warning("trial %s left job(s) running (its runner died): stopped %s",
+                        trial_id, ", ".join(job_ids))
 
 
 def _copy_outputs_at_end(run: Any, experiment_id: str, files: ExperimentFiles) -> list[OutputCopy]:

@@ -23,7 +23,8 @@ from typing import Any, Optional, Sequence, Tuple
 
 from hpo_tools.errors import ConfigError, PlatformError
 
-__all__ = ["ALIBABA_CLOUD_ENV", "AccessKeys", "credential_env", "env_names_holding"]
+__all__ = ["ALIBABA_CLOUD_ENV", "EXPORTED_ENV", "AccessKeys", "credential_env",
+           "env_names_holding", "mark_exported"]
 
 #: The Alibaba Cloud SDKs' own variable names: every platform tries them.
 ALIBABA_CLOUD_ENV: Tuple[str, str] = ("ALIBABA_CLOUD_ACCESS_KEY_ID",
@@ -56,11 +57,32 @@ def credential_env(value: Any, platform: str,
     return (str(pair[0]), str(pair[1]))
 
 
+#: Names hpo-tools itself set in this process's environment (``[oss_config]``'s keys exported as
+#: ``OSS_ACCESS_KEY_*`` for storage and Local jobs), comma-separated; inherited by the jobs.
+EXPORTED_ENV = "HPO_TOOLS_EXPORTED_ENV"
+
+
+def mark_exported(names: Sequence[str]) -> None:
+    """Note that hpo-tools set ``names`` itself (see :data:`EXPORTED_ENV`)."""
+    known = [n for n in os.environ.get(EXPORTED_ENV, "").split(",") if n]
+    os.environ[EXPORTED_ENV] = ",".join(sorted(set(known) | set(names)))
+
+
 def env_names_holding(access_id: str, access_key: str,
                       preferred: Sequence[EnvPair] = (ALIBABA_CLOUD_ENV,)) -> Optional[EnvPair]:
-    """The env var names whose values are these credentials (``preferred`` pairs first)."""
-    id_names = sorted(k for k, v in os.environ.items() if v == access_id)
-    key_names = sorted(k for k, v in os.environ.items() if v == access_key)
+    """The env var names whose values are these credentials (``preferred`` pairs first).
+
+    Names hpo-tools exported itself (:data:`EXPORTED_ENV`) come last: another process (the
+    assessor, ``kill``, ``experiment run``) has only the user's own names, e.g. ``AK``/``SK``
+    that the trial file reads as ``${AK}``.
+    """
+    ours = set(os.environ.get(EXPORTED_ENV, "").split(","))
+
+    def names(value: str) -> list:
+        return sorted((k for k, v in os.environ.items() if v == value),
+                      key=lambda k: (k in ours, k))
+
+    id_names, key_names = names(access_id), names(access_key)
     for id_name, key_name in preferred:
         if id_name in id_names and key_name in key_names:
             return (id_name, key_name)

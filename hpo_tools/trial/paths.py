@@ -18,10 +18,16 @@ STANDALONE_ID = "standalone"
 
 @dataclass(frozen=True)
 class TrialPaths:
-    """The experiment directory ``E`` and this trial's directory."""
+    """The experiment directory ``E`` and this trial's directory.
+
+    ``nni_experiment_dir`` is NNI's own experiment directory when ``E`` is elsewhere (a runner
+    given ``--exp_dir`` under NNI): the job registry leaves a link there, so NNI-side sweeps
+    (the assessor's ``trial_end``, ``hpo-tools kill``) find the trial's jobs.
+    """
 
     experiment_dir: Path
     trial_dir: Path
+    nni_experiment_dir: Path | None = None
 
     @property
     def log_path(self) -> Path:
@@ -41,7 +47,8 @@ class TrialPaths:
         (``""``: the trial directory itself)."""
         if not directory:
             return self
-        return TrialPaths(self.experiment_dir, self.trial_dir / directory)
+        return TrialPaths(self.experiment_dir, self.trial_dir / directory,
+                          self.nni_experiment_dir)
 
 
 def resolve_paths(
@@ -60,13 +67,19 @@ def resolve_paths(
     """
     env = os.environ if environ is None else environ
     output_dir = env.get("NNI_OUTPUT_DIR")
+    nni_experiment: Path | None = None
+    if output_dir and Path(output_dir).parent.name == "trials":
+        nni_experiment = Path(output_dir).parents[3]
+    elif env.get("NNI_LOG_DIRECTORY"):
+        nni_experiment = Path(env["NNI_LOG_DIRECTORY"]).parent
     if exp_dir:
         experiment = Path(exp_dir) / exp_id
-    elif output_dir and Path(output_dir).parent.name == "trials":
-        experiment = Path(output_dir).parents[3]
-    elif env.get("NNI_LOG_DIRECTORY"):
-        experiment = Path(env["NNI_LOG_DIRECTORY"]).parent
+    elif nni_experiment is not None:
+        experiment = nni_experiment
     else:
         experiment = Path("exp") / exp_id
     trial = Path(output_dir) if output_dir else experiment / "trials" / trial_id
-    return TrialPaths(experiment.absolute(), trial.absolute())
+    elsewhere = None
+    if nni_experiment is not None and nni_experiment.absolute() != experiment.absolute():
+        elsewhere = nni_experiment.absolute()
+    return TrialPaths(experiment.absolute(), trial.absolute(), elsewhere)

@@ -44,6 +44,8 @@ class RegistryAdapter:
         from hpo_tools.jobs import JobRegistry
 
         registry = JobRegistry(paths.experiment_dir)
+        if paths.nni_experiment_dir is not None:  # --exp_dir under NNI: leave NNI a link
+            JobRegistry(paths.nni_experiment_dir).link(trial_id, paths.experiment_dir)
         record = registry.load(trial_id)
         if record is None:
             record = registry.new(

@@ -149,3 +149,23 @@ def test_importing_the_platforms_imports_no_sdk():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_env_names_prefer_the_users_own_over_those_hpo_tools_exported(monkeypatch):
+    """[oss_config] accessKeyID=${AK}: the runner exports the keys as OSS_ACCESS_KEY_*; the
+    names stored for other processes (assessor, kill, experiment run) must be AK/SK, which
+    those processes have, not a mix with the runner's own exports."""
+    from hpo_tools.platforms.credentials import EXPORTED_ENV, env_names_holding, mark_exported
+
+    for name in ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "AK", "SK", EXPORTED_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AK", "kid-1")
+    monkeypatch.setenv("SK", "secret-1")
+    monkeypatch.setenv("OSS_ACCESS_KEY_ID", "kid-1")
+    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "secret-1")
+    assert env_names_holding("kid-1", "secret-1", ()) == ("AK", "OSS_ACCESS_KEY_SECRET")
+    mark_exported(["OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET"])
+    assert env_names_holding("kid-1", "secret-1", ()) == ("AK", "SK")
+    # With only hpo-tools' names holding them, those are still found.
+    monkeypatch.delenv("SK")
+    assert env_names_holding("kid-1", "secret-1", ()) == ("AK", "OSS_ACCESS_KEY_SECRET")
