@@ -5,14 +5,17 @@ NNI 3.0's local training service hands parameter sets to trials first come, firs
 export` can show a trial's score beside another trial's parameters. Here the trials are made to
 ask in the reverse order of their submission (each waits longer the earlier it was submitted),
 which makes NNI hand out the wrong sets; the runner (`python -m hpo_tools.run`, a real Local
-trial) runs the set NNI recorded for it instead. Every trial prints its parameter `x` as its
-metric, so a record is true exactly when its score equals its `x`.
+trial) runs the set NNI recorded for it instead. Every trial's job prints, as its metric, the
+value it reads from its own edited config, so a record is true exactly when its score equals the
+parameter; and each trial's config, directory and registry record are its own (issue: 8-way
+concurrency touches no other trial's files).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +28,8 @@ from hpo_tools.nni_rest import NniRest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
+REPO = Path(__file__).resolve().parents[2]
+
 CONCURRENCY = 8
 
 # Trial k (of each batch of 8) asks NNI for parameters (8 - k) * 0.6 s after it started: the
@@ -35,10 +40,15 @@ time.sleep(({CONCURRENCY} - int(os.environ["NNI_TRIAL_SEQ_ID"]) % {CONCURRENCY})
 os.execv(sys.executable, [sys.executable, "-m", "hpo_tools.run", "--config", "trial.ini"])
 """
 
+# Each trial's job reads the value from its own edited config (not from the parameters), so a
+# score equal to the parameter in params.json also proves no trial read another's files.
 TRIAL_INI = """\
 [platform_config]
 name=Local
-cmd1={python} -c "print('score=${{x}}')"
+cmd1={python} score.py ${{NNI_OUTPUT_DIR}}/pipeline.config
+
+[params_config]
+params_src_dst_filepath1=pipeline.config,${{NNI_OUTPUT_DIR}}/pipeline.config
 
 [metric_config]
 metric_type=stdout
@@ -46,8 +56,16 @@ metric_dict={{"score=([0-9.eE+-]+)": 1}}
 optimize_mode=maximize
 """
 
+SCORE = """\
+import re, sys
+text = open(sys.argv[1]).read()
+print("score=" + re.search(r"l2_regularization: ([0-9.eE+-]+)", text).group(1), flush=True)
+"""
+
+X = "model_config.dbmtl.l2_regularization"
+
 CONFIG = f"""\
-searchSpace: {{{{x: {{{{_type: uniform, _value: [0, 1]}}}}}}}}
+searchSpace: {{{{{X}: {{{{_type: uniform, _value: [0.1, 1]}}}}}}}}
 trialCommand: {{python}} start.py
 trialCodeDirectory: .
 trialConcurrency: {CONCURRENCY}
@@ -72,6 +90,8 @@ def finished(tmp_path_factory):
     while its manager is still up, after every trial ended."""
     root = tmp_path_factory.mktemp("nni_record")
     (root / "start.py").write_text(START)
+    (root / "score.py").write_text(SCORE)
+    (root / "pipeline.config").write_text((REPO / "samples" / "pipeline.config").read_text())
     (root / "trial.ini").write_text(TRIAL_INI.format(python=sys.executable))
     config = root / "config.yml"
     config.write_text(CONFIG.format(python=sys.executable, work=root / "nni"))
@@ -131,12 +151,12 @@ def test_rest_api_pairs_every_score_with_the_parameters_its_trial_ran(finished):
     _, snapshot, trials, metrics, _ = finished
     scores = _final_scores(metrics)
     assert len(trials) == CONCURRENCY and len(scores) == CONCURRENCY
-    ran = {view.trial_id: view.run.params["x"] for view in snapshot.trials}
+    ran = {view.trial_id: view.run.params[X] for view in snapshot.trials}
     for trial in trials:
         record = json.loads(trial["hyperParameters"][-1])
         trial_id = trial["trialJobId"]
-        assert record["parameters"]["x"] == pytest.approx(scores[trial_id]), trial
-        assert record["parameters"]["x"] == pytest.approx(ran[trial_id]), trial
+        assert record["parameters"][X] == pytest.approx(scores[trial_id]), trial
+        assert record["parameters"][X] == pytest.approx(ran[trial_id]), trial
         # The final metric was reported under the recorded set's id.
         final = [m for m in metrics if m["trialJobId"] == trial_id and m["type"] == "FINAL"]
         assert str(final[0]["parameterId"]) == str(record["parameter_id"])
@@ -150,7 +170,7 @@ def test_nnictl_export_pairs_every_score_with_its_parameters(finished):
         value = row["value"]
         value = json.loads(value) if isinstance(value, str) else value
         score = value["default"] if isinstance(value, dict) else value
-        assert row["parameter"]["x"] == pytest.approx(float(score)), row
+        assert row["parameter"][X] == pytest.approx(float(score)), row
 
 
 def test_our_summary_agrees(finished):
@@ -160,4 +180,13 @@ def test_our_summary_agrees(finished):
     for view in snapshot.trials:
         assert view.run.params == recorded[view.trial_id]["parameters"]
         assert view.run.parameter_id == recorded[view.trial_id]["parameter_id"]
-        assert view.run.final["score"] == pytest.approx(view.run.params["x"])
+        assert view.run.final["score"] == pytest.approx(view.run.params[X])
+        # Its own config holds its own value; nothing of it lies in another trial's directory.
+        (config,) = view.run.configs
+        assert Path(config).parent == view.run.trial_dir
+        written = re.search(r"l2_regularization: (\S+)", Path(config).read_text()).group(1)
+        assert float(written) == pytest.approx(view.run.params[X])
+    dirs = [view.run.trial_dir for view in snapshot.trials]
+    assert len(set(dirs)) == CONCURRENCY  # 8 trial directories, 8 registry records
+    registry = {p.stem for p in (dirs[0].parents[3] / "hpo-tools" / "jobs").glob("*.json")}
+    assert registry == {view.trial_id for view in snapshot.trials}
