@@ -36,12 +36,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import resource
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +226,6 @@ def collect(work_dir: Path, limit: int | None) -> int:
 
 def encode(space: dict[str, Any], params: dict[str, Any]) -> list[float]:
     """``params`` as a point of [0, 1]^d: a choice by its index, log scale for log types."""
-    import math
 
     x = []
     for key, spec in space.items():
@@ -253,11 +254,15 @@ class Surrogate:
     The mean is a GP posterior mean per evaluation step: one squared-exponential kernel with a
     lengthscale per parameter (chosen by leave-one-out error, closed form) over the runs'
     standardised scores, and a noise variance fixed to the spread between trainer seeds. What a
-    simulated trial observes is that mean plus one of the real runs' own noise curves (a
-    replicate's curve minus its group's mean; untuned x 5 seeds and 10 points x 3 seeds), picked
-    by a hash of (benchmark seed, parameters): the same parameters in the same seed give the same
+    simulated trial observes is that mean plus one of the real runs' own noise curves: a
+    replicated point's curve minus its group's mean (10 points x trainer seeds 0, 1, 2), from
+    the :data:`NOISE_GROUPS` replicated points nearest to the trial's (in the kernel's metric:
+    the noise differs a lot between points, e.g. sd 0.002 to 0.012 at the last step), picked by
+    a hash of (benchmark seed, parameters): the same parameters in the same seed give the same
     curve, as the seeded trainer does, so a config Hyperband promotes re-traces its curve.
     """
+
+    NOISE_GROUPS = 2
 
     LENGTHSCALES = (0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0, 1.5, 2.5, 5.0, 10.0)
     SIGNALS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -273,6 +278,8 @@ class Surrogate:
         self.mean, self.scale = y.mean(axis=0), y.std(axis=0)
         self.z = (y - self.mean) / self.scale
         self.noise_curves = noise_curves(runs)
+        self.noise_groups = [(np.array(encode(space, params)), curves)
+                             for params, curves in noise_groups(runs) if params]
         noise_var = (self.noise_curves.std(axis=0) / self.scale) ** 2
         self.noise = float(noise_var.mean())
         self.lengthscales = np.full(self.x.shape[1], 0.5)
@@ -331,26 +338,45 @@ class Surrogate:
         """What a trial with ``params`` reports in seed ``seed``: mean + a real noise curve."""
         import hashlib
 
+        import numpy as np
+
+        x = np.array(encode(self.space, params))
+        near = sorted(self.noise_groups,
+                      key=lambda g: float((((g[0] - x) / self.lengthscales) ** 2).sum()))
+        pool = np.concatenate([curves for _, curves in near[:self.NOISE_GROUPS]])
         key = json.dumps([seed, _plain(params)], sort_keys=True).encode()
-        pick = int(hashlib.sha256(key).hexdigest(), 16) % len(self.noise_curves)
-        return [m + float(e) for m, e in zip(self.mean_curve(params), self.noise_curves[pick])]
+        pick = int(hashlib.sha256(key).hexdigest(), 16) % len(pool)
+        return [m + float(e) for m, e in zip(self.mean_curve(params), pool[pick])]
 
 
-def noise_curves(runs: list[dict[str, Any]]) -> Any:
-    """Each replicated run's curve minus its group's mean curve (scaled for the group's size)."""
+def noise_groups(runs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
+    """``(params, noise curves)`` of each replicated point (the untuned config's params: {}).
+
+    A noise curve is a run's score curve minus its group's mean curve, scaled by
+    sqrt(n / (n - 1)) so that its spread estimates one run's.
+    """
     import numpy as np
 
-    groups: dict[str, list[list[float]]] = {}
+    ids = {r["id"] for r in runs}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
-        if r["kind"] in ("untuned", "replicate") or r["id"] + "-s1" in {x["id"] for x in runs}:
-            groups.setdefault(json.dumps(r["params"], sort_keys=True), []).append(r["scores"])
-    curves = []
+        if r["kind"] in ("untuned", "replicate") or r["id"] + "-s1" in ids:
+            groups.setdefault(json.dumps(r["params"], sort_keys=True), []).append(r)
+    out = []
     for members in groups.values():
         if len(members) < 2:
             continue
-        y = np.array(members)
-        curves.extend((y - y.mean(axis=0)) * (len(y) / (len(y) - 1)) ** 0.5)
-    return np.array(curves)
+        y = np.array([r["scores"] for r in members])
+        out.append((members[0]["params"],
+                    (y - y.mean(axis=0)) * (len(y) / (len(y) - 1)) ** 0.5))
+    return out
+
+
+def noise_curves(runs: list[dict[str, Any]]) -> Any:
+    """All noise curves of :func:`noise_groups`, one array."""
+    import numpy as np
+
+    return np.concatenate([curves for _, curves in noise_groups(runs)])
 
 
 def validate(runs: list[dict[str, Any]], folds: int = 5) -> dict[str, Any]:
@@ -380,6 +406,12 @@ def validate(runs: list[dict[str, Any]], folds: int = 5) -> dict[str, Any]:
         "mae_final": float(np.abs(final_pred - final_obs).mean()),
         "rmse_final_constant": float(final_obs.std()),
         "rmse_all_steps": float(np.sqrt(((predicted - observed) ** 2).mean())),
+        "steps": points[0]["steps"],
+        "rmse_by_step": np.round(np.sqrt(((predicted - observed) ** 2).mean(axis=0)), 4).tolist(),
+        "rmse_constant_by_step": np.round(observed.std(axis=0), 4).tolist(),
+        "seed_noise_sd_by_step": np.round(noise.std(axis=0), 4).tolist(),
+        "spearman_by_step": [round(_spearman(predicted[:, k], observed[:, k]), 3)
+                             for k in range(observed.shape[1])],
         "spearman_final": _spearman(final_pred, final_obs),
         "seed_noise_sd_final": float(noise[:, -1].std()),
         "noise_curves": len(noise),
@@ -414,11 +446,16 @@ def _import(dotted: str) -> Any:
 
 
 def _first(*dotted: str) -> Any:
-    """The first of ``dotted`` that imports; MethodUnavailable naming all when none does."""
+    """The first of ``dotted`` that imports; MethodUnavailable naming all when none does.
+
+    The class gets ``bench_name`` (its dotted name), reported with the method's results.
+    """
     reasons = []
     for name in dotted:
         try:
-            return _import(name)
+            cls = _import(name)
+            cls.bench_name = name
+            return cls
         except MethodUnavailable as err:
             reasons.append(str(err))
     raise MethodUnavailable("; ".join(reasons))
@@ -427,32 +464,47 @@ def _first(*dotted: str) -> Any:
 def _tpe(seed: int) -> dict[str, Any]:
     # NNI's TPE itself: SafeTpeTuner (what the example configures) is TPE plus parameter-id
     # guards that need an experiment's trial records; trials here run one at a time, in order.
-    cls = _import("nni.algorithms.hpo.tpe_tuner.TpeTuner")
+    cls = _first("nni.algorithms.hpo.tpe_tuner.TpeTuner")
     return {"tuner": cls(optimize_mode="maximize", seed=seed)}
 
 
 def _tpe_assessor(seed: int) -> dict[str, Any]:
-    assessor = _import("hpo_tools.assessor.PAIAssessor")
+    assessor = _first("hpo_tools.assessor.PAIAssessor")
     return dict(_tpe(seed), assessor=assessor(optimize_mode="maximize",
                                               start_step=ASSESSOR_START_STEP))
 
 
 def _random(seed: int) -> dict[str, Any]:
-    return {"tuner": _import("nni.algorithms.hpo.random_tuner.RandomTuner")(seed=seed)}
+    return {"tuner": _first("nni.algorithms.hpo.random_tuner.RandomTuner")(seed=seed)}
 
 
 def _grid(seed: int) -> dict[str, Any]:
-    return {"tuner": _import("nni.algorithms.hpo.gridsearch_tuner.GridSearchTuner")()}
+    return {"tuner": _first("nni.algorithms.hpo.gridsearch_tuner.GridSearchTuner")()}
 
 
 def _anneal(seed: int) -> dict[str, Any]:
-    cls = _first("hpo_tools.tuners.SafeAnnealTuner", "hpo_tools.tuners.AnnealTuner")
+    cls = _first("hpo_tools.tuners.SafeAnnealTuner", "hpo_tools.tuners.AnnealTuner",
+                 "nni.algorithms.hpo.hyperopt_tuner.HyperoptTuner")
+    _import("hyperopt.anneal")
+    if cls.bench_name.startswith("nni."):
+        tuner = cls(algorithm_name="anneal", optimize_mode="maximize")
+        tuner.bench_seed = seed
+        return {"tuner": tuner}
     return {"tuner": cls(optimize_mode="maximize", seed=seed)}
 
 
-def _flaml(kind: str, seed: int) -> dict[str, Any]:
-    cls = _first(f"hpo_tools.cost_frugal.{kind}Tuner", f"hpo_tools.cost_frugal.{kind}")
-    return {"tuner": cls(optimize_mode="maximize", seed=seed)}
+def _cfo(seed: int) -> dict[str, Any]:
+    cls = _first("hpo_tools.cost_frugal.CfoTuner")
+    # The low-cost start is the untuned config's values; a trial's cost is its trainer steps
+    # (the "steps" key of the final result the driver reports).
+    return {"tuner": cls(optimize_mode="maximize", base_config=str(EXAMPLE / "pipeline.config"),
+                         cost="steps", seed=seed)}
+
+
+def _blendsearch(seed: int) -> dict[str, Any]:
+    cls = _first("hpo_tools.cost_frugal.BlendSearchTuner")
+    return {"tuner": cls(optimize_mode="maximize", base_config=str(EXAMPLE / "pipeline.config"),
+                         cost="steps", seed=seed)}
 
 
 def _hyperband(seed: int) -> dict[str, Any]:
@@ -477,11 +529,13 @@ METHODS = {
     "Random": _random,
     "Grid": _grid,
     "Anneal": _anneal,
-    "CFO": lambda seed: _flaml("CFO", seed),
-    "BlendSearch": lambda seed: _flaml("BlendSearch", seed),
+    "CFO": _cfo,
+    "BlendSearch": _blendsearch,
     "Hyperband": _hyperband,
     "BOHB": _bohb,
 }
+#: The classes each method ran with (filled by run_method).
+CLASSES: dict[str, str] = {}
 #: PAIAssessor's start_step here: a trial makes 9 reports (the example's 4 reports use 2).
 ASSESSOR_START_STEP = 3
 #: Hyperband/BOHB's budget unit is one evaluation interval; R = a full run.
@@ -514,6 +568,12 @@ def drive_tuner(spec: dict[str, Any], surrogate: Surrogate, seed: int,
 
     tuner, assessor = spec["tuner"], spec.get("assessor")
     tuner.update_search_space(surrogate.space)
+    rval = getattr(tuner, "rval", None)
+    if rval is not None and hasattr(rval, "rstate"):
+        # NNI's HyperoptTuner (Anneal) draws from an unseeded RandomState: seeded here.
+        import numpy as np
+
+        rval.rstate = np.random.RandomState(seed)
     trials: list[dict[str, Any]] = []
     spent = 0
     parameter_id = 0
@@ -534,13 +594,14 @@ def drive_tuner(spec: dict[str, Any], surrogate: Surrogate, seed: int,
         steps = len(history) * EVAL_EVERY
         final = None if stopped else history[-1]
         if final is not None:
-            tuner.receive_trial_result(parameter_id, params, final)
+            # As a trial reports it: the score as "default", plus the steps it trained.
+            tuner.receive_trial_result(parameter_id, params, {"default": final, "steps": steps})
         if assessor is not None:
             assessor.trial_end(job, not stopped)
         tuner.trial_end(parameter_id, not stopped)
         spent += steps
         trials.append({"params": params, "steps": steps, "final": final,
-                       "true": surrogate.mean_curve(params)[len(history) - 1]})
+                       "true": surrogate.mean_curve(params)[-1]})
         parameter_id += 1
     return trials
 
@@ -564,9 +625,15 @@ def drive_advisor(spec: dict[str, Any], surrogate: Surrogate, seed: int,
     # Outside NNI, nothing was recovered from a previous experiment; NNI 3.0 compares the
     # advisors' string ids with an int there (microsoft/nni#5263).
     advisor.is_created_in_previous_exp = lambda _id: False
+    # NNI seeds Hyperband's generator from the clock and BOHB samples from numpy's global one
+    # and an unseeded ConfigSpace: seeded here so that each benchmark seed is reproducible.
+    np.random.seed(seed)
+    random.seed(seed)
     advisor.handle_initialize(surrogate.space)
     if hasattr(advisor, "random_state"):
-        advisor.random_state = np.random.RandomState(seed)  # NNI seeds it from the clock
+        advisor.random_state = np.random.RandomState(seed)
+    if hasattr(getattr(advisor, "search_space", None), "seed"):
+        advisor.search_space.seed(seed)
     trials: list[dict[str, Any]] = []
     spent = 0
     while spent < budget_steps:
@@ -592,13 +659,14 @@ def drive_advisor(spec: dict[str, Any], surrogate: Surrogate, seed: int,
                                   "hyper_params": nni.dump(job)})
         spent += units * EVAL_EVERY
         trials.append({"params": params, "steps": units * EVAL_EVERY, "final": curve[-1],
-                       "true": surrogate.mean_curve(params)[units - 1]})
+                       "true": surrogate.mean_curve(params)[-1]})
     return trials
 
 
 def run_method(name: str, surrogate: Surrogate, seed: int,
                budget_steps: int) -> list[dict[str, Any]]:
     spec = METHODS[name](seed)
+    CLASSES[name] = " + ".join(type(v).bench_name for v in spec.values())
     if "advisor" in spec:
         return drive_advisor(spec, surrogate, seed, budget_steps)
     return drive_tuner(spec, surrogate, seed, budget_steps)
@@ -621,58 +689,90 @@ def best_so_far(trials: list[dict[str, Any]]) -> list[tuple[int, int, float, flo
     return out
 
 
-def cost_to_reach(curve: list[tuple[int, int, float, float]], target: float) -> int | None:
-    for _, cost, best, _ in curve:
-        if best >= target - 1e-12:
-            return cost
+def cost_to_reach(curve: list[tuple[int, int, float, float]], target: float,
+                  column: int = 2) -> tuple[int, int] | None:
+    """``(cost, trials)`` when the best so far (column 2) or its noise-free score (3) first
+    reaches ``target``; None when it never does."""
+    for row in curve:
+        if row[column] >= target - 1e-12:
+            return row[1], row[0]
     return None
 
 
+def _median_or_none(values: list[float]) -> float | None:
+    """The median, counting None as infinitely large; None when that median is infinite."""
+    import numpy as np
+
+    med = float(np.median([math.inf if v is None else v for v in values]))
+    return None if math.isinf(med) else med
+
+
+#: Costs (in full runs) at which the picked config's noise-free score is tabled.
+CHECKPOINTS = (3, 10, 30, 100, 243)
+
+
+def _pick_at(curve: list[tuple[int, int, float, float]], steps: float) -> float:
+    """The noise-free score of the config picked (best observed) once ``steps`` are spent."""
+    true = math.nan
+    for _, cost, _, value in curve:
+        if cost > steps:
+            break
+        true = value
+    return true
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    """Per method: the best at the budget, cost to reach the grid's best, over seeds."""
+    """Per method: the best at the budget, and the cost to reach the grid's best, over seeds.
+
+    The grid's best is taken per seed (the same noise draws): its best observed score, and the
+    cost at which the grid first observed it. A seed where a method never reaches it counts as
+    an infinite cost, so a median of "not reached" means half the seeds or more.
+    """
     import numpy as np
 
     untuned = results["untuned_mean"]
-    grid = {int(s): best_so_far(t) for s, t in results["trials"]["Grid"].items()}
-    grid_best = {s: c[-1][2] for s, c in grid.items()}
-    grid_cost = {s: cost_to_reach(c, grid_best[s]) for s, c in grid.items()}
+    grid = {s: best_so_far(t) for s, t in results["trials"]["Grid"].items()}
+    target = {s: c[-1][2] for s, c in grid.items()}
+    grid_cost = {s: cost_to_reach(c, target[s])[0] for s, c in grid.items()}
     rows = {}
     for name, per_seed in results["trials"].items():
-        finals, trues, reach, trials_to_reach = [], [], [], []
-        for s, trials in per_seed.items():
-            curve = best_so_far(trials)
-            finals.append(curve[-1][2])
-            trues.append(curve[-1][3])
-            cost = cost_to_reach(curve, grid_best[int(s)])
-            reach.append(cost)
-            if cost is not None:
-                trials_to_reach.append(next(n for n, c, _, _ in curve if c == cost))
-        reached = [c for c in reach if c is not None]
-        ratios = [c / grid_cost[int(s)] for s, c in zip(per_seed, reach) if c is not None]
+        curves = {s: best_so_far(t) for s, t in per_seed.items()}
+        finals = [c[-1][2] for c in curves.values()]
+        trues = [c[-1][3] for c in curves.values()]
+        reach = {s: cost_to_reach(c, target[s]) for s, c in curves.items()}
         rows[name] = {
             "best_median": float(np.median(finals)),
             "best_q25": float(np.percentile(finals, 25)),
             "best_q75": float(np.percentile(finals, 75)),
             "gain_vs_untuned": float(np.median(finals) / untuned - 1),
             "true_median": float(np.median(trues)),
+            "true_q25": float(np.percentile(trues, 25)),
+            "true_q75": float(np.percentile(trues, 75)),
+            "true_gain_vs_untuned": float(np.median(trues) / untuned - 1),
+            "true_at": {n: float(np.nanmedian([_pick_at(c, n * FULL_STEPS)
+                                               for c in curves.values()]))
+                        for n in CHECKPOINTS if n <= results["budget_runs"]},
             "seeds": len(finals),
-            "reached_grid_best": len(reached),
-            "cost_to_grid_best_median": float(np.median(reached)) if reached else None,
-            "trials_to_grid_best_median": (float(np.median(trials_to_reach))
-                                           if trials_to_reach else None),
-            "cost_ratio_to_grid_median": float(np.median(ratios)) if ratios else None,
             "trials_median": float(np.median([len(t) for t in per_seed.values()])),
+            "reached": sum(r is not None for r in reach.values()),
+            "cost_median": _median_or_none([None if r is None else r[0]
+                                            for r in reach.values()]),
+            "trials_to_reach_median": _median_or_none([None if r is None else r[1]
+                                                       for r in reach.values()]),
+            "ratio_median": _median_or_none([None if r is None else r[0] / grid_cost[s]
+                                             for s, r in reach.items()]),
         }
     return {
         "rows": rows,
-        "grid_best_median": float(np.median(list(grid_best.values()))),
-        "grid_cost_to_best_median": float(np.median(list(grid_cost.values()))),
+        "grid_best_median": float(np.median(list(target.values()))),
+        "grid_cost_median": float(np.median(list(grid_cost.values()))),
         "untuned_mean": untuned,
     }
 
 
 def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Best so far against trials and against cost: median and IQR over seeds, per method."""
+    """Best so far against trials and against cost, and the picked config's noise-free score
+    against cost: median and IQR over seeds, per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -680,36 +780,44 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
     import numpy as np
 
     summary = summarise(results)
+    cost_label = f"cost: trainer steps, in full runs of {FULL_STEPS} steps"
+    observed = "best score so far (0.5 auc_ctr + 0.5 auc_cvr)"
     paths = []
-    for axis, xlabel, fname in (
-        ("trials", "trials", "search_trials.png"),
-        ("cost", "cost: trainer steps, in full runs of %d steps" % FULL_STEPS, "search_cost.png"),
+    for axis, column, xlabel, ylabel, fname in (
+        ("trials", 2, "trials", observed, "search_trials.png"),
+        ("cost", 2, cost_label, observed, "search_cost.png"),
+        ("cost", 3, cost_label, "noise-free full-run score of the config picked so far",
+         "search_cost_noise_free.png"),
     ):
         fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
         for name, per_seed in results["trials"].items():
             curves = [best_so_far(t) for t in per_seed.values()]
             if axis == "trials":
                 xs = np.arange(1, int(max(len(c) for c in curves)) + 1)
-                ys = np.array([[c[min(int(x), len(c)) - 1][2] for x in xs] for c in curves])
+                ys = np.array([[c[min(int(x), len(c)) - 1][column] for x in xs] for c in curves])
             else:
                 xs = np.geomspace(0.3, results["budget_runs"], 200)
-                ys = np.array([[_at_cost(c, x * FULL_STEPS) for x in xs] for c in curves])
-            with np.errstate(invalid="ignore"):
-                med = np.nanmedian(np.where(np.isinf(ys), np.nan, ys), axis=0)
-                lo = np.nanpercentile(np.where(np.isinf(ys), np.nan, ys), 25, axis=0)
-                hi = np.nanpercentile(np.where(np.isinf(ys), np.nan, ys), 75, axis=0)
+                ys = np.array([[_at_cost(c, x * FULL_STEPS, column) for x in xs]
+                               for c in curves])
+            ys = np.where(np.isinf(ys), np.nan, ys)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN before a first result
+                med = np.nanmedian(ys, axis=0)
+                lo = np.nanpercentile(ys, 25, axis=0)
+                hi = np.nanpercentile(ys, 75, axis=0)
             line, = ax.plot(xs, med, label=name, lw=1.6)
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
         ax.axhline(summary["untuned_mean"], color="k", ls=":", lw=1,
                    label=f"untuned config {summary['untuned_mean']:.4f}")
-        ax.axhline(summary["grid_best_median"], color="grey", ls="--", lw=1,
-                   label=f"grid's best (median) {summary['grid_best_median']:.4f}")
+        if column == 2:
+            ax.axhline(summary["grid_best_median"], color="grey", ls="--", lw=1,
+                       label=f"grid's best (median) {summary['grid_best_median']:.4f}")
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("best score so far (0.5 auc_ctr + 0.5 auc_cvr)")
+        ax.set_ylabel(ylabel)
         ax.set_ylim(summary["untuned_mean"] - 0.01, None)
-        ax.set_title(f"search efficiency, median and IQR over {len(results['seeds'])} seeds "
-                     "(surrogate of 220 real trainer runs)", fontsize=9)
+        ax.set_title(f"median and IQR over {len(results['seeds'])} seeds; surrogate of "
+                     f"{results['runs']} real trainer runs", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
@@ -720,16 +828,16 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def _at_cost(curve: list[tuple[int, int, float, float]], steps: float) -> float:
-    best = float("-inf")
-    for _, cost, value, _ in curve:
-        if cost > steps:
+def _at_cost(curve: list[tuple[int, int, float, float]], steps: float, column: int) -> float:
+    value = float("-inf")
+    for row in curve:
+        if row[1] > steps:
             break
-        best = value
-    return best
+        value = row[column]
+    return value
 
 
-def run(seeds: int, budget_runs: int, methods: list[str], out: Path,
+def run(seeds: int, budget_runs: int, methods: list[str], out: Path, trials_out: Path,
         image_dir: Path) -> int:
     import numpy as np
 
@@ -737,14 +845,16 @@ def run(seeds: int, budget_runs: int, methods: list[str], out: Path,
     space = load_search_space()
     began = time.monotonic()
     surrogate = Surrogate(space, runs)
-    _logger.info("surrogate: %d runs, lengthscales %s, signal %.2f, noise %.3f (fit %.1f s)",
-                 len(surrogate.x), np.round(surrogate.lengthscales, 2).tolist(), surrogate.signal,
-                 surrogate.noise, time.monotonic() - began)
+    surrogate_info = {"runs": len(surrogate.x),
+                      "lengthscales": np.round(surrogate.lengthscales, 3).tolist(),
+                      "signal": surrogate.signal, "noise": round(surrogate.noise, 4),
+                      "loo_rmse_standardised": round(surrogate.loo_rmse_std, 4)}
+    _logger.info("surrogate: %s (fit %.1f s)", surrogate_info, time.monotonic() - began)
     untuned = [r["final_score"] for r in runs if r["kind"] == "untuned"]
     results: dict[str, Any] = {
         "seeds": list(range(seeds)), "budget_runs": budget_runs, "full_steps": FULL_STEPS,
-        "untuned_mean": float(np.mean(untuned)), "untuned_runs": untuned,
-        "trials": {}, "missing": {}, "seconds": {},
+        "untuned_mean": float(np.mean(untuned)), "untuned_runs": untuned, "runs": len(runs),
+        "trials": {}, "missing": {}, "seconds": {}, "classes": {},
     }
     for name in methods:
         began = time.monotonic()
@@ -752,51 +862,83 @@ def run(seeds: int, budget_runs: int, methods: list[str], out: Path,
             per_seed = {str(s): run_method(name, surrogate, s, budget_runs * FULL_STEPS)
                         for s in range(seeds)}
         except MethodUnavailable as err:
-            results["missing"][name] = str(err)
+            results["missing"][name] = f"not available: {err}"
             _logger.info("%s: missing (%s)", name, err)
+            continue
+        except Exception as err:  # noqa: BLE001 - a tuner that fails on this space is a result
+            where = CLASSES.get(name, "?")
+            results["missing"][name] = f"{where} failed: {type(err).__name__}: {err}"
+            _logger.exception("%s failed", name)
             continue
         results["trials"][name] = per_seed
         results["seconds"][name] = round(time.monotonic() - began, 1)
+        results["classes"][name] = CLASSES[name]
         _logger.info("%s: %d seeds in %.1f s", name, seeds, time.monotonic() - began)
-    out.write_text(json.dumps(results))
     summary = summarise(results)
+    out.write_text(json.dumps({
+        key: results[key] for key in ("seeds", "budget_runs", "full_steps", "untuned_mean",
+                                      "untuned_runs", "runs", "missing", "seconds", "classes")
+    } | {"surrogate": surrogate_info, "summary": summary}, indent=1) + "\n")
+    trials_out.parent.mkdir(parents=True, exist_ok=True)
+    trials_out.write_text(json.dumps(results))
     print(markdown_table(summary, results))
     for path in plot(results, image_dir):
-        print(f"plot: {path.relative_to(REPO)}")
+        print(f"plot: {path}")
     return 0
+
+
+def markdown_table(summary: dict[str, Any], results: dict[str, Any]) -> str:
+    full = FULL_STEPS
+    rows = summary["rows"]
+    lines = [
+        f"untuned config: {summary['untuned_mean']:.4f} (mean of {len(results['untuned_runs'])} "
+        f"trainer seeds); budget {results['budget_runs']} full runs of {full} steps per "
+        f"experiment; {len(results['seeds'])} seeds; grid's best observed (median over seeds) "
+        f"{summary['grid_best_median']:.4f}, first seen after "
+        f"{summary['grid_cost_median'] / full:.1f} full runs (median)",
+        "",
+        "| method | best observed at budget, median [IQR] | vs untuned | noise-free score of "
+        "the picked config, median [IQR] | vs untuned | trials run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['best_median']:.4f} [{row['best_q25']:.4f}, {row['best_q75']:.4f}] "
+            f"| {row['gain_vs_untuned']:+.2%} | {row['true_median']:.4f} "
+            f"[{row['true_q25']:.4f}, {row['true_q75']:.4f}] | {row['true_gain_vs_untuned']:+.2%} "
+            f"| {row['trials_median']:.0f} |")
+    for name, reason in results["missing"].items():
+        lines.append(f"| {name} | missing: {reason} | | | | |")
+    lines += [
+        "",
+        "| method | seeds reaching the grid's best | cost to reach it, median (full runs) "
+        "| trials | cost / grid's cost |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in sorted(rows.items(), key=lambda kv: kv[1]["ratio_median"]
+                            if kv[1]["ratio_median"] is not None else math.inf):
+        cost = None if row["cost_median"] is None else row["cost_median"] / full
+        lines.append(f"| {name} | {row['reached']}/{row['seeds']} | {_fmt(cost, '.1f')} "
+                     f"| {_fmt(row['trials_to_reach_median'], '.0f')} "
+                     f"| {_fmt(row['ratio_median'], '.3f')} |")
+    lines.append("")
+    lines.append("(\"-\": not reached in half the seeds or more)")
+    checkpoints = list(next(iter(rows.values()))["true_at"])
+    lines += [
+        "",
+        "| method | " + " | ".join(f"{n} full runs" for n in checkpoints) + " |",
+        "|---|" + "---|" * len(checkpoints),
+    ]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{row['true_at'][n]:.4f}"
+                                                 for n in checkpoints) + " |")
+    lines.append("")
+    lines.append("(noise-free score of the config picked so far, median over seeds, by cost)")
+    return "\n".join(lines)
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
-def markdown_table(summary: dict[str, Any], results: dict[str, Any]) -> str:
-    lines = [
-        f"untuned config: {summary['untuned_mean']:.4f} (mean of {len(results['untuned_runs'])} "
-        f"trainer seeds); grid's best: median {summary['grid_best_median']:.4f}, reached after "
-        f"{summary['grid_cost_to_best_median'] / FULL_STEPS:.1f} full runs (median)",
-        "",
-        "| method | best at budget, median [IQR] | vs untuned | noise-free score of that "
-        "config | seeds reaching grid's best | cost to reach it, median (full runs) | "
-        "its trials | / grid's cost | trials run |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    order = sorted(summary["rows"].items(), key=lambda kv: (
-        kv[1]["cost_ratio_to_grid_median"] if kv[1]["cost_ratio_to_grid_median"] is not None
-        else 1e9))
-    for name, row in order:
-        cost = row["cost_to_grid_best_median"]
-        lines.append(
-            f"| {name} | {row['best_median']:.4f} [{row['best_q25']:.4f}, {row['best_q75']:.4f}] "
-            f"| {row['gain_vs_untuned']:+.2%} | {row['true_median']:.4f} "
-            f"| {row['reached_grid_best']}/{row['seeds']} "
-            f"| {_fmt(None if cost is None else cost / FULL_STEPS, '.1f')} "
-            f"| {_fmt(row['trials_to_grid_best_median'], '.0f')} "
-            f"| {_fmt(row['cost_ratio_to_grid_median'], '.2f')} "
-            f"| {row['trials_median']:.0f} |")
-    for name, reason in results["missing"].items():
-        lines.append(f"| {name} | missing: {reason} | | | | | | | |")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -817,7 +959,11 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--budget-runs", type=int, default=243,
                        help="cost budget per experiment, in full runs (default: the grid's 243)")
     p_run.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    p_run.add_argument("--out", type=Path, default=DATA_DIR / "search_results.json")
+    p_run.add_argument("--out", type=Path, default=DATA_DIR / "search_summary.json",
+                       help="the summary (JSON)")
+    p_run.add_argument("--trials-out", type=Path,
+                       default=Path(tempfile.gettempdir()) / "bench_search" / "search_trials.json",
+                       help="every trial of every method and seed (JSON, large)")
     p_run.add_argument("--image-dir", type=Path, default=REPO / "docs" / "images")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -830,7 +976,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(validate(read_runs()), indent=2))
         return 0
     if args.command == "run":
-        return run(args.seeds, args.budget_runs, args.methods, args.out, args.image_dir)
+        return run(args.seeds, args.budget_runs, args.methods, args.out, args.trials_out,
+                   args.image_dir)
     return 2
 
 
