@@ -173,14 +173,20 @@ class Status:
 
 class Creation:
     """One create call in a thread: its outcome, and what becomes of a job it creates after
-    everyone stopped waiting (:meth:`abandon`): it is stopped at once."""
+    everyone stopped waiting (:meth:`abandon`): it is stopped at once.
 
-    def __init__(self, platform: CloudJobPlatform, submission: Submission) -> None:
+    ``platform`` is anything with ``name``, ``display``, ``create(submission)`` (the id, or an
+    SDK object whose ``id`` is the id: kept in :attr:`result`) and ``stop_job(id)``: a
+    :class:`CloudJobPlatform`, or MaxCompute's platform (its create returns an ``Instance``).
+    """
+
+    def __init__(self, platform: Any, submission: Submission) -> None:
         self.platform = platform
         self.submission = submission
         self.done = threading.Event()
         self.started = True  # False: never sent (the trial was being cancelled first)
         self.job_id: Optional[str] = None
+        self.result: Any = None  # what create returned
         self.error: Optional[BaseException] = None
         self._abandoned = False
         self._on_late_job: Optional[Callable[[str], None]] = None
@@ -192,7 +198,8 @@ class Creation:
 
     def _run(self) -> None:
         try:
-            job_id = str(self.platform.create(self.submission))
+            result = self.platform.create(self.submission)
+            job_id = str(getattr(result, "id", result))
         except Exception as err:  # handed to whoever waits (submit, or the job's thread)
             with self._lock:
                 self.error = err
@@ -200,6 +207,7 @@ class Creation:
             return
         with self._lock:
             self.job_id = job_id
+            self.result = result
             abandoned, late = self._abandoned, self._on_late_job
             self.done.set()
         if abandoned:

@@ -11,6 +11,16 @@
   logview address is written to the job's log and the ``on_update`` callback runs (from that
   thread) so that the runner saves them in the registry.
 - :meth:`MaxComputeJob.cancel` stops every recorded instance, in parallel, within 2.5 s.
+- The submit (building the ``ODPS`` client, ~6 s offline, then ``run_xflow`` / ``run_sql``)
+  runs in a thread (:class:`~hpo_tools.platforms.cloud_job.Creation`) that
+  :meth:`MaxComputePlatform.interrupt` abandons: ``submit`` then returns at once a PENDING job
+  (id ``maxcompute-pending:<tag>``), which the runner cancels; an instance the call creates
+  later is stopped as soon as it exists, and one created by a call that never answered is
+  found by its tag (a fresh uuid per submission: ``run_sql(..., unique_identifier_id=tag)``,
+  read back with ``Instance.get_unique_identifier_id()``; ``run_xflow(..., hints={"hpo_tools.tag":
+  tag})``, read back from the PAI instance's properties) among the instances
+  ``list_instances(start_time=..., only_owner=True)`` lists, and stopped. No submit creates
+  anything after :meth:`~MaxComputePlatform.interrupt`.
 - Credentials: ``access_id`` / ``access_key`` (as the runner resolved them) or, when not given,
   the environment variables named by ``credential_env`` (default ``ODPS_ACCESS_ID`` /
   ``ODPS_ACCESS_KEY``, then ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``ALIBABA_CLOUD_ACCESS_KEY_SECRET``).
@@ -31,20 +41,30 @@ import math
 import re
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from hpo_tools import cloud
-from hpo_tools.errors import ConfigError, MetricReadError, PlatformError
+from hpo_tools.errors import ConfigError, HpoError, MetricReadError, PlatformError
 from hpo_tools.metrics.sources import MetricPoint, MetricSource
 from hpo_tools.platforms.base import (
+    COMMAND_ENV,
     Job,
     JobState,
     OutputFilter,
     Platform,
     TrialFileView,
     UpdateCallback,
+)
+from hpo_tools.platforms.cloud_job import (
+    CANCEL_TIMEOUT,
+    SEARCH_WINDOW,
+    Creation,
+    Submission,
+    bounded,
+    first_line,
 )
 from hpo_tools.platforms.credentials import AccessKeys, env_names_holding
 from hpo_tools.platforms.credentials import credential_env as credential_env_pair
@@ -54,6 +74,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_CREDENTIAL_ENV",
+    "PENDING_PREFIX",
+    "TAG_HINT",
     "MaxComputeJob",
     "MaxComputePlatform",
     "MaxComputeSettings",
@@ -69,12 +91,22 @@ DEFAULT_CREDENTIAL_ENV: Tuple[Tuple[str, str], ...] = (
     ("ODPS_ACCESS_ID", "ODPS_ACCESS_KEY"),
     ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
 )
-_CANCEL_TIMEOUT = 2.5
+_CANCEL_TIMEOUT = CANCEL_TIMEOUT
+#: The id of a job whose submit has not answered: this plus its tag.
+PENDING_PREFIX = "maxcompute-pending:"
+#: The ``run_xflow`` hint (a property of the PAI instance) that carries a submission's tag.
+TAG_HINT = "hpo_tools.tag"
+_SUBMIT_TICK = 0.05  # how soon a waiting submit notices interrupt()
+_SEARCH_SLACK = 120.0  # s before a submit that a search by tag lists instances from (clocks)
 _INTERRUPT_TICK = 0.1  # how soon a waiting metric query notices interrupt()
 _INTERRUPTED_STOP_TIMEOUT = 0.5
 _MAX_POLL_ERRORS = 20
 _MIN_POLL_PAUSE = 0.01
 _STEP_COLUMNS = ("step", "global_step")
+
+
+class _NotSubmitted(Exception):
+    """The client was built after :meth:`MaxComputePlatform.interrupt`: nothing was sent."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,14 +387,20 @@ class MaxComputeJob(Job):
     and :meth:`wait` only read what it published, so a status call that hangs on the network
     never blocks the caller (the runner's main thread, which must cancel within NNI's 5 s).
 
+    A job handed back before its submit answered (after :meth:`MaxComputePlatform.interrupt`)
+    is PENDING with the id ``maxcompute-pending:<tag>``; its thread waits for the submit first.
+
     Attributes:
-        instance_ids: The main instance id, then each sub-instance id as it appeared.
+        instance_ids: The main instance id, then each sub-instance id as it appeared (empty
+            while the submit has not answered).
         logviews: Instance id -> logview address.
+        unique_name: The submission's tag (how an instance whose submit never answered is
+            found).
     """
 
     def __init__(
         self,
-        instance: Any,
+        creation: Creation,
         parsed: ParsedCommand,
         *,
         platform: MaxComputePlatform,
@@ -370,17 +408,23 @@ class MaxComputeJob(Job):
         on_update: Optional[UpdateCallback],
         output_filter: Optional[OutputFilter],
     ) -> None:
-        super().__init__(str(instance.id), log_path)
+        instance = creation.result
+        tag = creation.submission.unique_name
+        super().__init__(str(instance.id) if instance is not None else PENDING_PREFIX + tag,
+                         log_path)
         self.kind = parsed.kind
         self.name = parsed.name
-        self.instance_ids: List[str] = [str(instance.id)]
+        self.unique_name = tag
+        self.submitted_at = time.time()
+        self.instance_ids: List[str] = [str(instance.id)] if instance is not None else []
         self.logviews: Dict[str, str] = {}
+        self._creation = creation
         self._instance = instance
-        self._instances: Dict[str, Any] = {str(instance.id): instance}
+        self._instances: Dict[str, Any] = {} if instance is None else {str(instance.id): instance}
         self._platform = platform
         self._on_update = on_update
         self._output_filter = output_filter
-        self._state = JobState.RUNNING
+        self._state = JobState.RUNNING if instance is not None else JobState.PENDING
         self._lock = threading.Lock()  # guards the fields above
         self._changed = threading.Condition(self._lock)  # notified when the state changes
         self._stop_following = threading.Event()  # set by cancel() and close()
@@ -390,7 +434,9 @@ class MaxComputeJob(Job):
     @property
     def logview(self) -> Optional[str]:
         """The main instance's logview address (sub-instances' are in :attr:`logviews`)."""
-        return self.logviews.get(self.job_id)
+        with self._lock:
+            main = self.instance_ids[0] if self.instance_ids else None
+        return self.logviews.get(main) if main else None
 
     def _filtered(self, text: str) -> str:
         """``text`` through the output filter (the runner's masker); a failing filter drops it."""
@@ -430,9 +476,66 @@ class MaxComputeJob(Job):
         )
         self._follower.start()
 
+    def _await_creation(self) -> bool:
+        """Wait for a submit that had not answered when the job was handed back; False to
+        stop following."""
+        creation = self._creation
+        while not creation.done.wait(_SUBMIT_TICK):
+            if self._stop_following.is_set():
+                return False
+        if self._instance is not None:
+            return True
+        if creation.error is not None:
+            if self.poll().is_finished:  # cancelled meanwhile: cancel() said what it found
+                return False
+            found = self._platform.search_and_stop(self.description_for_search(),
+                                                   2 * _CANCEL_TIMEOUT)
+            anyway = f" (MaxCompute had created it anyway as {found[0]}: stopped)" if found else ""
+            self._finish(JobState.FAILED, f"submitting {self.kind} {self.name} failed: "
+                         f"{first_line(creation.error)}{anyway}".replace("  ", " "))
+            return False
+        self._created(creation.result)
+        return not self.poll().is_finished
+
+    def _created(self, instance: Any) -> None:
+        """The submit answered late with ``instance``: record it (and tell the registry)."""
+        instance_id = str(instance.id)
+        with self._lock:
+            if self._instance is not None:
+                return
+            self._instance = instance
+            self._instances[instance_id] = instance
+            self.instance_ids.insert(0, instance_id)
+            if not self._state.is_finished:
+                self._state = JobState.RUNNING
+        self.write_log(f"[maxcompute] submission {self.unique_name} is instance {instance_id}")
+        self._notify()
+
+    def _stopped_late(self, instance_id: str) -> None:
+        """The submit's instance appeared after the cancel and was stopped (by the submit's
+        thread): record it."""
+        with self._lock:
+            if instance_id not in self.instance_ids:
+                self.instance_ids.insert(0, instance_id)
+            finished = self._state.is_finished
+        if finished:
+            self.write_log(f"[maxcompute] instance {instance_id} of {self.unique_name} stopped "
+                           "as soon as MaxCompute created it")
+            self._notify()
+        else:
+            self._finish(JobState.CANCELLED, "cancelled (stopped as soon as MaxCompute created "
+                         f"instance {instance_id})")
+
+    def description_for_search(self) -> Dict[str, Any]:
+        """What :meth:`MaxComputePlatform.search_and_stop` needs: tag, kind, submit time."""
+        return {"unique_name": self.unique_name, "kind": self.kind,
+                "project": self._platform.project, "submitted_at": self.submitted_at}
+
     def _follow(self) -> None:
         """Check the instance now and then every ``poll_interval`` s until it ends or we stop."""
         try:
+            if not self._await_creation():
+                return
             if self._record_logview("", self._instance):
                 self._notify()
             # A poll_interval of 0 (tests) must not spin a core: checks are 10 ms apart at least.
@@ -561,7 +664,17 @@ class MaxComputeJob(Job):
         """Stop following and stop every recorded instance (in parallel, within 2.5 s).
 
         Idempotent. A sub-instance that the follower thread finds after this is stopped there.
+        A job whose submit has not answered is looked for by its tag and stopped; when it is not
+        found the job stays PENDING (the registry keeps it live, so the next sweep looks again),
+        and an instance the submit creates later, while this process lives, is stopped at once.
         """
+        deadline = time.monotonic() + _CANCEL_TIMEOUT
+        with self._lock:
+            if self._state.is_finished:
+                return
+            answered = self._instance is not None
+        if not answered and not self._cancel_unanswered(deadline):
+            return
         with self._lock:
             if self._state.is_finished:
                 return
@@ -573,9 +686,42 @@ class MaxComputeJob(Job):
         _logger.info("cancelling maxcompute instances %s", ", ".join(i for i, _ in instances))
         # Sub-instances first: they are what burns resources.
         stops = [(instance_id, instance.stop) for instance_id, instance in reversed(instances)]
-        _stop_all(stops, _CANCEL_TIMEOUT)
+        _stop_all(stops, max(0.1, deadline - time.monotonic()))
         self.write_log(f"[maxcompute] instance {self.job_id} cancelled")
         self._notify()
+
+    def _cancel_unanswered(self, deadline: float) -> bool:
+        """Cancel before the submit answered; True when an instance is known now (the caller
+        stops it), False when this settled the cancel."""
+        self._stop_following.set()
+        creation = self._creation
+        if not creation.abandon(self._stopped_late) and creation.error is None:
+            self._created(creation.result)  # the submit answered just now
+            return True
+        if isinstance(creation.error, _NotSubmitted) or (creation.error is None
+                                                         and self._platform.unsent()):
+            creation.started = False  # the registry's sweep has nothing to look for
+            self._finish(JobState.CANCELLED, "not created: the trial was being cancelled "
+                         "before the submit reached MaxCompute")
+            return False
+        found = self._platform.search_and_stop(self.description_for_search(),
+                                               deadline - time.monotonic())
+        if found:
+            with self._lock:
+                self.instance_ids[:0] = [i for i in found if i not in self.instance_ids]
+            self._finish(JobState.CANCELLED, f"cancelled (instance {', '.join(found)}, "
+                         f"found by its tag {self.unique_name}, stopped)")
+        elif creation.error is not None:
+            self._finish(JobState.CANCELLED, "cancelled; its submit had failed: "
+                         f"{first_line(creation.error)}")
+        else:
+            message = ("cancel asked before the submit answered; no instance tagged "
+                       f"{self.unique_name} found yet (looked for again by the next cancel)")
+            with self._lock:
+                self.message = message
+            self.write_log(f"[maxcompute] {message}")
+            self._notify()
+        return False
 
     def close(self) -> None:
         """Stop following the instance (it keeps running); :meth:`poll` keeps the last state."""
@@ -593,6 +739,9 @@ class MaxComputeJob(Job):
             "name": self.name,
             "project": self._platform.project,
             "instance_ids": instance_ids,
+            "unique_name": self.unique_name,
+            "submitted_at": self.submitted_at,
+            **({} if self._creation.started else {"created": False}),
         }
 
 
@@ -771,59 +920,171 @@ class MaxComputePlatform(Platform):
         on_update: Optional[UpdateCallback] = None,
         output_filter: Optional[OutputFilter] = None,
     ) -> MaxComputeJob:
-        """Submit ``command`` (``PAI ...`` -> run_xflow, else run_sql); return at once.
+        """Submit ``command`` (``PAI ...`` -> run_xflow, else run_sql) and follow it.
 
-        ``env`` has no meaning on MaxCompute and is ignored.
+        The client's construction and the submit run in a thread; this one waits in 50 ms
+        slices and, after :meth:`interrupt`, returns at once a PENDING job (the runner cancels
+        it). After :meth:`interrupt` (or :meth:`close`) nothing is submitted: the job is
+        CANCELLED and its description says ``created: false``. ``env`` has no meaning on
+        MaxCompute and is ignored (but for the command's name, in the log).
 
         Raises:
             ConfigError: A malformed PAI command.
-            PlatformError: MaxCompute refused the job (or no credentials).
+            PlatformError: MaxCompute refused the job, no credentials, or the submit failed
+                without an answer (an instance it created anyway was looked for and stopped).
         """
         parsed = parse_command(command)
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        client = self.client()
-        try:
-            if parsed.kind == "xflow":
-                _logger.info(
-                    "submitting PAI -name %s -project %s with parameters %s",
-                    parsed.name, parsed.project or "(default)", ", ".join(parsed.parameters),
-                )
-                parameters = dict(parsed.parameters)
-                if self.role_arn and "arn" not in parameters:
-                    # The role PAI reads OSS with ([odps_config] / [oss_config] role_arn).
-                    parameters["arn"] = self.role_arn
-                instance = client.run_xflow(
-                    parsed.name, parsed.project or None, parameters
-                )
-            else:
-                _logger.info("submitting SQL (%d characters)", len(parsed.sql))
-                instance = client.run_sql(parsed.sql)
-        except Exception as err:
-            what = f"PAI -name {parsed.name}" if parsed.kind == "xflow" else "SQL"
-            raise PlatformError(
-                f"platform MaxCompute: submitting {what} to project {self.project!r} failed: "
-                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
-            ) from err
+        self._settings.credentials()  # none: an error now, on this thread
+        what = f"PAI -name {parsed.name}" if parsed.kind == "xflow" else "SQL"
+        name = str((env or {}).get(COMMAND_ENV, ""))
+        submission = Submission(request=parsed, unique_name=str(uuid.uuid4()),
+                                scope=self.project, summary=f"{name} {what}".strip())
+        creation = Creation(self, submission)
+        if self._stop_queries():
+            return self._not_created(creation, parsed, log_path, on_update)
+        creation.start()
+        while not creation.done.wait(_SUBMIT_TICK):
+            if self._stop_queries():
+                break  # the runner cancels the job next: hand it back unconfirmed
+        if creation.done.is_set() and isinstance(creation.error, _NotSubmitted):
+            return self._not_created(creation, parsed, log_path, on_update)
+        if creation.done.is_set() and creation.error is not None:
+            self._submit_failed(creation, what)
         job = MaxComputeJob(
-            instance, parsed, platform=self, log_path=log_path,
+            creation, parsed, platform=self, log_path=log_path,
             on_update=on_update, output_filter=output_filter,
         )
-        job.write_log(f"[maxcompute] submitted {parsed.kind} {parsed.name} instance {job.job_id}"
-                      .replace("  ", " "))
+        if job.instance_ids:
+            job.write_log(f"[maxcompute] submitted {parsed.kind} {parsed.name} instance "
+                          f"{job.job_id}".replace("  ", " "))
+        else:
+            job.write_log(f"[maxcompute] submitted {parsed.kind} {parsed.name} tagged "
+                          f"{submission.unique_name} (MaxCompute has not answered yet)"
+                          .replace("  ", " "))
         job._notify()  # the registry holds the instance id before anything else can go wrong
         with self._jobs_lock:
             self._jobs.append(job)
         job._start_following()  # its logview and status: in the job's thread, off this one
         return job
 
+    def create(self, submission: Submission) -> Any:
+        """The submit (in the submission's thread): build the client, run the command tagged
+        with ``submission.unique_name``; the instance."""
+        client = self.client()
+        if self._stop_queries():  # interrupted while the client was built: send nothing
+            raise _NotSubmitted("not submitted: the trial was being cancelled")
+        parsed: ParsedCommand = submission.request
+        tag = submission.unique_name
+        if parsed.kind == "xflow":
+            _logger.info(
+                "submitting PAI -name %s -project %s with parameters %s (tag %s)",
+                parsed.name, parsed.project or "(default)", ", ".join(parsed.parameters), tag,
+            )
+            parameters = dict(parsed.parameters)
+            if self.role_arn and "arn" not in parameters:
+                # The role PAI reads OSS with ([odps_config] / [oss_config] role_arn).
+                parameters["arn"] = self.role_arn
+            return client.run_xflow(parsed.name, parsed.project or None, parameters,
+                                    hints={TAG_HINT: tag})
+        _logger.info("submitting SQL (%d characters, tag %s)", len(parsed.sql), tag)
+        return client.run_sql(parsed.sql, unique_identifier_id=tag)
+
+    def stop_job(self, instance_id: str, timeout: float = _CANCEL_TIMEOUT) -> bool:
+        """Stop the instance within ``timeout`` s (a submit's late instance); never raises."""
+        stop = (instance_id, lambda: self.client().stop_instance(instance_id,
+                                                                 project=self.project))
+        return _stop_all([stop], timeout) == 1
+
+    def unsent(self) -> bool:
+        """Whether a submit still building the client is certain to send nothing (it looks at
+        :meth:`interrupt` once the client is built)."""
+        return self._client is None and self._stop_queries()
+
+    def _not_created(self, creation: Creation, parsed: ParsedCommand, log_path: Path,
+                     on_update: Optional[UpdateCallback]) -> MaxComputeJob:
+        """The job of a submit that came after :meth:`interrupt`: CANCELLED, never sent."""
+        creation.started = False
+        creation.done.set()
+        job = MaxComputeJob(creation, parsed, platform=self, log_path=log_path,
+                            on_update=on_update, output_filter=None)
+        job._finish(JobState.CANCELLED, "not created: the trial was being cancelled")
+        return job
+
+    def _submit_failed(self, creation: Creation, what: str) -> None:
+        """Raise for a failed submit; one that failed without an answer from MaxCompute (no
+        error code) may have created the instance all the same: it is looked for and stopped."""
+        err = creation.error
+        assert err is not None
+        if isinstance(err, HpoError):  # no credentials, ...: nothing was sent
+            raise err
+        message = (f"platform MaxCompute: submitting {what} to project {self.project!r} "
+                   f"failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        if not getattr(err, "code", None):
+            parsed: ParsedCommand = creation.submission.request
+            found = self.search_and_stop({"unique_name": creation.submission.unique_name,
+                                          "kind": parsed.kind, "project": self.project,
+                                          "submitted_at": time.time()}, 2 * _CANCEL_TIMEOUT)
+            if found:
+                message += f" (MaxCompute had created it anyway as {', '.join(found)}: stopped)"
+        raise PlatformError(message) from err
+
+    # -- finding a submission by its tag -----------------------------------------------------
+
+    def search(self, description: Mapping[str, Any]) -> List[Tuple[str, bool]]:
+        """``(instance id, terminated)`` of the instances tagged ``description["unique_name"]``
+        among this user's instances started since shortly before ``submitted_at``."""
+        tag = str(description.get("unique_name") or "")
+        kind = str(description.get("kind") or "")
+        project = str(description.get("project") or self.project)
+        since = float(description.get("submitted_at") or 0) - _SEARCH_SLACK
+        client = self.client()
+        found = []
+        for instance in client.list_instances(project=project, start_time=int(max(0, since)),
+                                              only_owner=True):
+            if _tag_of(client, instance, kind, project) == tag:
+                found.append((str(instance.id), bool(instance.is_terminated())))
+        return found
+
+    def search_and_stop(self, description: Mapping[str, Any], timeout: float) -> List[str]:
+        """:meth:`search`, then stop the live ones, within about ``timeout`` s; the ids found
+        (empty when none was, or the search did not answer in time)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        tag = description.get("unique_name")
+        if self._client is None:  # being built by the submit, which sends nothing before
+            return []
+        ok, found = bounded(f"odps-search-{tag}", lambda: self.search(description),
+                            max(0.0, timeout))
+        if not ok:
+            _logger.warning("looking for the instance tagged %s: %s", tag, first_line(found))
+            return []
+        live = [instance_id for instance_id, terminated in found if not terminated]
+        if live:
+            _logger.info("stopping instances %s, found by their tag %s", ", ".join(live), tag)
+            project = str(description.get("project") or self.project)
+            client = self.client()
+            _stop_all([(i, lambda i=i: client.stop_instance(i, project=project)) for i in live],
+                      max(0.1, deadline - time.monotonic()))
+        return [instance_id for instance_id, _ in found]
+
     def cancel_described(self, description: Mapping[str, Any]) -> bool:
-        """Stop every instance of the description that has not terminated (within 2.5 s)."""
+        """Stop every instance of the description that has not terminated (within 2.5 s); one
+        whose submit never answered is looked for by its tag (and stopped when live).
+
+        Raises:
+            PlatformError: No instance ids and no tag; or no instance with the tag yet while its
+                submit may still create it (within 600 s of the submit): the registry keeps it
+                live and the next sweep looks again.
+        """
+        if description.get("created") is False:  # never sent: nothing to stop
+            return False
         instance_ids = [str(i) for i in description.get("instance_ids") or []]
-        if not instance_ids and description.get("job_id"):
-            instance_ids = [str(description["job_id"])]
+        job_id = str(description.get("job_id") or "")
+        if not instance_ids and job_id and not job_id.startswith(PENDING_PREFIX):
+            instance_ids = [job_id]
         if not instance_ids:
-            raise PlatformError(f"maxcompute job description lacks instance ids: {description!r}")
+            return self._cancel_by_tag(description, job_id)
         project = str(description.get("project") or self.project)
         client = self.client()
         live = []
@@ -845,6 +1106,27 @@ class MaxComputePlatform(Platform):
         _stop_all(stops, _CANCEL_TIMEOUT)
         return True
 
+    def _cancel_by_tag(self, description: Mapping[str, Any], job_id: str) -> bool:
+        """A described job whose submit never answered: look for its tag, stop what lives."""
+        tag = str(description.get("unique_name") or job_id[len(PENDING_PREFIX):])
+        if not tag:
+            raise PlatformError(f"maxcompute job description lacks instance ids: {description!r}")
+        found = self.search({**description, "unique_name": tag})
+        live = [instance_id for instance_id, terminated in found if not terminated]
+        if live:
+            project = str(description.get("project") or self.project)
+            client = self.client()
+            _logger.info("stopping maxcompute instances %s, found by their tag %s",
+                         ", ".join(live), tag)
+            _stop_all([(i, lambda i=i: client.stop_instance(i, project=project)) for i in live],
+                      _CANCEL_TIMEOUT)
+        if found:
+            return bool(live)
+        if time.time() - float(description.get("submitted_at") or 0) < SEARCH_WINDOW:
+            raise PlatformError(f"no MaxCompute instance tagged {tag} yet (its submit had not "
+                                "answered); looked for again by the next cancel")
+        return False
+
     # -- the table metric source -------------------------------------------------------------
 
     def run_query(self, sql: str) -> List[Dict[str, Any]]:
@@ -858,9 +1140,10 @@ class MaxComputePlatform(Platform):
         Raises:
             MetricReadError: The query failed, timed out, was interrupted or the platform closed.
         """
-        client = self.client()
         query = _Query()
-        worker = threading.Thread(target=query.run, args=(lambda: self._query(client, sql, query),),
+        # The client's construction too (it asks the endpoint: ~6 s offline).
+        worker = threading.Thread(target=query.run,
+                                  args=(lambda: self._query(self.client(), sql, query),),
                                   name="odps-metric-query", daemon=True)
         worker.start()
         try:
@@ -936,6 +1219,19 @@ class MaxComputePlatform(Platform):
             jobs, self._jobs = self._jobs, []
         for job in jobs:
             job.close()
+
+
+def _tag_of(client: Any, instance: Any, kind: str, project: str) -> Optional[str]:
+    """The tag ``instance`` was submitted with (None: not one of ours, or unreadable): an SQL
+    job's ``unique_identifier_id``, a PAI instance's ``hpo_tools.tag`` property."""
+    try:
+        if kind == "xflow":
+            xflow = client.get_project(project).xflows.get_xflow_instance(instance)
+            return (xflow.properties or {}).get(TAG_HINT)
+        return instance.get_unique_identifier_id()
+    except Exception as err:  # another kind of instance (its source reads otherwise), gone
+        _logger.debug("no tag on instance %s: %s", getattr(instance, "id", instance), err)
+        return None
 
 
 def _seconds(name: str, value: Any) -> float:

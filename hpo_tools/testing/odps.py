@@ -15,6 +15,15 @@ shipped code path is the one under test; only the network is missing.
   call (``is_terminated``, ``is_successful``, ``get_task_statuses``,
   ``get_xflow_sub_instances``) blocks until that Event is set; ``hung_calls`` counts the calls
   blocked right now. ``stop()`` is not affected (``Plan.stop_delay`` slows it down).
+  ``hang_create`` does the same to ``run_xflow`` / ``run_sql``: with ``hang_create_after`` True
+  (the default) the instance exists and the call hangs before it answers (the answer is lost
+  on the way), else the call hangs first and creates the instance when released.
+  ``hang_connect`` blocks :meth:`FakeODPS.connect` (pyodps' ``ODPS(...)`` asks the endpoint for
+  its logview host: about 6 s offline).
+- Finding a submission by its tag: ``list_instances`` lists every instance (sub-instances
+  included) created since ``start_time``; an SQL instance's ``get_unique_identifier_id()`` is
+  the ``unique_identifier_id`` it was run with, a PAI instance's ``hints`` are the properties
+  ``get_project().xflows.get_xflow_instance(instance)`` reads back.
 - SQL results for the ``table`` metric source: :meth:`FakeODPS.set_sql_result`, read with
   ``open_reader()`` (rows are dicts; ``dict(record)`` works on real pyodps records too).
 
@@ -31,9 +40,20 @@ import collections
 import dataclasses
 import itertools
 import threading
+import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-__all__ = ["FakeODPS", "FakeInstance", "FakeReader", "FakeTask", "FakeTaskStatus", "Plan"]
+__all__ = [
+    "FakeInstance",
+    "FakeODPS",
+    "FakeProject",
+    "FakeReader",
+    "FakeTask",
+    "FakeTaskStatus",
+    "FakeXFlowInstance",
+    "FakeXFlows",
+    "Plan",
+]
 
 
 @dataclasses.dataclass
@@ -99,6 +119,10 @@ class FakeInstance:
         self.id = instance_id
         self.project = project
         self.plan = plan
+        self.created_at = time.time()
+        self.kind = ""  # xflow | sql ("" for sub-instances)
+        self.hints: Dict[str, Any] = {}
+        self.unique_identifier_id: Optional[str] = None
         self.status_checks = 0
         self.stop_calls = 0
         self.rows = rows
@@ -158,11 +182,53 @@ class FakeInstance:
             self.stop_calls += 1
             self._stopped = True
 
+    def get_unique_identifier_id(self) -> Optional[str]:
+        """The ``unique_identifier_id`` an SQL instance was run with (pyodps reads the job's
+        ``Guid`` back from its source)."""
+        if self.kind != "sql":
+            raise LookupError(f"instance {self.id} has no SQL job source")
+        return self.unique_identifier_id
+
     def open_reader(self, *args: Any, **kwargs: Any) -> FakeReader:
         """A context manager iterating the planned SQL result rows."""
         if self.rows is None:
             raise RuntimeError(f"instance {self.id} has no result to read")
         return FakeReader(self.rows)
+
+
+@dataclasses.dataclass
+class FakeXFlowInstance:
+    """What ``XFlows.get_xflow_instance`` returns: the submitted PAI call (``properties`` are
+    the ``hints`` it was run with)."""
+
+    xflow_name: str
+    xflow_project: Optional[str]
+    parameters: Dict[str, Any]
+    properties: Dict[str, Any]
+
+
+class FakeXFlows:
+    """``project.xflows``: reads a PAI instance's submission back."""
+
+    def __init__(self, odps: FakeODPS) -> None:
+        self._odps = odps
+
+    def get_xflow_instance(self, instance: Any) -> FakeXFlowInstance:
+        """The PAI call of ``instance``; an error for any other instance (as the service's)."""
+        fake = self._odps.instances.get(str(getattr(instance, "id", instance)))
+        if fake is None or fake.kind != "xflow":
+            raise LookupError(f"instance {getattr(instance, 'id', instance)} is not an xflow")
+        submitted = next(s for s in self._odps.submitted if s["instance_id"] == fake.id)
+        return FakeXFlowInstance(submitted["name"], submitted["project"],
+                                 dict(submitted["parameters"]), dict(fake.hints))
+
+
+class FakeProject:
+    """What ``ODPS.get_project()`` returns (only ``name`` and ``xflows``)."""
+
+    def __init__(self, odps: FakeODPS, name: str) -> None:
+        self.name = name
+        self.xflows = FakeXFlows(odps)
 
 
 class FakeODPS:
@@ -183,7 +249,11 @@ class FakeODPS:
         submit_error: When set, the next ``run_xflow``/``run_sql`` raises it.
         hang_status: When set to an Event, status calls block until it is set (a service that
             does not answer); set the Event to release them.
-        hung_calls: How many status calls are blocked by ``hang_status`` right now.
+        hang_create: The same for ``run_xflow`` / ``run_sql``.
+        hang_create_after: True: a hung create has made its instance (its answer is lost);
+            False: it makes it when released.
+        hang_connect: The same for :meth:`connect` (the client's construction).
+        hung_calls: How many calls are blocked by one of the hangs right now.
     """
 
     def __init__(self, *, polls: int = 2, project: str = "fake_project",
@@ -198,6 +268,9 @@ class FakeODPS:
         self.status_error: Optional[BaseException] = None
         self.submit_error: Optional[BaseException] = None
         self.hang_status: Optional[threading.Event] = None
+        self.hang_create: Optional[threading.Event] = None
+        self.hang_create_after = True
+        self.hang_connect: Optional[threading.Event] = None
         self.hung_calls = 0
         self._plans: List[Plan] = []
         self._sql_results: List[tuple] = []
@@ -212,6 +285,7 @@ class FakeODPS:
         """An ``odps_factory``: takes ``ODPS(...)``'s arguments and returns this fake."""
         if not access_id or not secret_access_key:
             raise ValueError("FakeODPS.connect: credentials missing")
+        self._hang(self.hang_connect)
         self.connections += 1
         self.connect_kwargs = dict(kwargs)  # what else ODPS(...) was given (logview_host, ...)
         if project:
@@ -243,7 +317,9 @@ class FakeODPS:
             return self._plans.pop(0) if self._plans else dataclasses.replace(self.default_plan)
 
     def _hang_if_asked(self) -> None:
-        release = self.hang_status
+        self._hang(self.hang_status)
+
+    def _hang(self, release: Optional[threading.Event]) -> None:
         if release is None:
             return
         with self._lock:
@@ -265,24 +341,52 @@ class FakeODPS:
                   parameters: Optional[Dict[str, Any]] = None, project: Optional[str] = None,
                   hints: Optional[Dict[str, Any]] = None, priority: Optional[int] = None
                   ) -> FakeInstance:
-        """Start a PAI algorithm; returns its instance at once."""
+        """Start a PAI algorithm; returns its instance at once (unless ``hang_create``)."""
         self._raise_submit_error()
+        if not self.hang_create_after:
+            self._hang(self.hang_create)
         instance = self._new_instance(project or self.project, self._next_plan())
+        instance.kind, instance.hints = "xflow", dict(hints or {})
         self.submitted.append({
             "kind": "xflow", "name": xflow_name, "project": xflow_project,
             "parameters": dict(parameters or {}), "instance_id": instance.id,
         })
+        if self.hang_create_after:
+            self._hang(self.hang_create)
         return instance
 
     def run_sql(self, sql: str, project: Optional[str] = None, priority: Optional[int] = None,
                 running_cluster: Optional[str] = None, hints: Optional[Dict[str, Any]] = None,
+                aliases: Optional[Dict[str, Any]] = None, default_schema: Optional[str] = None,
+                quota_name: Optional[str] = None, unique_identifier_id: Optional[str] = None,
                 **kwargs: Any) -> FakeInstance:
-        """Start an SQL statement; returns its instance at once."""
+        """Start an SQL statement; returns its instance at once (unless ``hang_create``)."""
         self._raise_submit_error()
+        if not self.hang_create_after:
+            self._hang(self.hang_create)
         rows = next((rows for key, rows in self._sql_results if key in sql), None)
         instance = self._new_instance(project or self.project, self._next_plan(), rows)
+        instance.kind, instance.hints = "sql", dict(hints or {})
+        instance.unique_identifier_id = unique_identifier_id
         self.submitted.append({"kind": "sql", "sql": sql, "instance_id": instance.id})
+        if self.hang_create_after:
+            self._hang(self.hang_create)
         return instance
+
+    def list_instances(self, project: Optional[str] = None, start_time: Any = None,
+                       end_time: Any = None, status: Any = None, only_owner: Any = None,
+                       **kwargs: Any) -> Iterator[FakeInstance]:
+        """The instances created since ``start_time`` (seconds since the epoch; all of them
+        when None), oldest first."""
+        since = float(start_time) if start_time is not None else float("-inf")
+        with self._lock:
+            listed = [i for i in self.instances.values() if i.created_at >= since]
+        return iter(listed)
+
+    def get_project(self, name: Optional[str] = None, default_schema: Optional[str] = None
+                    ) -> FakeProject:
+        """The project ``name`` (default: the client's)."""
+        return FakeProject(self, name or self.project)
 
     def get_xflow_sub_instances(self, instance: FakeInstance, project: Optional[str] = None
                                 ) -> "collections.OrderedDict[str, FakeInstance]":
