@@ -776,6 +776,7 @@ class MaxComputePlatform(Platform):
     """
 
     name = "maxcompute"
+    display = "MaxCompute"  # how messages name the service (cloud_job.Creation's too)
     trial_file_sections = ("odps_config",)
     metric_source_types = ("table",)
     trial_file_hint = "[odps_config] project_name / odps_endpoint"

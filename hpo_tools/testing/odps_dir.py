@@ -24,6 +24,11 @@ whatever ``jobs`` says, and reads back those rows (the ``table`` metric source).
 one ``cancelled`` (with ``stopped_at``); writing ``succeeded`` or ``failed`` into the file ends a
 running one at its next status check, from any process.
 
+A submission's tag (``run_sql``'s ``unique_identifier_id``, ``run_xflow``'s ``hints``) is kept
+in the instance's file and read back as pyodps does (``Instance.get_unique_identifier_id()``,
+``get_project().xflows.get_xflow_instance(instance).properties``); ``list_instances`` lists
+the instances submitted since ``start_time``, so a submit that never answered can be found.
+
 Credentials are required as by ``ODPS(...)`` and never kept: the submission records and the log
 lines are masked (the client's keys, credential-looking environment variables, ``-D`` parameters
 with credential-looking names).
@@ -38,6 +43,8 @@ import json
 import logging
 import os
 import threading
+import time
+import types
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
@@ -220,6 +227,13 @@ class FakeDirectoryInstance:
         """A running instance becomes ``cancelled`` (its file records when)."""
         self._odps.set_state(self.id, "cancelled", only_if_running=True)
 
+    def get_unique_identifier_id(self) -> Optional[str]:
+        """The ``unique_identifier_id`` an SQL instance was run with."""
+        record = self._odps.read_instance(self.id)
+        if record.get("kind") != "sql":
+            raise LookupError(f"instance {self.id} has no SQL job source")
+        return record.get("unique_identifier_id")
+
     def open_reader(self, *args: Any, **kwargs: Any) -> FakeReader:
         """The planned SQL result rows (``sql_results``)."""
         if self.rows is None:
@@ -313,7 +327,7 @@ class FakeDirectoryODPS:
     # -- submissions -------------------------------------------------------------------------
 
     def _submit(self, kind: str, command: str, project: str, details: Dict[str, Any],
-                sql: str = "") -> FakeDirectoryInstance:
+                sql: str = "", tags: Optional[Dict[str, Any]] = None) -> FakeDirectoryInstance:
         """Record one submission (masked) and create its instance's file."""
         plan = FakeCloudPlan.load(self.plan_path, self._environ)
         rows = plan.rows_for(sql) if kind == "sql" else None
@@ -321,7 +335,8 @@ class FakeDirectoryODPS:
         stamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
         instance_id = f"{stamp}fake{uuid.uuid4().hex[:10]}"
         record = {"id": instance_id, "project": project, "kind": kind, "state": "running",
-                  "outcome": outcome, "polls": plan.polls, "submitted_at": _now()}
+                  "outcome": outcome, "polls": plan.polls, "submitted_at": _now(),
+                  "created": time.time(), **(tags or {})}
         line = {"time": record["submitted_at"], "instance_id": instance_id, "project": project,
                 "kind": kind, "command": self._masker.mask(command), **details,
                 "outcome": outcome}
@@ -344,14 +359,43 @@ class FakeDirectoryODPS:
         shown = {str(k): MASK if is_credential_name(str(k)) else self._masker.mask(str(v))
                  for k, v in (parameters or {}).items()}
         details = {"name": xflow_name, "xflow_project": xflow_project, "parameters": shown}
+        hints = {str(k): str(v) for k, v in (hints or {}).items() if not is_credential_name(str(k))}
         return self._submit("xflow", pai_command(xflow_name, xflow_project, shown),
-                            project or self.project, details)
+                            project or self.project, details, tags={"hints": hints})
 
     def run_sql(self, sql: str, project: Optional[str] = None, priority: Optional[int] = None,
                 running_cluster: Optional[str] = None, hints: Optional[Dict[str, Any]] = None,
+                aliases: Optional[Dict[str, Any]] = None, default_schema: Optional[str] = None,
+                quota_name: Optional[str] = None, unique_identifier_id: Optional[str] = None,
                 **kwargs: Any) -> FakeDirectoryInstance:
         """Record an SQL statement; a ``sql_results`` query succeeds with its rows."""
-        return self._submit("sql", sql, project or self.project, {}, sql=sql)
+        return self._submit("sql", sql, project or self.project, {}, sql=sql,
+                            tags={"unique_identifier_id": unique_identifier_id})
+
+    def list_instances(self, project: Optional[str] = None, start_time: Any = None,
+                       end_time: Any = None, status: Any = None, only_owner: Any = None,
+                       **kwargs: Any) -> Iterator[FakeDirectoryInstance]:
+        """The instances submitted (by any process) since ``start_time`` (epoch seconds)."""
+        since = float(start_time) if start_time is not None else float("-inf")
+        listed = []
+        for path in sorted((self.directory / "instances").glob("*.json")):
+            record = self.read_instance(path.stem)
+            if float(record.get("created") or 0) >= since:
+                listed.append(self.get_instance(path.stem))
+        return iter(listed)
+
+    def get_project(self, name: Optional[str] = None, default_schema: Optional[str] = None
+                    ) -> Any:
+        """The project ``name``: its ``xflows.get_xflow_instance(instance).properties`` are
+        the hints a PAI instance was run with."""
+        def get_xflow_instance(instance: Any) -> Any:
+            record = self.read_instance(str(getattr(instance, "id", instance)))
+            if record.get("kind") != "xflow":
+                raise LookupError(f"instance {record.get('id')} is not an xflow")
+            return types.SimpleNamespace(properties=dict(record.get("hints") or {}))
+
+        xflows = types.SimpleNamespace(get_xflow_instance=get_xflow_instance)
+        return types.SimpleNamespace(name=name or self.project, xflows=xflows)
 
     # -- instances ---------------------------------------------------------------------------
 

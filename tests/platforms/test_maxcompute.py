@@ -570,10 +570,12 @@ def test_table_query_runs_on_the_platform_passed_whatever_was_created_last():
     ("fake_class", "real_path", "methods"),
     [
         ("FakeODPS", "odps.ODPS",
-         ["run_xflow", "run_sql", "get_xflow_sub_instances", "get_instance", "stop_instance"]),
+         ["run_xflow", "run_sql", "get_xflow_sub_instances", "get_instance", "stop_instance",
+          "list_instances", "get_project"]),
         ("FakeInstance", "odps.models.Instance",
          ["is_terminated", "is_successful", "get_task_statuses", "get_logview_address", "stop",
-          "open_reader"]),
+          "open_reader", "get_unique_identifier_id"]),
+        ("FakeXFlows", "odps.models.XFlows", ["get_xflow_instance"]),
     ],
 )
 def test_fake_methods_have_the_sdk_names_and_parameters(fake_class, real_path, methods):
