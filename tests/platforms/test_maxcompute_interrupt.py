@@ -103,8 +103,9 @@ def test_sigint_during_a_hung_submit_stops_the_instance_as_soon_as_it_exists(tmp
     _until(lambda: len(fake.instances) == 1)
     (instance,) = fake.instances.values()
     _until(lambda: instance.stop_calls == 1)  # stopped as soon as it existed
-    entry = _entry(tmp_path)
-    assert entry.state is JobState.CANCELLED and entry.description["instance_ids"] == [instance.id]
+    # then recorded (the submit's thread stops the instance first, then tells the job)
+    _until(lambda: _entry(tmp_path).state is JobState.CANCELLED)
+    assert _entry(tmp_path).description["instance_ids"] == [instance.id]
     assert platform.cancel_described(entry.description) is False  # nothing live any more
 
 
