@@ -760,7 +760,8 @@ def test_the_error_of_a_tuner_that_cannot_start_names_the_tuner_its_error_and_th
                   "tuner (dispatcher) log."], tuner="Anneal")
     # The tuner's own error, not NNI's "did not connect" that only points at a log.
     assert line == ("the tuner (Anneal) failed to start: ModuleNotFoundError: No module named "
-                    f"'hyperopt' (see {log_dir / 'dispatcher.log'})")
+                    "'hyperopt' (install the extra: pip install 'hpo-tools[tuners]'; "
+                    f"see {log_dir / 'dispatcher.log'})")
 
 
 def test_an_assessor_that_cannot_be_created_is_named_as_the_assessor(tmp_path):
@@ -1189,3 +1190,31 @@ def test_pre_check_uses_the_schema_options_of_the_trial_command(tmp_path, monkey
     with_schema = (f"python3 -m hpo_tools.run --config trial.ini --proto-path "
                    f"{repo / 'tests' / 'protos'} --message easyrec_like.EasyRecConfig")
     default_checker(Path("trial.ini"), space, with_schema)
+
+
+# NNI 3.0's Metis with SciPy >= 1.11: the command thread dies while generating a trial; the
+# main thread logs "Dispatcher exiting" only on NNI's next command, which never comes.
+METIS_LOG = (
+    "[2026-12-04 08:50:40] INFO (nni.runtime.msg_dispatcher_base/MainThread) Dispatcher started\n"
+    "[2026-12-04 08:51:14] ERROR (nni.runtime.msg_dispatcher_base/Thread-1 "
+    "(command_queue_worker)) 'x0' must only have one dimension.\n"
+    "Traceback (most recent call last):\n"
+    '  File "nni/runtime/msg_dispatcher_base.py", line 108, in command_queue_worker\n'
+    "    self.process_command(command, data)\n"
+    '  File "nni/algorithms/hpo/metis_tuner/metis_tuner.py", line 259, in generate_parameters\n'
+    "    results = self._selection(\n"
+    "ValueError: 'x0' must only have one dimension.\n")
+
+
+def test_a_dead_command_thread_is_a_dead_dispatcher_before_it_says_exiting(tmp_path):
+    log_dir = _log_dir(tmp_path, METIS_LOG)
+    # No "Dispatcher exiting" yet, but no command will ever be processed again.
+    assert ex.dispatcher_failure(log_dir / "dispatcher.log") == (
+        "ValueError: 'x0' must only have one dimension.")
+    line = ex.experiment_error(log_dir, [], tuner="Metis")
+    assert "use hpo_tools.tuners.SafeMetis" in line
+
+
+def test_an_error_outside_the_command_threads_is_not_a_dead_dispatcher(tmp_path):
+    log = METIS_LOG.replace("in command_queue_worker", "in send")
+    assert ex.dispatcher_failure(_log_dir(tmp_path, log) / "dispatcher.log") is None

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from hpo_tools.tuners import SafeTpeTuner, ended_without_result
+from hpo_tools.tuners import (
+    SafeTpeTuner,
+    created_in_previous_exp,
+    ended_without_result,
+    minimize_flat_x0,
+)
 
 SPACE = {"x": {"_type": "uniform", "_value": [0.0, 1.0]}}
 
@@ -95,3 +101,99 @@ def test_importing_the_tuner_leaves_the_experiment_runner_unloaded():
     # The tuner runs in NNI's dispatcher: only the record reader may come along, not the
     # experiment runner, the best-trial export or their dependencies.
     assert set(out.split()) <= {"hpo_tools.experiment.records"}
+
+
+@pytest.fixture
+def offline_dispatcher(monkeypatch):
+    """NNI's advisors connect to NNI's manager when created, except for this unit-test URL."""
+    from nni.runtime import msg_dispatcher_base
+
+    monkeypatch.setattr(msg_dispatcher_base, "dispatcher_env_vars",
+                        msg_dispatcher_base.dispatcher_env_vars._replace(
+                            NNI_TUNER_COMMAND_CHANNEL="ws://_unittest_"))
+
+
+def _final(parameter_id: str, value: float) -> dict:
+    return {"parameter_id": parameter_id, "trial_job_id": "A", "type": "FINAL", "sequence": 0,
+            "value": json.dumps({"default": value})}
+
+
+def _hyperband_round(advisor) -> tuple[str, str]:
+    """Hyperband's first bracket (R=3, eta=3: 3 configs on budget 1): two configs run and end."""
+    advisor.handle_update_search_space(SPACE)
+    first, second = advisor._get_one_trial_job(), advisor._get_one_trial_job()
+    advisor.handle_report_metric_data(_final(first["parameter_id"], 0.5))
+    advisor.handle_trial_end({"trial_job_id": "A", "event": "SUCCEEDED",
+                              "hyper_params": json.dumps(first)})
+    return first["parameter_id"], second["parameter_id"]
+
+
+def test_nni_hyperband_dies_on_its_own_string_parameter_ids(offline_dispatcher):
+    from nni.algorithms.hpo.hyperband_advisor import Hyperband
+
+    # microsoft/nni#5263: this TypeError kills NNI's dispatcher on the first metric.
+    with pytest.raises(TypeError, match="'<=' not supported"):
+        _hyperband_round(Hyperband(optimize_mode="maximize", R=3, eta=3))
+
+
+def test_safe_hyperband_takes_metrics_and_trial_ends_of_string_ids(offline_dispatcher):
+    from hpo_tools.tuners import SafeHyperband
+
+    advisor = SafeHyperband(optimize_mode="maximize", R=3, eta=3)
+    first, _ = _hyperband_round(advisor)
+    assert isinstance(first, str)  # e.g. "0-1_0_0": bracket, round, number
+    # The result reached the bracket: round 0 now has the first config's score.
+    bracket = advisor.brackets[first.split("_")[0]]
+    assert bracket.configs_perf[0][first] == [sys.maxsize, 0.5]
+
+
+def test_safe_bohb_is_bohb_with_the_string_id_guard(offline_dispatcher):
+    pytest.importorskip("ConfigSpace")
+    from nni.algorithms.hpo.bohb_advisor import BOHB
+
+    from hpo_tools.tuners import SafeBOHB
+
+    assert issubclass(SafeBOHB, BOHB)
+    advisor = SafeBOHB(optimize_mode="maximize", min_budget=1, max_budget=3, eta=3)
+    assert advisor.is_created_in_previous_exp("0-1_0_0") is False
+
+
+@pytest.mark.parametrize("param_id, expected", [
+    (None, False), ("0-1_0_0", False), (True, False), (3, True), (4, False)])
+def test_created_in_previous_exp_compares_only_int_ids(param_id, expected):
+    class Resumed:
+        recovered_max_param_id = 3
+
+    assert created_in_previous_exp(Resumed(), param_id) is expected
+
+
+def test_minimize_flat_x0_takes_a_2d_x0_and_keeps_the_objectives_shape():
+    import numpy as np
+
+    # NNI's GP tuner: a 2-D x0 and an objective returning shape (1,); it reads res.fun[0].
+    result = minimize_flat_x0(lambda x: np.array([(x[0] - 0.3) ** 2]),
+                              np.array([0.9]).reshape(1, -1), bounds=[[0.0, 1.0]],
+                              method="L-BFGS-B")
+    assert result.fun.shape == (1,)
+    assert abs(result.x[0] - 0.3) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["SafeGP", "SafeMetis"])
+def test_gp_and_metis_suggest_after_their_cold_start(name):
+    import hpo_tools.tuners as tuners
+
+    tuner = getattr(tuners, name)(optimize_mode="maximize", cold_start_num=2,
+                                  **({"selection_num_starting_points": 5, "no_candidates": True}
+                                     if name == "SafeMetis" else {}))
+    tuner.update_search_space(SPACE)
+    for parameter_id in range(3):  # the third one is past the cold start: scipy's minimize
+        params = tuner.generate_parameters(parameter_id)
+        tuner.receive_trial_result(parameter_id, params, params["x"])
+    assert 0.0 <= params["x"] <= 1.0
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    import hpo_tools.tuners as tuners
+
+    with pytest.raises(AttributeError):
+        tuners.SafeAnneal  # noqa: B018

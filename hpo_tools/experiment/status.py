@@ -163,9 +163,19 @@ _DISPATCHER_MAIN = "nni.main"
 """The logger of NNI's dispatcher entry point (``python -m nni``): an ERROR with a traceback
 there is the exception that ends the process, e.g. a tuner that cannot be created."""
 
+_COMMAND_WORKER = "in command_queue_worker"
+"""A traceback frame of the dispatcher's command thread, which ends on the first exception it
+logs (``MsgDispatcherBase.command_queue_worker``)."""
+
 _KNOWN_ISSUES = (
     (("is_created_in_previous_exp", "TypeError"),
-     "a bug of NNI's Hyperband and BOHB, microsoft/nni#5263: choose another tuner"),
+     "a bug of NNI's Hyperband and BOHB, microsoft/nni#5263: use hpo_tools.tuners.SafeHyperband "
+     "or SafeBOHB"),
+    (("metis_tuner", "'x0' must only have one dimension"),
+     "a bug of NNI's Metis with SciPy >= 1.11: use hpo_tools.tuners.SafeMetis"),
+    (("No module named 'hyperopt'",), "install the extra: pip install 'hpo-tools[tuners]'"),
+    (("No module named 'ConfigSpace'",), "install the extra: pip install 'hpo-tools[tuners]'"),
+    (("No module named 'statsmodels'",), "install the extra: pip install 'hpo-tools[tuners]'"),
 )
 """(strings all found in the traceback, what to tell the user) for NNI bugs seen here."""
 
@@ -244,7 +254,11 @@ def _fatal_record(records: Sequence[_LogRecord]) -> tuple[_LogRecord | None, boo
     if main_error > last_exit:
         return records[main_error], True, True
     if last_exit < 0:
-        return None, False, False
+        # A command thread that raised has ended; the main thread notices only on NNI's next
+        # command, which may never come (e.g. Metis raising while generating a trial).
+        dead_worker = next((r for r in records if r.level == "ERROR" and r.errors and any(
+            _COMMAND_WORKER in line for line in r.lines)), None)
+        return dead_worker, dead_worker is not None, False
     started = max((i for i in range(last_exit) if records[i].message.startswith(
         _DISPATCHER_STARTED)), default=-1)
     for record in records[started + 1:last_exit]:
