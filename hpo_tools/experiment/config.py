@@ -62,7 +62,51 @@ def load_experiment_config(path: str | os.PathLike[str], working_dir: str | None
         config.validate()
     except Exception as err:
         raise ConfigError(f"{path}: {_one_line(err)}") from err
+    check_tuner_dependencies(getattr(config, "tuner", None), str(path))
     return config
+
+
+_TUNERS_EXTRA = "pip install 'hpo-tools[tuners]'"
+_TUNER_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "anneal": (("hyperopt",), _TUNERS_EXTRA),
+    "tpe_legacy": (("hyperopt",), _TUNERS_EXTRA),
+    "bohb": (("ConfigSpace", "statsmodels"), _TUNERS_EXTRA),
+    "hpo_tools.tuners.safebohb": (("ConfigSpace", "statsmodels"), _TUNERS_EXTRA),
+    "nni.algorithms.hpo.bohb_advisor.bohb": (("ConfigSpace", "statsmodels"), _TUNERS_EXTRA),
+    "smac": (("smac", "ConfigSpaceNNI"),
+             "they do not build on Python 3.11 (docs/experiments.md): choose another tuner"),
+    "dngo": (("torch", "pybnn"), "pip install 'nni[dngo]'"),
+    "ppo": (("gym",), "pip install 'nni[ppotuner]'"),
+    "ppotuner": (("gym",), "pip install 'nni[ppotuner]'"),
+    "networkmorphism": (("torch",), "pip install torch"),
+}
+"""NNI tuners (built-in name or alias, or class name; lower case) whose modules need packages
+nni does not install: (top-level modules, how to get them)."""
+
+
+def check_tuner_dependencies(tuner: Any, source: str = "config.yml") -> None:
+    """Refuse a known tuner whose dependencies are not installed, before NNI starts.
+
+    Without this, NNI's dispatcher dies at start and NNI says only "Tuner did not connect in 10
+    seconds", 10 s later. Checked in this interpreter, which is the one NNI runs the tuner in.
+
+    Args:
+        tuner: the config's ``tuner`` section (``name`` or ``className``), or None.
+        source: the experiment YAML, for messages.
+
+    Raises:
+        ConfigError: naming the tuner, the missing modules and how to install them.
+    """
+    import importlib.util
+
+    name = getattr(tuner, "name", None) or getattr(tuner, "class_name", None)
+    if not name or str(name).lower() not in _TUNER_NEEDS:
+        return
+    modules, install = _TUNER_NEEDS[str(name).lower()]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"{source}: tuner: {name} needs {', '.join(missing)}, not installed: {install}")
 
 
 def _one_line(err: BaseException) -> str:
