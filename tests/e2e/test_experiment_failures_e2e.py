@@ -305,8 +305,8 @@ tuner:
     # ...and the one error line names the tuner, its own error, the NNI bug and the log.
     assert err.splitlines() == [
         "error: the tuner (Hyperband) failed: TypeError: '<=' not supported between instances "
-        "of 'str' and 'int' (a bug of NNI's Hyperband and BOHB, microsoft/nni#5263: choose "
-        f"another tuner; see {log})"], err
+        "of 'str' and 'int' (a bug of NNI's Hyperband and BOHB, microsoft/nni#5263: use "
+        f"hpo_tools.tuners.SafeHyperband or SafeBOHB; see {log})"], err
     setup.assert_nothing_left()
 
 
