@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,trainer,dlc,pai,paiflow,flaml,tuners]'
+	$(PY) -m pip install -q -e '.[dev,trainer,dlc,pai,paiflow,flaml,tuners,report]'
 	touch $(STAMP)
 
 install: $(STAMP)
