@@ -19,8 +19,11 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       prints a summary table, writes the best trial's parameters and its edited training config
       to <experiment dir>/best/ (best_params.json, best_trial.json, pipeline.config), copies
       its event files to [output_config] summary_path and its model directory to model_path
-      when the trial file has that section (a failed copy is a warning, not an exit code) and
-      stops the experiment, also on Ctrl-C. The summary names the first error of each failed trial.
+      when the trial file has that section (a failed copy is a warning, not an exit code),
+      draws <experiment dir>/report.png (each trial's score over its steps, the best score
+      so far over time, the best trial's parameters; needs matplotlib: pip install
+      'hpo-tools[report]', else one notice line) and prints its path, and stops the
+      experiment, also on Ctrl-C. The summary names the first error of each failed trial.
       Exit 0 when at least one trial succeeded and the experiment did not end in ERROR; 1
       otherwise: no trial succeeded, or the experiment ended in ERROR (e.g. the tuner or
       assessor failed: its own error is read from <experiment dir>/log/dispatcher.log), or
@@ -35,7 +38,8 @@ Run an NNI experiment without the web UI, or re-export the best trial of an expe
       under --working-dir (as in `experiment run`), else where NNI's manifest says, else
       ~/nni-experiments/ID. --copy-outputs also copies the best trial's event files and model
       to its [output_config] summary_path / model_path (what `experiment run` does at the
-      end; the way to do it for an experiment started with nnictl create). Exit 0 when a best
+      end; the way to do it for an experiment started with nnictl create). Also draws
+      <experiment dir>/report.png, as `experiment run` does. Exit 0 when a best
       trial was exported (and copied), 1 when no trial has succeeded yet or a copy failed
       (one `error: ...` line each), 2 when there is no such experiment directory.
 
@@ -125,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
         _print("interrupted: experiment stopped")
     _print("")
     _print(experiment.format_summary(result.snapshot, result.export))
+    if result.report is not None:
+        _print(f"report: {result.report}")
     if result.lost_manager is not None:
         print(f"error: {result.lost_manager}", file=sys.stderr)
     if result.export_error is not None:
@@ -152,6 +158,11 @@ def _best(args: argparse.Namespace) -> int:
     files = experiment.experiment_files(root)
     snapshot, export = experiment.export_best_of_experiment(files, args.mode)
     _print(experiment.format_summary(snapshot, export))
+    from hpo_tools.experiment.report import REPORT_NAME, try_write_report
+
+    report = try_write_report(snapshot, files.root / REPORT_NAME)
+    if report is not None:  # else one warning line said why
+        _print(f"report: {report}")
     if export is None or snapshot.best is None:
         return 1
     if args.copy_outputs:

@@ -1,8 +1,9 @@
 """The two operations behind ``hpo-tools experiment``: run and best.
 
 ``run_experiment`` drives an NNI experiment through NNI's Python API (imported lazily): check,
-start, poll to the end, always stop (also on Ctrl-C, SIGTERM and errors), export the best trial
-and copy its ``[output_config]`` outputs (:mod:`hpo_tools.experiment.outputs`).
+start, poll to the end, always stop (also on Ctrl-C, SIGTERM and errors), export the best trial,
+copy its ``[output_config]`` outputs (:mod:`hpo_tools.experiment.outputs`) and draw
+``E/report.png`` (:mod:`hpo_tools.experiment.report`).
 ``export_best_of_experiment`` re-exports the best trial of an experiment from its directory alone.
 """
 
@@ -36,6 +37,7 @@ from hpo_tools.experiment.config import (
 from hpo_tools.experiment.outputs import OutputCopy, copy_outputs, trial_outputs
 from hpo_tools.experiment.progress import Snapshot, TrialView, build_snapshot, format_progress
 from hpo_tools.experiment.records import ExperimentFiles
+from hpo_tools.experiment.report import REPORT_NAME, try_write_report
 from hpo_tools.experiment.status import (
     _LIVE_TRIAL,
     Outcome,
@@ -78,6 +80,8 @@ class RunResult:
             StorageError reading an ``oss://`` base config); None when it was, or there was none.
         outputs: the best trial's ``[output_config]`` copies (event files to ``summary_path``,
             model to ``model_path``); a failed one is logged as a warning, never raised.
+        report: ``E/report.png`` (:mod:`hpo_tools.experiment.report`); None when it was not
+            drawn (no matplotlib, or drawing failed: one warning line, never raised).
     """
 
     experiment_id: str
@@ -92,6 +96,7 @@ class RunResult:
     lost_manager: str | None = None
     failure: str | None = None
     outputs: list[OutputCopy] = field(default_factory=list)
+    report: Path | None = None
 
     @property
     def succeeded(self) -> int:
@@ -327,7 +332,8 @@ def run_experiment(
     polls every ``poll_interval`` seconds until :func:`experiment_finished` (or ``timeout``),
     always stops it (also on Ctrl-C, SIGTERM and errors), then exports the best trial to
     ``E/best/`` and, when its trial file has ``[output_config]``, copies its event files and
-    model there (:mod:`hpo_tools.experiment.outputs`).
+    model there (:mod:`hpo_tools.experiment.outputs`), and draws ``E/report.png``
+    (:mod:`hpo_tools.experiment.report`).
 
     Args:
         config_path: the experiment YAML.
@@ -468,6 +474,7 @@ def run_experiment(
             except HpoError as err:
                 export_error = _one_line(err)
             outputs = _copy_outputs_at_end(best.run, exp.id, files)
+    report = try_write_report(snapshot, files.root / REPORT_NAME)
     failure = None
     if status == "ERROR":  # read after the stop: the dispatcher's log is complete by now
         failure = experiment_error(files.root / "log", errors, tuner=_algorithm_name(
@@ -475,7 +482,7 @@ def run_experiment(
     return RunResult(
         experiment_id=exp.id, files=files, status=status, snapshot=snapshot, export=export,
         timed_out=timed_out, interrupted=interrupted, errors=errors, export_error=export_error,
-        lost_manager=lost_manager, failure=failure, outputs=outputs)
+        lost_manager=lost_manager, failure=failure, outputs=outputs, report=report)
 
 
 #: Seconds the end-of-experiment sweep of the job registry may take.
