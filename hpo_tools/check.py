@@ -10,7 +10,9 @@ shows, not just the first. Then each stage's metric sources are built on the tri
 platform (contacting nothing) and each edited training config is read and edited in memory,
 one edit at a time, so every key that does not resolve and every value that does not fit is
 reported, with the schema and the rules the runner applies them with
-(:mod:`hpo_tools.trial.schema`, ``ConfigWrite.left_to_platform``). Nothing is written.
+(:mod:`hpo_tools.trial.schema`, ``ConfigWrite.left_to_platform``); a ``[params_config]
+budget_path`` must name a numeric field of each config, with or without a ``TRIAL_BUDGET``
+among the parameters. Nothing is written.
 """
 
 from __future__ import annotations
@@ -154,8 +156,8 @@ def _check_write(
     if text is None:
         return
     source = write.src
-    if not write.edits:  # written as it is (replacements made): need not be protobuf text
-        return
+    if not write.edits and write.budget is None:  # written as it is (replacements made):
+        return  # need not be protobuf text
     try:
         document = Document.parse(write.source_text(text), source=source)
     except ConfigError as err:
@@ -174,6 +176,11 @@ def _check_write(
             document.apply({key: value}, schema=descriptor)
         except ConfigError as err:
             problems.add(f"{source}: {err}" if source not in str(err) else str(err), corner)
+    if write.budget is not None:  # with or without TRIAL_BUDGET (the corners have none)
+        try:
+            document.apply(write.budget.edit(document, descriptor), schema=descriptor)
+        except ConfigError as err:
+            problems.add(str(err), corner)
 
 
 def _finetune_plan(

@@ -25,6 +25,11 @@ checkpoint is passed to the parser as that edit; otherwise the file chains itsel
 stage; the one trial runner
 (:func:`hpo_tools.trial.runner.run_plan`) runs them, one intermediate result per day, the days'
 scores combined by ``source_list_final_mode`` (default ``avg``).
+
+With ``[finetune_config] budget=days`` (and ``budget_scale``), Hyperband/BOHB's
+``TRIAL_BUDGET`` is the number of days trained: the first ``round(TRIAL_BUDGET *
+budget_scale)`` days of the window. Day k of every trial is the same day, so the per-day
+intermediate results of trials with different budgets line up.
 """
 
 from __future__ import annotations
@@ -62,7 +67,12 @@ __all__ = [
     "is_finetune_text",
 ]
 
-FINETUNE_KEYS = ("start_time", "end_time", "model_dir", "fine_tune_checkpoint", "resume")
+FINETUNE_KEYS = (
+    "start_time", "end_time", "model_dir", "fine_tune_checkpoint", "resume", "budget",
+    "budget_scale",
+)
+#: What ``[finetune_config] budget`` may say ``TRIAL_BUDGET`` counts.
+BUDGET_KINDS = ("days",)
 # A stand-in for the checkpoint while the first day is read to learn what the format decides.
 _CHECKPOINT_STAND_IN = "(begin model)"
 
@@ -89,6 +99,7 @@ class FinetuneFile:
     environ: Mapping[str, str] = dataclasses.field(repr=False)
     first: Any = dataclasses.field(default=None, repr=False)
     day_keyed: bool = False
+    budget: Mapping[str, Any] | None = None
 
     @property
     def chained_by_its_commands(self) -> bool:
@@ -300,9 +311,66 @@ class FinetuneFile:
             stages=stages,
             stage_mode=self.stage_mode,
             resume=resume,
-            record={"days": [d.bizdate for d in self.days]},
+            record={**dict(self.first.record), "days": [d.bizdate for d in self.days],
+                    **({"budget_days": dict(self.budget)} if self.budget else {})},
             format=f"finetune {self.first.format}",
         )
+
+
+def _budget_days(
+    source: str,
+    options: Mapping[str, str],
+    params: Mapping[str, Any],
+    window: tuple[Day, ...],
+) -> tuple[tuple[Day, ...], dict[str, Any] | None]:
+    """``[finetune_config] budget=days`` (and ``budget_scale``, default 1): with a
+    ``TRIAL_BUDGET`` among the parameters, the trial trains the first
+    ``round(TRIAL_BUDGET * budget_scale)`` days of the window (at least 1, at most all).
+
+    Returns:
+        The days to train, and what the trial records of its budget (None: no budget).
+
+    Raises:
+        ConfigError: ``budget`` is not ``days``, ``budget_scale`` is not a positive number or
+            comes without ``budget``, or ``TRIAL_BUDGET`` is not a positive number.
+    """
+    import math
+
+    from hpo_tools.trial.budget import BUDGET_PARAM, trial_budget
+
+    def error(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{source}: [{FINETUNE_SECTION}] {key}: {message}",
+                           source=source, section=FINETUNE_SECTION, key=key)
+
+    kind = (options.get("budget") or "").strip().lower()
+    scale_text = options.get("budget_scale")
+    if not kind:
+        if scale_text is not None:
+            raise error("budget_scale", "needs budget=days")
+        return window, None
+    if kind not in BUDGET_KINDS:
+        raise error("budget", f"expected {' or '.join(BUDGET_KINDS)} (what TRIAL_BUDGET "
+                              f"counts), got {options.get('budget')!r}"
+                    + did_you_mean(kind, BUDGET_KINDS))
+    scale = 1.0
+    if scale_text is not None:
+        try:
+            scale = float(scale_text)
+        except ValueError:
+            scale = float("nan")
+        if not math.isfinite(scale) or scale <= 0:
+            raise error("budget_scale", f"expected a positive number, got {scale_text!r}")
+    budget = trial_budget(params, source=source)
+    if budget is None:
+        return window, None
+    count = max(1, math.floor(budget * scale + 0.5))
+    if count > len(window):
+        _logger.warning("%s: %s %s x budget_scale %s is %d days, but the window has %d: "
+                        "training all of them (set the tuner's maximum budget to the window)",
+                        source, BUDGET_PARAM, budget, scale, count, len(window))
+        count = len(window)
+    record = {BUDGET_PARAM: budget, "budget": kind, "budget_scale": scale, "days": count}
+    return window[:count], record
 
 
 def read_finetune_file(
@@ -363,6 +431,7 @@ def read_finetune_file(
         window = tuple(default_days)
     else:
         window = find_days(source, options, keyed, start_time, end_time)
+    window, budget = _budget_days(source, options, variables.params, window)
     resume_text = (options.get("resume") or "0").strip().lower()
     if resume_text not in ("0", "1", "true", "false", "yes", "no"):
         raise ConfigError(f"{source}: [{FINETUNE_SECTION}] resume: expected 0 or 1, "
@@ -378,6 +447,7 @@ def read_finetune_file(
         variables=variables,
         environ=env,
         day_keyed=bool(keyed),
+        budget=budget,
     )
     # The first day, read now: every error of the file shows before anything runs, and what
     # the format decides (model directory, chaining by edit) is known.

@@ -27,6 +27,7 @@ from typing import Any
 from hpo_tools.dates import Day, substitute_dates
 from hpo_tools.metrics.score import FinalMode, MetricSpec, OptimizeMode
 from hpo_tools.trial import templating
+from hpo_tools.trial.budget import Budget
 
 __all__ = [
     "Command",
@@ -45,7 +46,8 @@ __all__ = [
 
 #: A stage has fewer commands than this (the job registry indexes them per stage).
 COMMANDS_PER_STAGE = 100
-# Parameters NNI advisors add that are not config paths (Hyperband / BOHB).
+# Parameters NNI advisors add that are not config paths (Hyperband / BOHB): applied, if at
+# all, through [params_config] budget_path (hpo_tools.trial.budget).
 NON_CONFIG_PARAMS = frozenset({"TRIAL_BUDGET"})
 
 
@@ -124,6 +126,9 @@ class ConfigWrite:
             absent field whose parent is there is left out of the local copy with a notice
             (:meth:`left_to_platform`), not refused; the tuner's edits are never among them,
             so a typo in a search-space key is still caught.
+        budget: ``[params_config] budget_path``: the field set to ``TRIAL_BUDGET *
+            budget_scale``, typed by the field when the config is read
+            (:meth:`edits_for`); None without one.
     """
 
     name: str
@@ -135,6 +140,25 @@ class ConfigWrite:
     required: bool = True
     passthrough: Mapping[str, str] = field(default_factory=dict)
     replacements: Mapping[str, str] = field(default_factory=dict)
+    budget: Budget | None = None
+
+    @property
+    def edits_anything(self) -> bool:
+        """Whether the source is edited (parsed as protobuf text) rather than copied."""
+        return bool(self.edits) or (self.budget is not None and self.budget.applies)
+
+    def edits_for(self, document: Any, schema: Any = None) -> dict[str, Any]:
+        """The edits applied to ``document``: :attr:`edits` without those
+        :meth:`left_to_platform`, plus the budget's (typed by its field).
+
+        Raises:
+            ConfigError: the budget path is not a numeric field of ``document``.
+        """
+        left = set(self.left_to_platform(document, schema))
+        edits = {k: v for k, v in self.edits.items() if k not in left}
+        if self.budget is not None and self.budget.applies:
+            edits.update(self.budget.edit(document, schema))
+        return edits
 
     def left_to_platform(self, document: Any, schema: Any = None) -> list[str]:
         """The :attr:`passthrough` edits left out of ``document``'s local copy: without a
@@ -331,6 +355,10 @@ class Stage:
             commands are not skipped either.
         record: JSON-safe facts added to the stage's entry in the trial's ``result.json``
             (a finetune day's ``{"day": "20220616"}``).
+        unit_steps: with a budget (``[params_config] budget_path``), the global steps of one
+            budget unit: the stage's intermediate results go to NNI once per unit
+            (:class:`~hpo_tools.trial.budget.UnitReports`), not once per evaluation; None:
+            every scored step is reported.
     """
 
     name: str
@@ -342,6 +370,7 @@ class Stage:
     command_base: int = 0
     redo: bool = False
     record: Mapping[str, Any] = field(default_factory=dict)
+    unit_steps: float | None = None
 
 
 @dataclass(frozen=True)

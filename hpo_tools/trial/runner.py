@@ -9,7 +9,8 @@ in its own directory (a plain trial's one stage in the trial directory, a finetu
 2. submits the commands in order on the platform, recording each job in the job registry as its
    state changes (``resume=1`` skips commands the registry says already succeeded);
 3. follows the metrics while the jobs run: with one stage each new scored step is reported to
-   NNI at once; with several, a stage's steps stay in its own ``result.json``;
+   NNI at once (with a budget, once per budget unit: ``Stage.unit_steps``); with several, a
+   stage's steps stay in its own ``result.json``;
 4. drains the metrics into the stage's final result: the trial's final result (one stage), or
    one intermediate result (several), the finals combined by ``plan.stage_mode`` at the end;
 5. writes ``result.json`` whatever happened.
@@ -37,6 +38,7 @@ from typing import Any, Callable, TextIO
 from hpo_tools.errors import HpoError, MetricReadError
 from hpo_tools.secrets import SecretMasker
 from hpo_tools.storage import write_json_atomic
+from hpo_tools.trial.budget import UnitReports
 from hpo_tools.trial.follow import build_follower, read_stage_final
 from hpo_tools.trial.launcher import Launcher
 from hpo_tools.trial.notify import notify_trial_end
@@ -191,7 +193,7 @@ class _Run:
             _logger.warning("no local copy of the edited config: %s", err)
             return None
         text = write.source_text(text)
-        if write.edits:
+        if write.edits_anything:
             document = Document.parse(text, source=write.src)
             schema = self.schema.for_document(document)
             left = write.left_to_platform(document, schema)
@@ -199,8 +201,12 @@ class _Run:
                 if path not in self.noticed:  # once a trial, not once a finetune day
                     self.noticed.add(path)
                     _logger.warning("%s", write.passthrough_notice(path))
-            document.apply({k: v for k, v in write.edits.items() if k not in left},
-                           schema=schema)
+            edits = write.edits_for(document, schema)
+            if write.budget is not None and write.budget.path in edits:
+                _logger.info("budget: %s = %s (TRIAL_BUDGET %s x budget_scale %s)",
+                             write.budget.path, edits[write.budget.path],
+                             write.budget.trial_budget, write.budget.scale)
+            document.apply(edits, schema=schema)
             edited = document.to_text()
         else:  # the file as it is, replacements made (it need not be protobuf text)
             edited = text
@@ -214,17 +220,25 @@ class _Run:
 
     # -- metrics -----------------------------------------------------------------------------
 
-    def report_new_steps(self, follower: Any, *, last: bool = False) -> None:
+    def report_new_steps(
+        self, follower: Any, *, last: bool = False, units: UnitReports | None = None
+    ) -> None:
         """Report the steps scored since the last call; ``last`` also takes what a poll keeps
-        waiting for (a final log line without a newline), once the jobs are over."""
+        waiting for (a final log line without a newline), once the jobs are over. With
+        ``units`` (a budget), NNI gets one report per budget unit, ``result.json`` every
+        step."""
         for report in follower.drain() if last else follower.poll():
             self.stage_outcome.intermediate.append(report.to_dict())
             # DEBUG, not INFO: trial.log feeds the stdout metric source, and a metric regex
             # must not match the runner's own echo of the values.
             _logger.debug("step %d: score %.6g %s", report.step, report.score, report.values)
             if not self.staged:  # a stage of several reports its final result only
-                self.reporter.report_intermediate(report.as_nni())
+                for sent in [report] if units is None else units.add(report):
+                    self.reporter.report_intermediate(sent.as_nni())
             self.write_result(self.stage_outcome, self.stage_paths(self.stage))
+        if last and units is not None and not self.staged:
+            for sent in units.finish():
+                self.reporter.report_intermediate(sent.as_nni())
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -241,6 +255,7 @@ class _Run:
         follower = build_follower(  # metric settings checked before any write
             stage.metric, paths.log_path, self.interval, platform=self.platform, where=where
         )
+        units = UnitReports(stage.unit_steps) if stage.unit_steps else None
         configs = self.write_configs(stage, paths)
         self.stage_outcome.configs = configs
         if self.staged:
@@ -254,14 +269,15 @@ class _Run:
                 _logger.info("resume: %s already succeeded for this trial; skipped", command.name)
                 continue
             failure = self.launcher.run(
-                stage, paths, position, command, lambda: self.report_new_steps(follower)
+                stage, paths, position, command,
+                lambda: self.report_new_steps(follower, units=units),
             )
             if failure is not None:
                 self.stage_outcome.message = failure
                 raise _StageFailed()
         self.check_cancelled()
         try:
-            self.report_new_steps(follower, last=True)
+            self.report_new_steps(follower, last=True, units=units)
             final = follower.close()
         except MetricReadError as err:
             self.check_cancelled()  # reads cut short by a cancellation are not a failure

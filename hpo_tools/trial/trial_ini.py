@@ -6,17 +6,21 @@ Sections: ``[platform_config]`` (``name``, ``cmd1``, ``cmd2``, ..., ``resume``),
 (:mod:`hpo_tools.monitor`), ``[output_config]`` (the best trial's copies,
 :mod:`hpo_tools.experiment.outputs`), and the
 platforms' own sections (``[odps_config]``, read by the platform). The tuner's parameters
-become the edits of every ``[params_config]`` pair.
+become the edits of every ``[params_config]`` pair; with ``budget_path`` (and
+``budget_scale``, ``budget_unit_steps``) there, Hyperband/BOHB's ``TRIAL_BUDGET`` sets that
+field of every pair too (:mod:`hpo_tools.trial.budget`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from hpo_tools.errors import did_you_mean
 from hpo_tools.metrics import source_types
+from hpo_tools.trial.budget import BUDGET_PARAM, Budget, trial_budget
 from hpo_tools.trial.ini import Section, TrialFile
 from hpo_tools.trial.plan import (
     ConfigWrite,
@@ -46,7 +50,7 @@ from hpo_tools.trial.sections import (
 )
 from hpo_tools.trial.templating import format_value, placeholder_key
 
-__all__ = ["FORMAT", "SECTION", "COMMON_SECTIONS", "METRIC_KEYS", "build_plan"]
+__all__ = ["FORMAT", "SECTION", "COMMON_SECTIONS", "METRIC_KEYS", "BUDGET_KEYS", "build_plan"]
 
 FORMAT = "platform"
 SECTION = "platform_config"
@@ -54,6 +58,7 @@ COMMON_SECTIONS = (
     SECTION, "metric_config", "params_config", OSS_SECTION, SCHEDULE_SECTION, MONITOR_SECTION,
     OUTPUT_SECTION,
 )
+BUDGET_KEYS = ("budget_path", "budget_scale", "budget_unit_steps")
 METRIC_KEYS = (
     "metric_type",
     "metric_source",
@@ -124,6 +129,61 @@ def _metric_weights(metric: Section) -> object:
     return weights
 
 
+def _positive_number(section: Section, key: str, *, zero: bool = False) -> float | None:
+    """``[section] key`` as a positive number (or 0 with ``zero``); None when absent."""
+    text = section.get(key)
+    if text is None:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        expected = "a number >= 0" if zero else "a positive number"
+        raise section.error(key, f"expected {expected}, got {text!r}")
+    return number
+
+
+def _budget(
+    section: Section,
+    params: Mapping[str, Any],
+    edits: Mapping[str, Any],
+    pairs: list[str],
+    metric_type: str,
+) -> tuple[Budget | None, float | None]:
+    """``[params_config] budget_path, budget_scale, budget_unit_steps``: the budget and the
+    global steps of one budget unit (for the per-unit reports; None: one report per step).
+
+    Raises:
+        ConfigError: a scale or unit that is not a positive number, a budget key without
+            ``budget_path`` or without a config pair, a budget path the parameters edit too,
+            or a ``TRIAL_BUDGET`` that is not a positive number.
+    """
+    path = (section.get("budget_path") or "").strip()
+    if not path:
+        for key in ("budget_scale", "budget_unit_steps"):
+            if section.get(key) is not None:
+                raise section.error(key, "needs budget_path (the config field TRIAL_BUDGET "
+                                         "sets)")
+        return None, None
+    if not pairs:
+        raise section.error("budget_path", "needs a params_src_dst_filepath<N>=SRC,DST pair "
+                                           "(the config it edits)")
+    if path in edits:
+        raise section.error("budget_path", f"{path} is also a parameter of the search space: "
+                                           "tune it or budget it, not both")
+    scale = _positive_number(section, "budget_scale")
+    unit = _positive_number(section, "budget_unit_steps", zero=True)
+    where = f"{section.source}: [{section.name}] budget_path"
+    budget = Budget(path, 1.0 if scale is None else scale,
+                    trial_budget(params, source=section.source), where)
+    if not budget.applies:
+        return budget, None
+    if unit is None:  # the field counts global steps (num_steps) when the steps are global
+        unit = budget.scale if metric_type == "summary" else 0.0
+    return budget, unit or None
+
+
 def build_plan(
     trial_file: TrialFile,
     params: Mapping[str, Any],
@@ -183,10 +243,14 @@ def build_plan(
     path_params = {k: v for k, v in params.items() if k not in replacements}
     edits = {**params_to_edits(path_params), **dict(extra_edits or {})}
     writes: list[ConfigWrite] = []
+    budget: Budget | None = None
+    unit_steps: float | None = None
     params_section = trial_file.section("params_config")
     if params_section is not None:
-        params_section.check_keys((), (r"params_src_dst_filepath.*",))
-        for key in numbered(params_section.keys(), r".*"):
+        params_section.check_keys(BUDGET_KEYS, (r"params_src_dst_filepath.*",))
+        keys = numbered(params_section.keys(), r"params_src_dst_filepath.*")
+        budget, unit_steps = _budget(params_section, params, edits, keys, metric_type)
+        for key in keys:
             pair = params_section.require(key)
             parts = [p.strip() for p in pair.split(",")]
             if len(parts) != 2 or not all(parts):
@@ -194,7 +258,8 @@ def build_plan(
             for path in parts:
                 _check_storage_path(params_section, key, path)
             writes.append(
-                ConfigWrite(key, parts[0], parts[1], edits, replacements=replacements)
+                ConfigWrite(key, parts[0], parts[1], edits, replacements=replacements,
+                            budget=budget)
             )
 
     oss = oss_settings(trial_file)
@@ -207,7 +272,12 @@ def build_plan(
         commands=commands,
         metric=MetricSettings(metric_type, sources, spec),
         config_writes=tuple(writes),
+        unit_steps=unit_steps,
     )
+    record = {}
+    if budget is not None and budget.applies:
+        record["budget"] = {BUDGET_PARAM: budget.trial_budget, "budget_path": budget.path,
+                            "budget_scale": budget.scale}
     return TrialPlan(
         source=source,
         format=FORMAT,
@@ -220,4 +290,5 @@ def build_plan(
         schedule=schedule_window(trial_file),
         monitor=monitor,
         outputs=outputs,
+        record=record,
     )
