@@ -129,6 +129,10 @@ def build_plan(
                           source=source, section="metric_config")
     cmd = trial_file.require(SECTION)
     for key in cmd.keys():
+        if key in ("-Dbudget_path", "-Dbudget_scale", "-Dbudget_unit_steps"):
+            raise cmd.error(key, "the classic format has no budget (PAI applies its edits, "
+                                 "without the field's type here): use the platform format's "
+                                 "[params_config] budget_path (docs/trial-files.md, Budgets)")
         if key in ("-name", "-project") or key.startswith("-D"):
             continue
         raise cmd.error(key, "unknown key; expected -name, -project or -D<parameter>"

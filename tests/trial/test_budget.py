@@ -339,3 +339,16 @@ def test_hpo_tools_run_trains_the_budgeted_steps_and_reports_per_unit(tmp_path, 
     assert params["params"] == {"TRIAL_BUDGET": 3}
     assert params["budget"] == {"TRIAL_BUDGET": 3.0, "budget_path": "train_config.num_steps",
                                 "budget_scale": 200.0}
+
+
+def test_the_classic_format_refuses_a_budget_key(write_trial):
+    path = write_trial(
+        "[odps_config]\nproject_name=p\nodps_endpoint=http://odps.example\n"
+        "[easyrec_cmd_config]\n-name=easy_rec_ext\n-project=algo_public\n"
+        "-Dconfig=oss://b/pipeline.config\n-Dmodel_dir=oss://b/m\n"
+        "-Dbudget_path=train_config.num_steps\n[metric_config]\nauc=1\n"
+    )
+    # Passed on, PAI would refuse an unknown parameter only once the job is submitted.
+    with pytest.raises(ConfigError, match=r"\[easyrec_cmd_config\] -Dbudget_path: the classic "
+                                          r"format has no budget"):
+        _plan(path, {"TRIAL_BUDGET": 3})
