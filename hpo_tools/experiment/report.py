@@ -213,6 +213,9 @@ def _draw_scores(ax: Any, snapshot: Snapshot, best: TrialView | None) -> tuple[d
                               zorder=7)
             star.set_gid(f"best-final:{view.trial_id}")
     step_axis = "step" if by_step else "report number"
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and report numbers are counts
     ax.set_xlabel(step_axis if by_step else
                   "report number (steps are not increasing in every trial, e.g. finetune days)")
     better = "higher" if snapshot.optimize_mode == "maximize" else "lower"

@@ -145,6 +145,7 @@ def test_experiment_ends_done_with_every_trial_succeeded_or_stopped_by_assessor(
         else:
             assert view.nni_status == "SUCCEEDED" and view.run.status == "succeeded", view
     assert result.succeeded >= 1, _diagnosis(result)
+    assert result.report == result.files.root / "report.png" and result.report.is_file()
 
 
 def test_every_trial_reported_intermediate_results(finished):
