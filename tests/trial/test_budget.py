@@ -352,3 +352,20 @@ def test_the_classic_format_refuses_a_budget_key(write_trial):
     with pytest.raises(ConfigError, match=r"\[easyrec_cmd_config\] -Dbudget_path: the classic "
                                           r"format has no budget"):
         _plan(path, {"TRIAL_BUDGET": 3})
+
+
+def test_a_field_the_config_lacks_is_typed_and_created_by_the_schema():
+    from hpo_tools.pbtxt.schema import load_schema
+
+    schema = load_schema(proto_path=REPO / "tests" / "protos",
+                         message="easyrec_like.EasyRecConfig")
+    doc = Document.parse("train_config {\n  sync_replicas: true\n}\n", source="p.config")
+    # num_steps is a uint32 of TrainConfig: an int edit, created where the config lacks it.
+    edit = Budget("train_config.num_steps", 1000, 2.6).edit(doc, schema)
+    assert edit == {"train_config.num_steps": 2600}
+    doc.apply(edit, schema=schema)
+    assert doc.get("train_config.num_steps") == [2600]
+    # Without the schema the same path is not in the config: an error, not a guess.
+    with pytest.raises(ConfigError, match="not in p.config"):
+        Budget("train_config.num_steps", 1000, 2.6).edit(
+            Document.parse("train_config {\n  sync_replicas: true\n}\n", source="p.config"))
