@@ -59,6 +59,13 @@ class _Problems:
         self.messages.append(f"{message} [at {corner}]" if corner else message)
 
 
+def _tuner_added(index: int) -> dict[str, Any]:
+    """Stand-ins for the parameters NNI's tuners add to a point (``TRIAL_BUDGET`` of
+    Hyperband/BOHB, PBT's checkpoint directories), which a search space never lists."""
+    return {"TRIAL_BUDGET": 1, "load_checkpoint_dir": f"./check/corner{index}/checkpoint",
+            "save_checkpoint_dir": f"./check/corner{index}/checkpoint"}
+
+
 def _corner_label(index: int, count: int, point: Mapping[str, Any]) -> str:
     return f"corner {index}/{count} {json.dumps(dict(point), sort_keys=True)}"
 
@@ -240,7 +247,11 @@ def check_trial_file(
     noticed: set[str] = set()  # passthrough paths noticed (once a check, not once a corner)
     for index, point in enumerate(points, start=1):
         corner = _corner_label(index, len(points), point)
-        variables = TrialVariables("check", f"corner{index}", f"./check/corner{index}", point)
+        # Parameters a tuner adds (not in the space): a stand-in where the file uses them.
+        added = {name: value for name, value in _tuner_added(index).items()
+                 if f"${{{name}}}" in text and name not in point}
+        variables = TrialVariables("check", f"corner{index}", f"./check/corner{index}",
+                                   {**added, **point})
         try:
             sections: TrialFile | None = read_trial_text(
                 text, source=source, variables=variables, environ=env

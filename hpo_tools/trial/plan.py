@@ -48,14 +48,16 @@ __all__ = [
 COMMANDS_PER_STAGE = 100
 # Parameters NNI advisors add that are not config paths (Hyperband / BOHB): applied, if at
 # all, through [params_config] budget_path (hpo_tools.trial.budget).
-NON_CONFIG_PARAMS = frozenset({"TRIAL_BUDGET"})
+#: Parameters NNI's tuners add to a parameter set that are not config paths: Hyperband/BOHB's
+#: budget, PBT's checkpoint directories. A trial file uses them as ``${name}``.
+NON_CONFIG_PARAMS = frozenset({"TRIAL_BUDGET", "load_checkpoint_dir", "save_checkpoint_dir"})
 
 
 def params_to_edits(params: Mapping[str, Any]) -> dict[str, Any]:
     """Turn tuner parameters into config-editor edits.
 
     A nested choice ``{"opt": {"_name": "adam", "a.lr": 0.1}}`` becomes ``{"opt": "adam",
-    "a.lr": 0.1}``; advisor keys such as ``TRIAL_BUDGET`` are left out.
+    "a.lr": 0.1}``; tuner-added keys (:data:`NON_CONFIG_PARAMS`) are left out.
     """
     edits: dict[str, Any] = {}
     for name, value in params.items():

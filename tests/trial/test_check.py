@@ -279,3 +279,29 @@ def test_table_metrics_of_a_maxcompute_trial_check_clean_without_contacting_it(
         + f"[params_config]\nparams_src_dst_filepath1={pipeline},${{NNI_OUTPUT_DIR}}/p.config\n"
     )
     assert check_trial_file(trial, space({LR_PATH: {"_type": "uniform", "_value": [0, 1]}})) == []
+
+
+def test_parameters_a_tuner_adds_are_known_to_check(tmp_path, write_trial, space):
+    """${TRIAL_BUDGET} (Hyperband/BOHB) and PBT's ${save_checkpoint_dir} are parameters the
+    tuner adds to each point, never in the search space: check must not call them undefined."""
+    from hpo_tools.check import check_trial_file
+
+    trial = write_trial(
+        "[platform_config]\nname=Local\n"
+        "cmd1=python train.py --steps ${TRIAL_BUDGET} --save ${save_checkpoint_dir}"
+        " --load ${load_checkpoint_dir}\n"
+        "[metric_config]\nmetric_type=stdout\nmetric_dict={\"auc=(.*)\": 1}\n")
+    ss = space({"lr": {"_type": "choice", "_value": [0.1, 0.2]}})
+    assert check_trial_file(trial, ss) == []
+    # An undefined name is still one.
+    typo = write_trial(
+        "[platform_config]\nname=Local\ncmd1=python train.py --steps ${TRIAL_BUDGT}\n"
+        "[metric_config]\nmetric_type=stdout\nmetric_dict={\"auc=(.*)\": 1}\n")
+    assert any("TRIAL_BUDGT" in p for p in check_trial_file(typo, ss))
+
+
+def test_pbts_checkpoint_parameters_are_not_config_edits():
+    from hpo_tools.trial.plan import params_to_edits
+
+    assert params_to_edits({"a.lr": 0.1, "load_checkpoint_dir": "/x", "save_checkpoint_dir": "/y",
+                            "TRIAL_BUDGET": 3}) == {"a.lr": 0.1}
