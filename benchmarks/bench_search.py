@@ -253,16 +253,18 @@ class Surrogate:
 
     The mean is a GP posterior mean per evaluation step: one squared-exponential kernel with a
     lengthscale per parameter (chosen by leave-one-out error, closed form) over the runs'
-    standardised scores, and a noise variance fixed to the spread between trainer seeds. What a
-    simulated trial observes is that mean plus one of the real runs' own noise curves: a
-    replicated point's curve minus its group's mean (10 points x trainer seeds 0, 1, 2), from
-    the :data:`NOISE_GROUPS` replicated points nearest to the trial's (in the kernel's metric:
-    the noise differs a lot between points, e.g. sd 0.002 to 0.012 at the last step), picked by
-    a hash of (benchmark seed, parameters): the same parameters in the same seed give the same
-    curve, as the seeded trainer does, so a config Hyperband promotes re-traces its curve.
-    """
+    standardised scores, and a noise variance fixed to the spread between trainer seeds.
 
-    NOISE_GROUPS = 2
+    What a simulated trial observes is that mean plus noise built from the real runs' own
+    spread between trainer seeds (10 replicated points x seeds 0, 1, 2; the untuned config x
+    seeds 0..4). The spread differs a lot between points (sd 0.0003 to 0.012 at the last step,
+    0.006 to 0.07 at the first), so its size per step is predicted at the trial's point: the
+    geometric mean of the replicated points' sd, weighted by the kernel (Nadaraya-Watson with the
+    GP's lengthscales). Its shape across steps is one real noise curve divided by its group's sd
+    per step (the 35 of them), picked by a hash of (benchmark seed, parameters): the same
+    parameters in the same seed give the same curve, as the seeded trainer does, so a config
+    Hyperband promotes re-traces its curve.
+    """
 
     LENGTHSCALES = (0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0, 1.5, 2.5, 5.0, 10.0)
     SIGNALS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -278,8 +280,11 @@ class Surrogate:
         self.mean, self.scale = y.mean(axis=0), y.std(axis=0)
         self.z = (y - self.mean) / self.scale
         self.noise_curves = noise_curves(runs)
-        self.noise_groups = [(np.array(encode(space, params)), curves)
-                             for params, curves in noise_groups(runs) if params]
+        groups = noise_groups(runs)
+        self.noise_x = np.array([encode(space, params) for params, _ in groups if params])
+        self.noise_log_sd = np.array([np.log(curves.std(axis=0)) for params, curves in groups
+                                      if params])
+        self.noise_shapes = np.concatenate([curves / curves.std(axis=0) for _, curves in groups])
         noise_var = (self.noise_curves.std(axis=0) / self.scale) ** 2
         self.noise = float(noise_var.mean())
         self.lengthscales = np.full(self.x.shape[1], 0.5)
@@ -341,12 +346,11 @@ class Surrogate:
         import numpy as np
 
         x = np.array(encode(self.space, params))
-        near = sorted(self.noise_groups,
-                      key=lambda g: float((((g[0] - x) / self.lengthscales) ** 2).sum()))
-        pool = np.concatenate([curves for _, curves in near[:self.NOISE_GROUPS]])
+        weights = np.exp(-0.5 * (((self.noise_x - x) / self.lengthscales) ** 2).sum(axis=1))
+        sd = np.exp(weights @ self.noise_log_sd / weights.sum())
         key = json.dumps([seed, _plain(params)], sort_keys=True).encode()
-        pick = int(hashlib.sha256(key).hexdigest(), 16) % len(pool)
-        return [m + float(e) for m, e in zip(self.mean_curve(params), pool[pick])]
+        pick = int(hashlib.sha256(key).hexdigest(), 16) % len(self.noise_shapes)
+        return [float(v) for v in np.array(self.mean_curve(params)) + sd * self.noise_shapes[pick]]
 
 
 def noise_groups(runs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
@@ -398,6 +402,10 @@ def validate(runs: list[dict[str, Any]], folds: int = 5) -> dict[str, Any]:
                 predicted[i] = model.mean_curve(r["params"])
     observed = np.array([r["scores"] for r in points])
     final_obs, final_pred = observed[:, -1], predicted[:, -1]
+    # Posterior-predictive check: the full surrogate (all runs) simulating the same points with
+    # noise, 10 seeds; its spread and upper tail per step next to the real runs'.
+    model = Surrogate(space, runs)
+    sims = np.array([[model.curve(r["params"], seed) for r in points] for seed in range(10)])
     noise = noise_curves(runs)
     return {
         "points": len(points),
@@ -413,6 +421,13 @@ def validate(runs: list[dict[str, Any]], folds: int = 5) -> dict[str, Any]:
         "spearman_by_step": [round(_spearman(predicted[:, k], observed[:, k]), 3)
                              for k in range(observed.shape[1])],
         "spearman_final": _spearman(final_pred, final_obs),
+        "real_max_by_step": np.round(observed.max(axis=0), 4).tolist(),
+        "simulated_max_by_step": np.round(np.median(sims.max(axis=1), axis=0), 4).tolist(),
+        "real_q95_by_step": np.round(np.percentile(observed, 95, axis=0), 4).tolist(),
+        "simulated_q95_by_step": np.round(np.median(np.percentile(sims, 95, axis=1), axis=0),
+                                          4).tolist(),
+        "real_sd_by_step": np.round(observed.std(axis=0), 4).tolist(),
+        "simulated_sd_by_step": np.round(np.median(sims.std(axis=1), axis=0), 4).tolist(),
         "seed_noise_sd_final": float(noise[:, -1].std()),
         "noise_curves": len(noise),
         "observed_final_range": [float(final_obs.min()), float(final_obs.max())],
@@ -782,6 +797,7 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
     summary = summarise(results)
     cost_label = f"cost: trainer steps, in full runs of {FULL_STEPS} steps"
     observed = "best score so far (0.5 auc_ctr + 0.5 auc_cvr)"
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for axis, column, xlabel, ylabel, fname in (
         ("trials", 2, "trials", observed, "search_trials.png"),
@@ -954,6 +970,10 @@ def main(argv: list[str] | None = None) -> int:
                            default=Path(tempfile.gettempdir()) / "bench_search")
     p_collect.add_argument("--limit", type=int, default=None, help="at most this many runs")
     sub.add_parser("validate", help="the surrogate's held-out error (5-fold)")
+    p_plot = sub.add_parser("plot", help="tables and plots again from run's --trials-out")
+    p_plot.add_argument("--trials", type=Path,
+                        default=Path(tempfile.gettempdir()) / "bench_search" / "search_trials.json")
+    p_plot.add_argument("--image-dir", type=Path, default=REPO / "docs" / "images")
     p_run = sub.add_parser("run", help="each method against the surrogate")
     p_run.add_argument("--seeds", type=int, default=10)
     p_run.add_argument("--budget-runs", type=int, default=243,
@@ -974,6 +994,12 @@ def main(argv: list[str] | None = None) -> int:
         return collect(args.work_dir, args.limit)
     if args.command == "validate":
         print(json.dumps(validate(read_runs()), indent=2))
+        return 0
+    if args.command == "plot":
+        results = json.loads(args.trials.read_text())
+        print(markdown_table(summarise(results), results))
+        for path in plot(results, args.image_dir):
+            print(f"plot: {path}")
         return 0
     if args.command == "run":
         return run(args.seeds, args.budget_runs, args.methods, args.out, args.trials_out,
