@@ -5,6 +5,12 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/bench_search.py collect         # real trainer runs -> jsonl
     .venv/bin/python benchmarks/bench_search.py validate        # the surrogate's held-out error
     .venv/bin/python benchmarks/bench_search.py run --seeds 10  # tuners on the surrogate
+    .venv/bin/python benchmarks/bench_search.py plot            # tables + plots from run's trials
+
+``run`` and ``plot`` need matplotlib; Anneal needs hyperopt, BOHB ConfigSpace, CFO and
+BlendSearch flaml (and optuna): a method whose package or wrapper is missing, or that fails on
+the search space, is reported as missing with the reason, never left out silently. Results:
+docs/benchmarks.md ("Search efficiency").
 
 ``collect`` trains the local example's DBMTL model (``examples/search/local_easyrec/begin/``:
 its ``pipeline.config`` and ``search_space.json``) with hpo-tools' own trainer
