@@ -87,8 +87,27 @@ def validate_search_space(space: Any, *, source: str = "<search space>") -> dict
         raise ConfigError(f"{source}: a search space is a JSON object, got {type(space).__name__}")
     if not space:
         raise ConfigError(f"{source}: the search space is empty")
+    if _batch_points(space) is not None:
+        return space  # BatchTuner's: the parameter sets themselves
     _validate_dims(space, source, prefix="")
     return space
+
+
+#: The one key of NNI's BatchTuner search space: a choice of whole parameter sets.
+BATCH_KEY = "combine_params"
+
+
+def _batch_points(space: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """BatchTuner's parameter sets (``{"combine_params": {"_type": "choice", "_value":
+    [{...}, ...]}}``), or None when ``space`` is not of that form."""
+    spec = space.get(BATCH_KEY) if len(space) == 1 else None
+    if not isinstance(spec, dict) or spec.get("_type") != "choice":
+        return None
+    values = spec.get("_value")
+    if not (isinstance(values, list) and values
+            and all(isinstance(v, dict) and "_name" not in v for v in values)):
+        return None
+    return [dict(v) for v in values]
 
 
 def _validate_dims(space: Mapping[str, Any], source: str, prefix: str) -> None:
@@ -205,8 +224,12 @@ def corner_points(space: Mapping[str, Any]) -> list[dict[str, Any]]:
         space: a validated search space.
 
     Returns:
-        The parameter sets, as NNI would pass them to a trial.
+        The parameter sets, as NNI would pass them to a trial (for BatchTuner's
+        ``combine_params`` space, its parameter sets themselves).
     """
+    batch = _batch_points(space)
+    if batch is not None:  # BatchTuner runs exactly these
+        return batch
     corners = {name: _dimension_corners(spec) for name, spec in space.items()}
     count = max((len(c) for c in corners.values()), default=0)
     return [

@@ -149,3 +149,12 @@ def test_project_sample_search_space_is_valid_and_lists_are_choice_values():
               for p in corner_points(space)]
     # A list is one value (a repeated field's new content), not several dimensions.
     assert [8] in values and [32, 16] in values
+
+
+def test_batch_tuners_combine_params_space_is_its_parameter_sets():
+    from hpo_tools.search_space import corner_points, validate_search_space
+
+    space = {"combine_params": {"_type": "choice",
+                                "_value": [{"a.lr": 0.1, "b": 2}, {"a.lr": 0.2, "b": 3}]}}
+    assert validate_search_space(space) is space
+    assert corner_points(space) == [{"a.lr": 0.1, "b": 2}, {"a.lr": 0.2, "b": 3}]

@@ -87,9 +87,6 @@ class Case:
     command: str = _score("${x}")
     needs: tuple[str, ...] = ()  # modules of the extra hpo-tools[tuners]
     trials: int = MAX_TRIALS  # trials the tuner can give at most
-    # `hpo-tools check` knows neither the keys a tuner adds to the parameters (TRIAL_BUDGET,
-    # PBT's checkpoint dirs) nor BatchTuner's search space: those cases run with --no-check.
-    check: bool = True
 
 
 def _builtin(name: str, args: str = "optimize_mode: maximize") -> str:
@@ -115,14 +112,14 @@ CASES = [
                                      "selection_num_starting_points: 10, no_candidates: true")),
     Case("GP", _safe("SafeGP", "optimize_mode: maximize, cold_start_num: 3")),
     Case("PBT", _builtin("PBT", "optimize_mode: maximize, population_size: 2"),
-         command=PBT_COMMAND, check=False),
+         command=PBT_COMMAND),
     # R=3, eta=3: a bracket of 3 configs on budget 1, then the best one on budget 3.
     Case("Hyperband", _safe("SafeHyperband", "optimize_mode: maximize, R: 3, eta: 3"),
-         command=BUDGET_SCORE, check=False),
+         command=BUDGET_SCORE),
     Case("BOHB", _safe("SafeBOHB", "optimize_mode: maximize, min_budget: 1, max_budget: 3, "
                                    "eta: 3, min_points_in_model: 2"),
-         command=BUDGET_SCORE, needs=("ConfigSpace", "statsmodels"), check=False),
-    Case("BatchTuner", "  name: BatchTuner", space=BATCH, trials=3, check=False),
+         command=BUDGET_SCORE, needs=("ConfigSpace", "statsmodels")),
+    Case("BatchTuner", "  name: BatchTuner", space=BATCH, trials=3),
 ]
 
 
@@ -179,8 +176,7 @@ def _start(case: Case, root: Path) -> _Running:
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [str(cli), "experiment", "run", str(root / "config.yml"), "--port",
-             str(ex.free_port()), "--timeout", str(RUN_TIMEOUT),
-             *([] if case.check else ["--no-check"])],
+             str(ex.free_port()), "--timeout", str(RUN_TIMEOUT)],
             cwd=root, stdout=out, stderr=subprocess.STDOUT, text=True)
     running = _Running(case, proc, log, work)
     deadline = time.monotonic() + START_TIMEOUT
