@@ -489,10 +489,9 @@ def _tpe(seed: int) -> dict[str, Any]:
     return {"tuner": cls(optimize_mode="maximize", seed=seed)}
 
 
-def _tpe_assessor(seed: int) -> dict[str, Any]:
+def _tpe_assessor(seed: int, start_step: int = 3) -> dict[str, Any]:
     assessor = _first("hpo_tools.assessor.PAIAssessor")
-    return dict(_tpe(seed), assessor=assessor(optimize_mode="maximize",
-                                              start_step=ASSESSOR_START_STEP))
+    return dict(_tpe(seed), assessor=assessor(optimize_mode="maximize", start_step=start_step))
 
 
 def _random(seed: int) -> dict[str, Any]:
@@ -546,6 +545,7 @@ def _bohb(seed: int) -> dict[str, Any]:
 #: {"advisor"}, or raises MethodUnavailable.
 METHODS = {
     "TPE+PAIAssessor": _tpe_assessor,
+    "TPE+PAIAssessor(start_step=6)": lambda seed: _tpe_assessor(seed, start_step=6),
     "TPE": _tpe,
     "Random": _random,
     "Grid": _grid,
@@ -557,8 +557,6 @@ METHODS = {
 }
 #: The classes each method ran with (filled by run_method).
 CLASSES: dict[str, str] = {}
-#: PAIAssessor's start_step here: a trial makes 9 reports (the example's 4 reports use 2).
-ASSESSOR_START_STEP = 3
 #: Hyperband/BOHB's budget unit is one evaluation interval; R = a full run.
 BUDGET_UNITS = FULL_STEPS // EVAL_EVERY
 
