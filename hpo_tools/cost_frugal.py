@@ -374,6 +374,7 @@ class _FlamlTuner(Tuner):
         self.experiment_dir = Path(experiment_dir) if experiment_dir is not None else None
         self._searcher_class = self._load_searcher_class()
         self.searcher: Any = None
+        self._keys: dict[str, str] = {}  # FLAML alias (p0, p1, ...) -> search-space key
         self.low_cost_point: dict[str, Any] = {}
         self._configs: dict[Any, dict[str, Any]] = {}  # open parameter id -> FLAML's config
         self._started: dict[Any, float] = {}  # open parameter id -> monotonic time generated
@@ -394,8 +395,13 @@ class _FlamlTuner(Tuner):
     # -- NNI's tuner interface --------------------------------------------------------------
 
     def update_search_space(self, search_space: dict[str, Any]) -> None:
-        """Build the FLAML searcher for this space (a new space starts a new search)."""
-        domains = flaml_space(search_space)
+        """Build the FLAML searcher for this space (a new space starts a new search).
+
+        FLAML sees each key under a plain alias (``p0``, ``p1``, ...): it reads characters of
+        config paths (``feature_configs[:].embedding_dim``) as its own hierarchy markers."""
+        self._keys = {f"p{index}": key for index, key in enumerate(search_space)}
+        alias = {key: name for name, key in self._keys.items()}
+        domains = {alias[key]: domain for key, domain in flaml_space(search_space).items()}
         point = base_config_point(self.base_config, search_space) if self.base_config else {}
         for key, value in self.explicit_point.items():
             if key not in search_space:
@@ -417,7 +423,7 @@ class _FlamlTuner(Tuner):
             metric=_METRIC,
             mode="max" if self.optimize_mode == "maximize" else "min",
             space=domains,
-            low_cost_partial_config={k: _token(v) for k, v in point.items()} or None,
+            low_cost_partial_config={alias[k]: _token(v) for k, v in point.items()} or None,
             cost_attr=_COST,
             **kwargs,
         )
@@ -444,7 +450,8 @@ class _FlamlTuner(Tuner):
         self._flaml_ids[parameter_id] = flaml_id
         self._configs[parameter_id] = dict(config)
         self._started[parameter_id] = time.monotonic()
-        return {key: self._exact(key, _untoken(_plain(value))) for key, value in config.items()}
+        return {self._keys[name]: self._exact(self._keys[name], _untoken(_plain(value)))
+                for name, value in config.items()}
 
     def _exact(self, key: str, value: Any) -> Any:
         """The low-cost point's own value for a value FLAML rounded on its way through a log

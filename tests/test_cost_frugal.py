@@ -272,3 +272,18 @@ def test_optuna_missing_stops_only_blendsearch(monkeypatch):
     with pytest.raises(ConfigError, match=r"BlendSearch tuner needs optuna"):
         BlendSearchTuner()
     CfoTuner()  # CFO has no global search: no optuna needed
+
+
+@pytest.mark.parametrize("tuner_class", TUNERS)
+def test_config_paths_with_selectors_are_searched_under_their_own_names(tuner_class):
+    """FLAML reads ':' and brackets of config paths as its own markers (BlendSearch crashed on
+    `feature_configs[:].embedding_dim`): keys reach FLAML as aliases, NNI gets its own back."""
+    dim = "feature_configs[:].embedding_dim"
+    lr = "train_config.optimizer_config[0].adam_optimizer.learning_rate"
+    space = {dim: {"_type": "choice", "_value": [4, 8, 16]},
+             lr: {"_type": "loguniform", "_value": [1e-4, 1e-1]}}
+    tuner = tuner_class(seed=1, low_cost_partial_config={dim: 4})
+    tuner.update_search_space(space)
+    history = _drive(tuner, 6, lambda p: -abs(p[dim] - 8) - abs(p[lr] - 0.01))
+    assert all(set(params) == {dim, lr} for params, _ in history)
+    assert history[0][0][dim] == 4
