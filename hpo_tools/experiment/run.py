@@ -445,8 +445,11 @@ def run_experiment(
             except Exception:  # never mask the error that brought us here
                 _logger.exception("could not stop experiment %s cleanly; check with "
                                   "`nnictl experiment list` and `nnictl stop %s`", exp.id, exp.id)
-            if manager_up:
-                _sweep_orphans(files)
+            if manager_up and lost_manager is None:
+                # Trials NNI had seen end before the stop, whose jobs the registry still has
+                # live: their runner died without cancelling (trials still running were
+                # stopped with the experiment and cancel their own jobs).
+                _sweep_orphans(files, {tid for tid, s, _ in listed if s not in _LIVE_TRIAL})
     elapsed = time.monotonic() - started
     # After the stop every trial process is gone; trials NNI still listed as live were stopped
     # with the experiment, so their own records (cancelled) now tell what became of them.
@@ -489,20 +492,30 @@ def run_experiment(
 SWEEP_TIMEOUT = 30.0
 
 
-def _sweep_orphans(files: ExperimentFiles) -> None:
-    """After the stop no trial runner is alive: a job the registry still has live was left by
-    a runner that died without cancelling it (SIGKILL, a crash) and is stopped now, wherever
-    ``--exp_dir`` put its record (links). Never raises."""
+def _sweep_orphans(files: ExperimentFiles, ended: set[str]) -> None:
+    """Stop the jobs the registry still has live for trials that NNI saw end: their runner
+    died without cancelling them (SIGKILL, a crash). Records elsewhere (``--exp_dir``) are
+    reached through their links. Bounded by :data:`SWEEP_TIMEOUT`; never raises."""
+    deadline = time.monotonic() + SWEEP_TIMEOUT
     try:
         from hpo_tools.jobs import JobRegistry
 
-        cancelled = JobRegistry(files.root).cancel_all_live(timeout=SWEEP_TIMEOUT)
+        registry = JobRegistry(files.root)
+        for trial_id in sorted(ended):
+            record = registry.load(trial_id)
+            if record is None or not record.live_jobs():
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _logger.error("sweeping the job registry of %s: out of time at trial %s; "
+                              "run `hpo-tools kill`", files.root, trial_id)
+                return
+            stopped = registry.cancel_live(trial_id, timeout=min(left, 10.0))
+            if stopped:
+                _logger.warning("trial %s left job(s) running (its runner died): stopped %s",
+                                trial_id, ", ".join(stopped))
     except Exception as err:  # noqa: BLE001 - a sweep must not mask how the run ended
         _logger.error("sweeping the job registry of %s failed: %s", files.root, err)
-        return
-    for trial_id, job_ids in sorted(cancelled.items()):
-        _logger.warning("trial %s left job(s) running (its runner died): stopped %s",
-                        trial_id, ", ".join(job_ids))
 
 
 def _copy_outputs_at_end(run: Any, experiment_id: str, files: ExperimentFiles) -> list[OutputCopy]:
