@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from hpo_tools.errors import HpoError
 from hpo_tools.trial.outcome import TrialStatus
 from hpo_tools.trial.paths import TrialPaths
 from hpo_tools.trial.plan import COMMANDS_PER_STAGE, Stage
@@ -45,7 +46,11 @@ class RegistryAdapter:
 
         registry = JobRegistry(paths.experiment_dir)
         if paths.nni_experiment_dir is not None:  # --exp_dir under NNI: leave NNI a link
-            JobRegistry(paths.nni_experiment_dir).link(trial_id, paths.experiment_dir)
+            try:
+                JobRegistry(paths.nni_experiment_dir).link(trial_id, paths.experiment_dir)
+            except (OSError, HpoError) as err:  # the trial runs; only NNI-side sweeps miss it
+                _logger.warning("could not leave a job-registry link in %s: %s",
+                                paths.nni_experiment_dir, err)
         record = registry.load(trial_id)
         if record is None:
             record = registry.new(
