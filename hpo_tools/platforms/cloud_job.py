@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
+import importlib
 import logging
 import math
 import threading
@@ -68,7 +70,9 @@ __all__ = [
     "bounded",
     "first_line",
     "refused",
+    "sdk_client",
     "seconds",
+    "status_state",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -118,6 +122,30 @@ def bounded(name: str, call: Callable[[], Any], timeout: float) -> Tuple[bool, A
         return False, TimeoutError(f"{name} did not return in {timeout:.1f} s")
     ok, value = outcome[0]
     return ok, value
+
+
+def status_state(states: Mapping[str, JobState], status: Optional[str]) -> JobState:
+    """A service's status (any case, ``Queuing``) as our state by ``states`` (lower-case
+    keys); an unknown one is RUNNING: a status a service adds must never end a live job."""
+    return states.get(str(status or "").strip().lower(), JobState.RUNNING)
+
+
+def _real_sdk_client(client_module: str, **config: Any) -> Any:
+    from alibabacloud_tea_openapi import models as open_api_models
+
+    # The SDK is heavy: imported only here, when the platform is used.
+    client_class = importlib.import_module(client_module).Client
+    return client_class(open_api_models.Config(**config))
+
+
+def sdk_client(service: str, client_module: str, **config: Any) -> Any:
+    """An Alibaba Cloud SDK's ``Client`` (``<client_module>.Client``) from tea-openapi
+    ``Config`` keywords: the one place a cloud platform's client is built, through
+    :func:`hpo_tools.cloud.build` (``service``'s fake under ``HPO_TOOLS_FAKE_CLOUD``, called
+    with the same keywords). Building it contacts nothing."""
+    from hpo_tools import cloud
+
+    return cloud.build(service, functools.partial(_real_sdk_client, client_module), **config)
 
 
 def seconds(platform: str, name: str, value: Any) -> float:

@@ -41,7 +41,9 @@ from hpo_tools.platforms.cloud_job import (
     Submission,
     command_number,
     first_line,
+    sdk_client,
     seconds,
+    status_state,
 )
 from hpo_tools.platforms.credentials import ALIBABA_CLOUD_ENV, AccessKeys
 from hpo_tools.platforms.dlc_command import create_job_request, join_lines, parse_dlc_command
@@ -87,14 +89,7 @@ _LOG_MAX_LINES = 5000  # GetPodLogs MaxLines per call (the service's default is 
 
 def job_state(status: Optional[str]) -> JobState:
     """Our state of a DLC job status (``Queuing`` -> PENDING); unknown ones are RUNNING."""
-    return _STATES.get(str(status or "").strip().lower(), JobState.RUNNING)
-
-
-def _real_dlc_client(**config: Any) -> Any:
-    from alibabacloud_pai_dlc20201203.client import Client  # heavy: only when DLC is used
-    from alibabacloud_tea_openapi import models as open_api_models
-
-    return Client(open_api_models.Config(**config))
+    return status_state(_STATES, status)
 
 
 def _dlc_client(**config: Any) -> Any:
@@ -102,9 +97,7 @@ def _dlc_client(**config: Any) -> Any:
     ``access_key_secret``, ``region_id``, ``endpoint``, ``protocol``, ``read_timeout``,
     ``connect_timeout``): the one place a DLC client is built, through :func:`hpo_tools.cloud.build`
     (its fake under ``HPO_TOOLS_FAKE_CLOUD``). Building it contacts nothing."""
-    from hpo_tools import cloud
-
-    return cloud.build("dlc", _real_dlc_client, **config)
+    return sdk_client("dlc", "alibabacloud_pai_dlc20201203.client", **config)
 
 
 class DlcPlatform(CloudJobPlatform):

@@ -35,6 +35,8 @@ from hpo_tools.platforms.cloud_job import (
     Status,
     Submission,
     command_number,
+    sdk_client,
+    status_state,
 )
 from hpo_tools.platforms.credentials import AccessKeys
 from hpo_tools.platforms.pai_command import (
@@ -68,22 +70,13 @@ _SECTION_KEYS = ("access_key_id", "access_key_secret", "region_id", "endpoint", 
 
 def job_state(status: Optional[str]) -> JobState:
     """Our state of a training job's status (``Queuing`` -> PENDING); unknown ones RUNNING."""
-    return _STATES.get(str(status or "").strip().lower(), JobState.RUNNING)
-
-
-def _real_client(**config: Any) -> Any:
-    from alibabacloud_paistudio20220112.client import Client  # heavy: only when PAI is used
-    from alibabacloud_tea_openapi import models as open_api_models
-
-    return Client(open_api_models.Config(**config))
+    return status_state(_STATES, status)
 
 
 def _pai_client(**config: Any) -> Any:
     """The SDK's PAI Studio ``Client`` from ``Config`` keywords: the one place it is built,
     through :func:`hpo_tools.cloud.build` (its fake under ``HPO_TOOLS_FAKE_CLOUD``)."""
-    from hpo_tools import cloud
-
-    return cloud.build("pai", _real_client, **config)
+    return sdk_client("pai", "alibabacloud_paistudio20220112.client", **config)
 
 
 def new_items(fetch: Callable[[int, int], Tuple[List[Any], int]], seen: int) -> List[Any]:

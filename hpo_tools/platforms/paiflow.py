@@ -32,6 +32,8 @@ from hpo_tools.platforms.cloud_job import (
     Submission,
     bounded,
     first_line,
+    sdk_client,
+    status_state,
 )
 from hpo_tools.platforms.credentials import AccessKeys
 from hpo_tools.platforms.paiflow_command import (
@@ -60,22 +62,13 @@ _SECTION_KEYS = ("access_key_id", "access_key_secret", "region_id", "workspace_i
 
 def run_state(status: Optional[str]) -> JobState:
     """Our state of a pipeline run's status (``Initialized`` -> PENDING); unknown: RUNNING."""
-    return _STATES.get(str(status or "").strip().lower(), JobState.RUNNING)
-
-
-def _real_client(**config: Any) -> Any:
-    from alibabacloud_paiflow20210202.client import Client  # heavy: only when PAI-Flow is used
-    from alibabacloud_tea_openapi import models as open_api_models
-
-    return Client(open_api_models.Config(**config))
+    return status_state(_STATES, status)
 
 
 def _paiflow_client(**config: Any) -> Any:
     """The SDK's PAI-Flow ``Client`` from ``Config`` keywords, through
     :func:`hpo_tools.cloud.build` (its fake under ``HPO_TOOLS_FAKE_CLOUD``)."""
-    from hpo_tools import cloud
-
-    return cloud.build("paiflow", _real_client, **config)
+    return sdk_client("paiflow", "alibabacloud_paiflow20210202.client", **config)
 
 
 class PaiFlowPlatform(CloudJobPlatform):

@@ -199,7 +199,7 @@ class FakeDlcClient(FakeJobService):
 
 def fake_cloud_client(root: Path, **config: Any) -> FakeDlcClient:
     """The fake cloud's DLC client (``HPO_TOOLS_FAKE_CLOUD``), from the SDK ``Config``'s
-    keywords (``hpo_tools.platforms.dlc._real_dlc_client``'s arguments)."""
+    keywords (``hpo_tools.platforms.cloud_job.sdk_client``'s arguments)."""
     return FakeDlcClient(root, **config)
 
 

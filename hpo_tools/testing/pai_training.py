@@ -166,5 +166,5 @@ class FakeTrainingJobClient(FakeJobService):
 
 def fake_cloud_client(root: Path, **config: Any) -> FakeTrainingJobClient:
     """The fake cloud's PAI training-job client (``HPO_TOOLS_FAKE_CLOUD``), from the SDK
-    ``Config``'s keywords (``hpo_tools.platforms.pai_training._real_client``'s arguments)."""
+    ``Config``'s keywords (``hpo_tools.platforms.cloud_job.sdk_client``'s arguments)."""
     return FakeTrainingJobClient(root, **config)

@@ -159,5 +159,5 @@ class FakePaiFlowClient(FakeJobService):
 
 def fake_cloud_client(root: Path, **config: Any) -> FakePaiFlowClient:
     """The fake cloud's PAI-Flow client (``HPO_TOOLS_FAKE_CLOUD``), from the SDK ``Config``'s
-    keywords (``hpo_tools.platforms.paiflow._real_client``'s arguments)."""
+    keywords (``hpo_tools.platforms.cloud_job.sdk_client``'s arguments)."""
     return FakePaiFlowClient(root, **config)
