@@ -1218,3 +1218,34 @@ def test_a_dead_command_thread_is_a_dead_dispatcher_before_it_says_exiting(tmp_p
 def test_an_error_outside_the_command_threads_is_not_a_dead_dispatcher(tmp_path):
     log = METIS_LOG.replace("in command_queue_worker", "in send")
     assert ex.dispatcher_failure(_log_dir(tmp_path, log) / "dispatcher.log") is None
+
+
+def test_best_of_a_budgeted_trial_is_exported_for_a_full_training(exp_root, tmp_path):
+    """Hyperband/BOHB's best trial trained `TRIAL_BUDGET * budget_scale` steps: the exported
+    config trains the base config's own number of steps, and best_params.json (what
+    finetune-daily takes) has no TRIAL_BUDGET to shorten the next run."""
+    from hpo_tools.pbtxt import apply_edits
+
+    (tmp_path / "pipeline.config").write_text(BASE_CONFIG)  # num_steps: 100
+    trial_file = tmp_path / "trial.ini"
+    trial_file.write_text(
+        "[platform_config]\nname=Local\ncmd1=echo hi\n"
+        "[metric_config]\nmetric_source=${NNI_OUTPUT_DIR}/m\nmetric_dict={\"auc\": 1}\n"
+        "[params_config]\n"
+        "params_src_dst_filepath1=pipeline.config,${NNI_OUTPUT_DIR}/configs/pipeline.config\n"
+        "budget_path=train_config.num_steps\nbudget_scale=10\n")
+    dim = "model_config.embedding_dim"
+    params = {dim: 16, "TRIAL_BUDGET": 3}
+    trained = apply_edits(BASE_CONFIG, {dim: 16, "train_config.num_steps": 30})
+    write_trial(exp_root, "T1", params, [0.7], config_text=trained)
+    files = ex.ExperimentFiles(exp_root)
+    export = ex.export_best(files, files.trial_runs()[0], trial_file=trial_file)
+    assert export.config_path.read_text() == apply_edits(BASE_CONFIG, {dim: 16})
+    assert json.loads(export.params_path.read_text()) == {dim: 16}
+    record = json.loads(export.trial_path.read_text())
+    assert record["trial_budget"] == 3
+    assert list(record["budget_restored"].values()) == [
+        {"path": "train_config.num_steps", "value": 100}]
+    # Without the trial file there is nothing to restore from: the trained copy, as before.
+    export = ex.export_best(files, files.trial_runs()[0])
+    assert "num_steps: 30" in export.config_path.read_text()

@@ -19,6 +19,7 @@ from typing import Any
 from hpo_tools.errors import HpoError, StorageError
 from hpo_tools.experiment.config import _check_mode
 from hpo_tools.experiment.records import ExperimentFiles, TrialRun
+from hpo_tools.trial.budget import BUDGET_PARAM
 
 _logger = logging.getLogger(__name__)
 
@@ -148,6 +149,77 @@ def classic_edited_config(
     return source, document.to_text()
 
 
+@dataclass(frozen=True)
+class BudgetRestore:
+    """A budgeted trial's config field to set back to the base config's value on export.
+
+    Attributes:
+        path: ``[params_config] budget_path`` (``train_config.num_steps``).
+        base_value: the field's value in the base config; None when the base config lacks it.
+    """
+
+    path: str
+    base_value: Any
+
+
+def budget_restores(
+    trial_file: Path, best: TrialRun, experiment_id: str, code_dir: Path | None = None
+) -> dict[str, BudgetRestore]:
+    """For a trial that ran with Hyperband/BOHB's ``TRIAL_BUDGET``: which of its edited configs
+    hold the shortened budget field, and the base config's value of that field.
+
+    The trial file is rendered again with the trial's identity and parameters (as
+    :func:`classic_edited_config` does), so each config write's destination is the path the
+    runner wrote; its source is read for the field's full value.
+
+    Returns:
+        ``{edited config path: BudgetRestore}``; empty when the trial had no budget or its
+        trial file sets no ``budget_path``.
+
+    Raises:
+        HpoError: the trial file does not render or a base config cannot be read or parsed.
+    """
+    from hpo_tools import storage
+    from hpo_tools.pbtxt import Document
+    from hpo_tools.trial.plan import TrialVariables
+    from hpo_tools.trial.settings import parse_trial_text
+
+    if best.params is None or BUDGET_PARAM not in best.params:
+        return {}
+    variables = TrialVariables(experiment_id, best.trial_id, str(best.trial_dir),
+                               dict(best.params))
+    plan = parse_trial_text(trial_file.read_text(encoding="utf-8"), source=str(trial_file),
+                            variables=variables)
+    restores: dict[str, BudgetRestore] = {}
+    for write in plan.stages[0].config_writes:
+        if write.budget is None or write.dst is None:
+            continue
+        source = write.src
+        if not storage.is_remote(source) and not Path(source).is_absolute():
+            source = str((code_dir or trial_file.parent) / source)
+        base = Document.parse(write.source_text(storage.read_text(source)), source=source)
+        values = base.get(write.budget.path)
+        restores[write.dst] = BudgetRestore(write.budget.path, values[-1] if values else None)
+    return restores
+
+
+def _restore_budget(text: str, source: str, restore: BudgetRestore, trial_id: str) -> str:
+    """``text`` (a budgeted trial's edited config) with the budget field set back to the base
+    config's value; unchanged, with a warning, when the base config has no value to restore."""
+    from hpo_tools.pbtxt import Document
+
+    if restore.base_value is None:
+        _logger.warning(
+            "trial %s ran with a TRIAL_BUDGET: %s keeps its budgeted %s; the base config has "
+            "no value to restore (set it before a full training)", trial_id, source, restore.path)
+        return text
+    document = Document.parse(text, source=source)
+    document.apply({restore.path: restore.base_value})
+    _logger.info("trial %s ran with a TRIAL_BUDGET: exported %s with %s = %s (the base "
+                 "config's)", trial_id, source, restore.path, restore.base_value)
+    return document.to_text()
+
+
 @contextlib.contextmanager
 def trial_file_oss_credentials(
     trial_file: Path | None, run: TrialRun | None, experiment_id: str
@@ -199,6 +271,10 @@ def export_best(
     copied to ``pipeline.config``, any further ones to ``config_<n>_<name>``. A classic trial
     (no edited config of its own) gets ``pipeline.config`` rebuilt from its trial file (see
     :func:`classic_edited_config`) when ``trial_file`` is given and its base config readable.
+    A trial that ran with Hyperband/BOHB's ``TRIAL_BUDGET`` trained a shortened
+    ``budget_path`` field: with ``trial_file`` given, the export sets that field back to the
+    base config's value (:func:`budget_restores`), and ``best_params.json`` leaves
+    ``TRIAL_BUDGET`` out (``best_trial.json`` records it), so the export trains in full.
 
     Args:
         files: the experiment directory.
@@ -218,8 +294,18 @@ def export_best(
     best_dir = files.best_dir  # created by the first write
     config_path: Path | None = None
     extra: list[Path] = []
+    # A Hyperband/BOHB trial trained a shortened budget field: the export is for a full run.
+    restores: dict[str, BudgetRestore] = {}
+    if trial_file is not None and BUDGET_PARAM in best.params:
+        try:
+            restores = budget_restores(trial_file, best, files.experiment_id, code_dir)
+        except (HpoError, OSError) as err:
+            _logger.warning("trial %s ran with a TRIAL_BUDGET and its base config cannot be "
+                            "read to restore the full budget: %s", best.trial_id, err)
     for index, source in enumerate(best.configs):
         text = _read_config(source)
+        if source in restores:
+            text = _restore_budget(text, source, restores[source], best.trial_id)
         if index == 0:
             target = best_dir / "pipeline.config"
             config_path = target
@@ -246,7 +332,9 @@ def export_best(
             "only best_params.json is exported", best.trial_id)
     params_path = best_dir / "best_params.json"
     trial_path = best_dir / "best_trial.json"
-    _write_json(params_path, best.params)
+    # The parameters a full training uses: TRIAL_BUDGET was the tuner's, not a config value.
+    params = {k: v for k, v in best.params.items() if k != BUDGET_PARAM}
+    _write_json(params_path, params)
     _write_json(trial_path, {
         "experiment_id": best.experiment_id or files.experiment_id,
         "trial_id": best.trial_id,
@@ -257,11 +345,15 @@ def export_best(
         "trial_dir": str(best.trial_dir),
         "configs": sources,
         "exported": [str(p) for p in ([config_path] if config_path else []) + extra],
+        **({"trial_budget": best.params[BUDGET_PARAM],
+            "budget_restored": {s: {"path": r.path, "value": r.base_value}
+                                for s, r in restores.items() if r.base_value is not None}}
+           if BUDGET_PARAM in best.params else {}),
         # [output_config]: its model directory and where it is copied (experiment/outputs.py).
         **({"outputs": best.outputs} if best.outputs else {}),
     })
     return BestExport(
-        trial_id=best.trial_id, score=best.score, params=dict(best.params),
+        trial_id=best.trial_id, score=best.score, params=params,
         params_path=params_path, trial_path=trial_path, config_path=config_path,
         extra_config_paths=tuple(extra),
     )
