@@ -2,7 +2,8 @@
 :class:`~hpo_tools.trial.plan.TrialPlan`.
 
 ``[easyrec_cmd_config]`` holds ``-name``, ``-project`` and ``-Dkey=value`` lines of one
-``PAI -name easy_rec_ext`` command; ``[metric_config]`` holds ``metric=weight`` lines, read from
+``PAI -name easy_rec_ext`` command (and hpo-tools' own ``job_timeout``, which is not
+passed to PAI); ``[metric_config]`` holds ``metric=weight`` lines, read from
 the ``eval_val`` event files of ``-Dmodel_dir``; ``[oss_config]`` and the PAI platform's own
 section (``[odps_config]``) complete it. The command runs on the platform registered as
 ``CLASSIC_FORMAT_PLATFORM``.
@@ -33,7 +34,9 @@ from hpo_tools.trial.plan import (
     params_to_edits,
 )
 from hpo_tools.trial.sections import (
+    JOB_TIMEOUT_KEY,
     OSS_SECTION,
+    job_timeout,
     json_object,
     metric_spec,
     oss_settings,
@@ -133,12 +136,16 @@ def build_plan(
             raise cmd.error(key, "the classic format has no budget (PAI applies its edits, "
                                  "without the field's type here): use the platform format's "
                                  "[params_config] budget_path (docs/trial-files.md, Budgets)")
-        if key in ("-name", "-project") or key.startswith("-D"):
+        if key in ("-name", "-project", JOB_TIMEOUT_KEY) or key.startswith("-D"):
             continue
-        raise cmd.error(key, "unknown key; expected -name, -project or -D<parameter>"
-                        + did_you_mean(key, ("-name", "-project")))
+        raise cmd.error(key, f"unknown key; expected -name, -project, -D<parameter> or "
+                             f"{JOB_TIMEOUT_KEY}"
+                        + did_you_mean(key, ("-name", "-project", JOB_TIMEOUT_KEY)))
+    timeout = job_timeout(cmd)
     values: dict[str, str] = {}
     for key in cmd.keys():
+        if key == JOB_TIMEOUT_KEY:  # hpo-tools' own: never a PAI parameter
+            continue
         value = cmd.get(key)
         values[key] = _unquote(value) if value is not None else ""
     for key in _REQUIRED:
@@ -195,6 +202,7 @@ def build_plan(
                 passthrough=passthrough,
             ),
         ),
+        job_timeout=timeout,
     )
     begin = file_edits.get(CHECKPOINT_EDIT)
     return TrialPlan(

@@ -35,9 +35,10 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 # What a new key looks like in the sections whose values are commands (a command's own
-# continuation line such as "-Dconfig=..." is not a new key there).
+# continuation line such as "-Dconfig=..." is not a new key there). The classic section's keys
+# are PAI's -D parameters and hpo-tools' own job_timeout.
 _KEY_LINE = {
-    "easyrec_cmd_config": re.compile(r"^-[A-Za-z_][\w.\-]*\s*="),
+    "easyrec_cmd_config": re.compile(r"^(-[A-Za-z_][\w.\-]*|job_timeout)\s*="),
     "platform_config": re.compile(r"^[A-Za-z_][\w]*\s*="),
 }
 _DEFAULT_KEY_LINE = re.compile(r"^[A-Za-z_][\w.\-]*\s*[=:]")

@@ -4,6 +4,14 @@ The runner (:mod:`hpo_tools.trial.runner`) hands each command of a stage to
 :meth:`Launcher.run`, which submits it, records the job in the job registry as it changes,
 wakes every tick to look at the cancel flag, polls the metrics every ``interval`` meanwhile, and
 on failure prints the tail of the command's own output (masked) to stderr.
+
+With the stage's ``job_timeout`` (:attr:`~hpo_tools.trial.plan.Stage.job_timeout`), a job
+that shows no sign of life for that long while it runs is hung: no new bytes in the stage's log
+(the platforms relay job output into it), no newly scored step (what the metrics poll says),
+no change of state. The launcher then cancels it and every live job and returns why
+(``cmd1 hung: no output and no new metric for 600 s (job_timeout=600s); cancelled``): the
+runner fails the trial with that message. The clock runs only while the job is RUNNING (a
+queued job is not hung) and restarts at each sign of life.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from hpo_tools.failpoints import failpoint
 from hpo_tools.secrets import SecretMasker
 from hpo_tools.trial.paths import TrialPaths
 from hpo_tools.trial.plan import Command, Stage
@@ -28,6 +37,55 @@ _LOG_RECORD_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:.,]+\] [A-Z]+ \(")
 TAIL_LINES = 50
 # Seconds between two looks at the cancel flag while a job runs (cancellation must take < 3 s).
 _TICK = 0.1
+
+
+def _seconds(value: float) -> str:
+    """``600`` for 600.0, ``1.5`` for 1.5: how messages write a number of seconds."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+class _Watchdog:
+    """When a running job last showed a sign of life, against its ``job_timeout``.
+
+    Signs of life: new bytes in the stage's log, a newly scored step (:meth:`alive`), a change
+    of the job's state. Time in any state but RUNNING does not count (a queued job waits for
+    its resources, it is not hung).
+
+    Args:
+        log_path: the stage's log.
+        timeout: seconds without a sign of life that make the job hung; None: never.
+    """
+
+    def __init__(self, log_path: Path, timeout: float | None) -> None:
+        self.log_path = log_path
+        self.timeout = timeout
+        self._size = _log_size(log_path)
+        self._state: Any = None
+        self._since = time.monotonic()
+
+    def alive(self) -> None:
+        """A sign of life seen elsewhere (a newly scored step)."""
+        self._since = time.monotonic()
+
+    def hung(self, state: Any) -> bool:
+        """True when the job, in ``state`` now, has shown no sign of life for ``timeout`` s."""
+        from hpo_tools.platforms import JobState
+
+        if self.timeout is None:
+            return False
+        now = time.monotonic()
+        size = _log_size(self.log_path)
+        if size != self._size or state is not self._state or state is not JobState.RUNNING:
+            self._size, self._state, self._since = size, state, now
+            return False
+        return now - self._since >= self.timeout
 
 
 class Launcher:
@@ -70,12 +128,17 @@ class Launcher:
         paths: TrialPaths,
         position: int,
         command: Command,
-        poll_metrics: Callable[[], None],
+        poll_metrics: Callable[[], object],
     ) -> str | None:
         """Run command ``position`` (1-based) of ``stage`` to its end, polling metrics meanwhile.
 
+        ``poll_metrics`` reports the steps scored since its last call and returns how many
+        (anything false: none, or it does not say); a step is a sign of life for the
+        stage's ``job_timeout``, and so is new output in the stage's log.
+
         Returns:
-            None when it succeeded, else why not (``cmd2 failed: exit code 3``).
+            None when it succeeded, else why not (``cmd2 failed: exit code 3``, ``cmd1 hung:
+            no output and no new metric for 600 s (job_timeout=600s); cancelled``).
         """
         from hpo_tools.platforms import JobState
         from hpo_tools.platforms.base import COMMAND_ENV
@@ -83,6 +146,7 @@ class Launcher:
         log_path = paths.log_path
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         _logger.info("running %s on %s", command.name, getattr(self.platform, "name", "?"))
+        failpoint("submit")
         job = self.platform.submit(
             command.text,
             log_path=log_path,
@@ -92,19 +156,26 @@ class Launcher:
             on_update=lambda j: self.registry.job_changed(stage, position, j),
             output_filter=self.masker.mask,
         )
+        failpoint("after_submit")
         self.launched = True
         self.live_jobs.append(job)
         self.registry.job_changed(stage, position, job, JobState.RUNNING)
+        watchdog = _Watchdog(log_path, stage.job_timeout)
         next_poll = time.monotonic() + self.interval
         while True:
             state = job.wait(timeout=min(_TICK, self.interval))
             self.check_cancelled()
+            if state is JobState.RUNNING:
+                failpoint("training")
             if state.is_finished or time.monotonic() >= next_poll:
-                poll_metrics()
+                if poll_metrics():
+                    watchdog.alive()
                 self.check_cancelled()
                 next_poll = time.monotonic() + self.interval
             if state.is_finished:
                 break
+            if watchdog.hung(state):
+                return self.hung(stage, position, command, job, log_offset, watchdog)
         self.live_jobs.remove(job)
         self.registry.job_changed(stage, position, job, state)
         if state is JobState.SUCCEEDED:
@@ -113,6 +184,34 @@ class Launcher:
         message = f"{command.name} {state.value}: {job.message or 'no message'}"
         _logger.error("%s", message)
         self.print_tail(log_path, log_offset, command.name)
+        return message
+
+    def hung(
+        self,
+        stage: Stage,
+        position: int,
+        command: Command,
+        job: Any,
+        log_offset: int,
+        watchdog: _Watchdog,
+    ) -> str:
+        """Cancel a hung job and every other live one; record it; return why the trial fails."""
+        assert watchdog.timeout is not None
+        limit = _seconds(watchdog.timeout)
+        why = f"no output and no new metric for {limit} s (job_timeout={limit}s)"
+        _logger.info("%s (%s) hung: %s; cancelling it", command.name, job.job_id, why)
+        self.cancel_live()  # this job first (it is live), then whatever the registry has
+        state = job.poll()
+        if state.is_finished:
+            self.live_jobs.remove(job)
+            job.message = f"hung: {why}; cancelled"  # the registry's record of why it stopped
+            ending = "cancelled"
+        else:
+            ending = f"cancel requested, the job is still {state.value}"
+        self.registry.job_changed(stage, position, job, state)
+        message = f"{command.name} hung: {why}; {ending}"
+        _logger.error("%s", message)
+        self.print_tail(watchdog.log_path, log_offset, command.name)
         return message
 
     def print_tail(self, log_path: Path, offset: int, name: str) -> None:

@@ -361,6 +361,9 @@ class Stage:
             budget unit: the stage's intermediate results go to NNI once per unit
             (:class:`~hpo_tools.trial.budget.UnitReports`), not once per evaluation; None:
             every scored step is reported.
+        job_timeout: seconds a command's job may run without a sign of life (new output in
+            the stage's log, a newly scored step) before the launcher takes it for hung,
+            cancels it and fails the trial (``job_timeout``); None: no limit.
     """
 
     name: str
@@ -373,6 +376,7 @@ class Stage:
     redo: bool = False
     record: Mapping[str, Any] = field(default_factory=dict)
     unit_steps: float | None = None
+    job_timeout: float | None = None
 
 
 @dataclass(frozen=True)

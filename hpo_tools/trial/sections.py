@@ -7,6 +7,8 @@ platform registry, and names no platform.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,6 +33,8 @@ __all__ = [
     "monitor_settings",
     "OUTPUT_SECTION",
     "output_settings",
+    "JOB_TIMEOUT_KEY",
+    "job_timeout",
 ]
 
 FINAL_MODES = tuple(mode.value for mode in FinalMode)
@@ -39,6 +43,11 @@ OSS_SECTION = "oss_config"
 SCHEDULE_SECTION = "schedule_config"
 MONITOR_SECTION = "monitor_config"
 OUTPUT_SECTION = "output_config"
+#: The key, in the section of the commands, of the no-progress limit of each command's job.
+JOB_TIMEOUT_KEY = "job_timeout"
+# "90", "90s", "1.5m", "2 h": a number and an optional unit.
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def platform_sections() -> tuple[str, ...]:
@@ -62,6 +71,35 @@ def oss_settings(trial_file: TrialFile) -> OssSettings | None:
         endpoint=section.get("endpoint"),
         access_key_id=section.get("accessKeyID"),
         access_key_secret=section.get("accessKeySecret"),
+    )
+
+
+def job_timeout(section: Section) -> float | None:
+    """``[section] job_timeout``: seconds, as a positive number or with a unit ``s``, ``m`` or
+    ``h`` (``90``, ``90s``, ``30m``, ``2h``); None (no limit) when absent.
+
+    A command whose job shows no sign of life (no new output in the stage's log, no new scored
+    step) for that long is hung: the launcher cancels it and the trial fails
+    (:mod:`hpo_tools.trial.launcher`).
+
+    Raises:
+        ConfigError: anything else, naming file, section and key.
+    """
+    text = section.get(JOB_TIMEOUT_KEY)
+    if text is None:
+        return None
+    match = _DURATION.fullmatch(text)
+    unit = match.group(2).lower() if match else ""
+    seconds = float(match.group(1)) * _UNIT_SECONDS[unit] if match and unit in _UNIT_SECONDS else 0
+    if math.isfinite(seconds) and seconds > 0:
+        return seconds
+    hint = ""
+    if match and unit and unit not in _UNIT_SECONDS and unit[0] in _UNIT_SECONDS:
+        hint = f" (did you mean '{match.group(1)}{unit[0]}'?)"
+    raise section.error(
+        JOB_TIMEOUT_KEY,
+        "expected seconds as a positive number, or a number with the unit s, m or h "
+        f"(90, 90s, 30m, 2h), got {text!r}{hint}",
     )
 
 

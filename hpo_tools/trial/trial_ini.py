@@ -1,6 +1,7 @@
 """The platform format (``trial.ini``) -> a one-stage :class:`~hpo_tools.trial.plan.TrialPlan`.
 
-Sections: ``[platform_config]`` (``name``, ``cmd1``, ``cmd2``, ..., ``resume``),
+Sections: ``[platform_config]`` (``name``, ``cmd1``, ``cmd2``, ..., ``resume``,
+``job_timeout``),
 ``[metric_config]``, ``[params_config]`` (``params_src_dst_filepath<N> = SRC,DST``),
 ``[oss_config]``, ``[schedule_config]`` (:mod:`hpo_tools.trial.schedule`), ``[monitor_config]``
 (:mod:`hpo_tools.monitor`), ``[output_config]`` (the best trial's copies,
@@ -32,12 +33,14 @@ from hpo_tools.trial.plan import (
 )
 from hpo_tools.trial.sections import (
     FINAL_MODES,
+    JOB_TIMEOUT_KEY,
     MONITOR_SECTION,
     OPTIMIZE_MODES,
     OSS_SECTION,
     OUTPUT_SECTION,
     SCHEDULE_SECTION,
     check_metric_type,
+    job_timeout,
     metric_spec,
     monitor_settings,
     numbered,
@@ -204,13 +207,14 @@ def build_plan(
     trial_file.check_sections(COMMON_SECTIONS + platform_sections())
     plat = trial_file.require(SECTION)
     metric = trial_file.require("metric_config")
-    plat.check_keys(("name", "resume"), (r"cmd\d+",))
+    plat.check_keys(("name", "resume", JOB_TIMEOUT_KEY), (r"cmd\d+",))
     platform = platform_spec(trial_file, plat.require("name"), section=plat)
     names = numbered(plat.keys(), r"cmd\d+")
     if not names:
         raise plat.missing("cmd1")
     commands = tuple(shape_command(platform, plat, name, plat.require(name)) for name in names)
     resume = plat.flag("resume")
+    timeout = job_timeout(plat)
 
     metric_dict = _metric_weights(metric)
     metric_type = (metric.get("metric_type") or "summary").lower()
@@ -273,6 +277,7 @@ def build_plan(
         metric=MetricSettings(metric_type, sources, spec),
         config_writes=tuple(writes),
         unit_steps=unit_steps,
+        job_timeout=timeout,
     )
     record = {}
     if budget is not None and budget.applies:
