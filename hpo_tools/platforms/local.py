@@ -181,6 +181,9 @@ def _terminate_group(
 
 
 def _describe_exit(returncode: int) -> str:
+    """``exit code 3``; ``killed by SIGKILL`` for the shell itself killed by a signal; and
+    ``killed by SIGKILL (exit code 137)`` for the status 128+N a shell gives a command killed
+    by signal N (the wrapper's ``wait`` reports the training process's death that way)."""
     if returncode < 0:
         try:
             return f"killed by {signal.Signals(-returncode).name}"
@@ -188,7 +191,7 @@ def _describe_exit(returncode: int) -> str:
             return f"killed by signal {-returncode}"
     if returncode > 128:
         try:
-            return f"exit code {returncode} ({signal.Signals(returncode - 128).name})"
+            return f"killed by {signal.Signals(returncode - 128).name} (exit code {returncode})"
         except ValueError:
             pass
     return f"exit code {returncode}"
