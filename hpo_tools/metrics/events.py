@@ -506,6 +506,23 @@ class EventFileTail:
         """Bytes after :attr:`offset` that did not form a complete record at the last poll."""
         return self._pending
 
+    def damage(self) -> str | None:
+        """What was wrong with the file so far, in one line naming it; None when nothing was.
+
+        That is the records skipped (:attr:`bad_records`) and the bytes after the last
+        complete record at the last poll (:attr:`pending_bytes`). While the job still writes,
+        those bytes are normal (a record being written); once it is over, they are a truncated
+        record: ask after a last poll, e.g. ``path: 2 corrupt records skipped; a truncated
+        record of 37 bytes at the end``.
+        """
+        parts = []
+        if self.bad_records:
+            plural = "s" if self.bad_records != 1 else ""
+            parts.append(f"{self.bad_records} corrupt record{plural} skipped")
+        if self._pending:
+            parts.append(f"a truncated record of {self._pending} bytes at the end")
+        return f"{self.path}: {'; '.join(parts)}" if parts else None
+
     def _check_size(self, size: int) -> None:
         if size < self.offset:
             _logger.warning(
@@ -754,6 +771,11 @@ class EventDirectoryReader:
     def bad_records(self) -> int:
         """Records skipped so far over all files."""
         return sum(tail.bad_records for tail in self._tails.values())
+
+    def damage(self) -> list[str]:
+        """:meth:`EventFileTail.damage` of every damaged file so far, in reading order."""
+        found = (self._tails[name].damage() for name in self._ordered_names())
+        return [line for line in found if line is not None]
 
     def offsets(self) -> dict[str, int]:
         """``{file name: byte offset}`` of every file followed so far."""

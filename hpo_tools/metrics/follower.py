@@ -11,7 +11,10 @@ soon as it holds every metric with a non-zero weight. Guarantees:
   still see every step, but yields only steps the old one had not.
 * A location that does not exist yet is waited for; corrupt or truncated data is skipped with a
   warning (see :mod:`.events`); a read error (e.g. the network) is logged and retried next poll.
-  None of these raise.
+  None of these raise. Once the job is over, :meth:`Follower.drain` logs one line per damaged
+  source (``path: 2 corrupt records skipped; a truncated record of 37 bytes at the end``),
+  :meth:`Follower.warnings` returns those lines, and the error of a follower that never scored
+  ends with them.
 * :meth:`Follower.drain` reads every source a last time (yielding the last steps);
   :meth:`Follower.close` drains if that was not done, and returns the final report, or raises
   :class:`~hpo_tools.errors.MetricReadError` naming the required and the seen metrics when no step
@@ -157,7 +160,21 @@ class Follower:
         for index, source in enumerate(self.sources):
             reports.extend(self._absorb(index, self._read(index, source, final=True)))
         self._drained = True
+        for line in self.warnings():
+            _logger.warning("%s", line)
         return reports
+
+    def warnings(self) -> list[str]:
+        """One line per problem of the data the sources read (a corrupt or truncated event
+        file), each naming where. Meant for once the job is over (after :meth:`drain`): while
+        it runs, a record cut short at the end of a file is one still being written."""
+        lines: list[str] = []
+        for source in self.sources:
+            try:
+                lines.extend(source.data_warnings())
+            except Exception:  # noqa: BLE001 - a note must never cost the result
+                _logger.debug("%s: data_warnings failed", source.describe(), exc_info=True)
+        return lines
 
     def close(self) -> Report:
         """Drain every source (unless :meth:`drain` was called), close it, return the final report.
@@ -272,6 +289,7 @@ class Follower:
                 notes.append(f"cannot read {source.describe()}: {self._read_errors[index]}")
             elif not source.found():
                 notes.append(f"{source.describe()} {source.not_found_reason()}")
+        notes.extend(self.warnings())
         where = ", ".join(source.describe() for source in self.sources)
         suffix = f"; {'; '.join(notes)}" if notes else ""
         return MetricReadError(

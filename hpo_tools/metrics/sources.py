@@ -103,6 +103,11 @@ class MetricSource:
     def close(self) -> None:
         """Release what the source holds (files, connections)."""
 
+    def data_warnings(self) -> list[str]:
+        """One line per problem of the data read so far (a corrupt or truncated file), naming
+        where; asked once the job is over, after :meth:`drain`. Default: none."""
+        return []
+
     def found(self) -> bool:
         """False while the location does not exist (yet); used in error messages."""
         return True
@@ -514,6 +519,10 @@ class SummarySource(MetricSource):
 
     def found(self) -> bool:
         return self.reader.found
+
+    def data_warnings(self) -> list[str]:
+        """Each damaged event file: corrupt records skipped, a truncated record at its end."""
+        return self.reader.damage()
 
     def not_found_reason(self) -> str:
         if self.reader.directory_exists:
