@@ -7,8 +7,9 @@ on failure prints the tail of the command's own output (masked) to stderr.
 
 With the stage's ``job_timeout`` (:attr:`~hpo_tools.trial.plan.Stage.job_timeout`), a job
 that shows no sign of life for that long while it runs is hung: no new bytes in the stage's log
-(the platforms relay job output into it), no newly scored step (what the metrics poll says),
-no change of state. The launcher then cancels it and every live job and returns why
+(the platforms relay job output into it), no newly scored step (the metrics poll says so, or
+the stage's ``result.json``, which the runner rewrites with each new step, changed), no change
+of state. The launcher then cancels it and every live job and returns why
 (``cmd1 hung: no output and no new metric for 600 s (job_timeout=600s); cancelled``): the
 runner fails the trial with that message. The clock runs only while the job is RUNNING (a
 queued job is not hung) and restarts at each sign of life.
@@ -43,31 +44,38 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _log_size(path: Path) -> int:
+def _file_mark(path: Path) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a file, ``(-1, 0)`` when there is none: it changes when the
+    file is appended to or replaced."""
     try:
-        return path.stat().st_size
+        stat = path.stat()
     except OSError:
-        return -1
+        return (-1, 0)
+    return (stat.st_size, stat.st_mtime_ns)
 
 
 class _Watchdog:
     """When a running job last showed a sign of life, against its ``job_timeout``.
 
-    Signs of life: new bytes in the stage's log, a newly scored step (:meth:`alive`), a change
-    of the job's state. Time in any state but RUNNING does not count (a queued job waits for
-    its resources, it is not hung).
+    Signs of life: a change of the watched files (the stage's log: the job's output; the
+    stage's ``result.json``: a newly reported step), a newly scored step the metrics poll
+    says it scored (:meth:`alive`), a change of the job's state. Time in any state but
+    RUNNING does not count (a queued job waits for its resources, it is not hung).
 
     Args:
-        log_path: the stage's log.
+        watched: the files whose change is a sign of life.
         timeout: seconds without a sign of life that make the job hung; None: never.
     """
 
-    def __init__(self, log_path: Path, timeout: float | None) -> None:
-        self.log_path = log_path
+    def __init__(self, watched: tuple[Path, ...], timeout: float | None) -> None:
+        self.watched = watched
         self.timeout = timeout
-        self._size = _log_size(log_path)
+        self._marks = self._look()
         self._state: Any = None
         self._since = time.monotonic()
+
+    def _look(self) -> tuple[tuple[int, int], ...]:
+        return tuple(_file_mark(path) for path in self.watched)
 
     def alive(self) -> None:
         """A sign of life seen elsewhere (a newly scored step)."""
@@ -80,9 +88,9 @@ class _Watchdog:
         if self.timeout is None:
             return False
         now = time.monotonic()
-        size = _log_size(self.log_path)
-        if size != self._size or state is not self._state or state is not JobState.RUNNING:
-            self._size, self._state, self._since = size, state, now
+        marks = self._look()
+        if marks != self._marks or state is not self._state or state is not JobState.RUNNING:
+            self._marks, self._state, self._since = marks, state, now
             return False
         return now - self._since >= self.timeout
 
@@ -157,7 +165,7 @@ class Launcher:
         self.launched = True
         self.live_jobs.append(job)
         self.registry.job_changed(stage, position, job, JobState.RUNNING)
-        watchdog = _Watchdog(log_path, stage.job_timeout)
+        watchdog = _Watchdog((log_path, paths.result_path), stage.job_timeout)
         next_poll = time.monotonic() + self.interval
         while True:
             state = job.wait(timeout=min(_TICK, self.interval))
@@ -170,7 +178,8 @@ class Launcher:
             if state.is_finished:
                 break
             if watchdog.hung(state):
-                return self.hung(stage, position, command, job, log_offset, watchdog)
+                return self.hung(stage, position, command, job, log_path=log_path,
+                                 log_offset=log_offset, timeout=stage.job_timeout or 0.0)
         self.live_jobs.remove(job)
         self.registry.job_changed(stage, position, job, state)
         if state is JobState.SUCCEEDED:
@@ -187,12 +196,14 @@ class Launcher:
         position: int,
         command: Command,
         job: Any,
+        *,
+        log_path: Path,
         log_offset: int,
-        watchdog: _Watchdog,
+        timeout: float,
     ) -> str:
-        """Cancel a hung job and every other live one; record it; return why the trial fails."""
-        assert watchdog.timeout is not None
-        limit = _seconds(watchdog.timeout)
+        """Cancel a hung job and every other live one; record it; return why the trial fails
+        (the command's output from ``log_offset`` in ``log_path`` goes to stderr)."""
+        limit = _seconds(timeout)
         why = f"no output and no new metric for {limit} s (job_timeout={limit}s)"
         _logger.info("%s (%s) hung: %s; cancelling it", command.name, job.job_id, why)
         self.cancel_live()  # this job first (it is live), then whatever the registry has
@@ -206,7 +217,7 @@ class Launcher:
         self.registry.job_changed(stage, position, job, state)
         message = f"{command.name} hung: {why}; {ending}"
         _logger.error("%s", message)
-        self.print_tail(watchdog.log_path, log_offset, command.name)
+        self.print_tail(log_path, log_offset, command.name)
         return message
 
     def print_tail(self, log_path: Path, offset: int, name: str) -> None:

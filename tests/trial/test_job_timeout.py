@@ -232,6 +232,23 @@ def test_a_job_that_keeps_writing_output_is_never_hung(tmp_path):
     assert len(reporter.intermediate) == 12
 
 
+def test_a_job_that_prints_nothing_but_keeps_scoring_steps_is_never_hung(tmp_path):
+    # As a PAI job on MaxCompute: nothing in the log, but a new evaluation every 0.2 s (2.4 s
+    # in all) against job_timeout=1s.
+    trial = tmp_path / "trial.ini"
+    trial.write_text(
+        "[platform_config]\nname=Local\njob_timeout=1\n"
+        f"cmd1={TRAIN} --lr 0.01 --model_dir ${{NNI_OUTPUT_DIR}}/model --steps 12 --sleep 0.2"
+        " > /dev/null\n" + SUMMARY
+    )
+    reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
+    outcome = run_trial_file(trial, reporter, exp_dir=tmp_path / "exp", interval=0.05,
+                             stderr=io.StringIO())
+    assert outcome.status == "succeeded", outcome.message
+    assert len(reporter.intermediate) == 12
+    assert "step 12" not in (tmp_path / "exp/E/trials/T/trial.log").read_text()  # silent
+
+
 # -- a cloud platform --------------------------------------------------------------------------
 
 
