@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpo_tools.dates import Day
+from hpo_tools.failpoints import failpoint
 from hpo_tools.storage import write_json_atomic
 from hpo_tools.trial.outcome import TrialOutcome, TrialStatus
 from hpo_tools.trial.paths import TrialPaths, resolve_paths
@@ -189,6 +190,7 @@ def prepare_trial(
     exp_id, trial_id = reporter.experiment_id, reporter.trial_id
     paths = resolve_paths(exp_id, trial_id, exp_dir=exp_dir, environ=env)
     variables = TrialVariables(exp_id, trial_id, str(paths.trial_dir), params)
+    failpoint("read_trial_file")
     plan = load_trial_plan(
         config_path, variables, environ=env, start_time=start_time, end_time=end_time,
         paths=paths,

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from hpo_tools.errors import HpoError, MetricReadError
+from hpo_tools.failpoints import failpoint
 from hpo_tools.secrets import SecretMasker
 from hpo_tools.storage import write_json_atomic
 from hpo_tools.trial.budget import UnitReports
@@ -227,6 +228,7 @@ class _Run:
         waiting for (a final log line without a newline), once the jobs are over. With
         ``units`` (a budget), NNI gets one report per budget unit, ``result.json`` every
         step."""
+        failpoint("metric_read")
         for report in follower.drain() if last else follower.poll():
             self.stage_outcome.intermediate.append(report.to_dict())
             # DEBUG, not INFO: trial.log feeds the stdout metric source, and a metric regex
@@ -234,6 +236,7 @@ class _Run:
             _logger.debug("step %d: score %.6g %s", report.step, report.score, report.values)
             if not self.staged:  # a stage of several reports its final result only
                 for sent in [report] if units is None else units.add(report):
+                    failpoint("report")
                     self.reporter.report_intermediate(sent.as_nni())
             self.write_result(self.stage_outcome, self.stage_paths(self.stage))
         if last and units is not None and not self.staged:
@@ -256,6 +259,7 @@ class _Run:
             stage.metric, paths.log_path, self.interval, platform=self.platform, where=where
         )
         units = UnitReports(stage.unit_steps) if stage.unit_steps else None
+        failpoint("write_configs")
         configs = self.write_configs(stage, paths)
         self.stage_outcome.configs = configs
         if self.staged:
@@ -443,6 +447,7 @@ class _Run:
             self.outcome.final = final.to_dict()
         else:
             final = reports[-1]
+        failpoint("final_report")
         self.reporter.report_final(final.as_nni())
         self.outcome.status = TrialStatus.SUCCEEDED
         self.outcome.exit_code = 0
