@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from hpo_tools.failpoints import failpoint
 from hpo_tools.secrets import SecretMasker
 from hpo_tools.trial.paths import TrialPaths
 from hpo_tools.trial.plan import Command, Stage
@@ -153,6 +154,7 @@ class Launcher:
         log_path = paths.log_path
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         _logger.info("running %s on %s", command.name, getattr(self.platform, "name", "?"))
+        failpoint("submit")
         job = self.platform.submit(
             command.text,
             log_path=log_path,
@@ -162,6 +164,7 @@ class Launcher:
             on_update=lambda j: self.registry.job_changed(stage, position, j),
             output_filter=self.masker.mask,
         )
+        failpoint("after_submit")
         self.launched = True
         self.live_jobs.append(job)
         self.registry.job_changed(stage, position, job, JobState.RUNNING)
@@ -170,6 +173,8 @@ class Launcher:
         while True:
             state = job.wait(timeout=min(_TICK, self.interval))
             self.check_cancelled()
+            if state is JobState.RUNNING:
+                failpoint("training")
             if state.is_finished or time.monotonic() >= next_poll:
                 if poll_metrics():
                     watchdog.alive()

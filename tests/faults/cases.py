@@ -1,0 +1,107 @@
+"""The fault cases: (platform, moment, signal), drawn from the whole grid with a fixed seed.
+
+Every (moment, signal) pair the grid has is drawn at least once (on a platform drawn for it),
+then more cases are drawn from the rest of the grid until there are :data:`COUNT`; the same
+seed gives the same cases, in the same order, on every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import signal
+
+from hpo_tools.failpoints import NAMES
+
+#: The seed of the draw (change it to explore other cases; a failure names its case).
+SEED = 20261214
+#: How many faults one run injects.
+COUNT = 56
+
+LOCAL = "local"
+CLOUD = ("dlc", "pai", "paiflow")
+PLATFORMS = (LOCAL, *CLOUD)
+
+#: Moments a failpoint marks in the product (hpo_tools/failpoints.py), on every platform.
+FAILPOINT_MOMENTS = NAMES
+#: A cloud job's create call hangs before it creates the job (during submit), or after (the
+#: job exists, its id not known yet): the fake service's ``hang_before`` / ``hang`` plans.
+CREATE_MOMENTS = ("create_hang_before", "create_hang")
+#: NNI's manager takes a report and never answers (a real HTTP channel, NniReporter).
+NNI_MOMENTS = ("nni_report", "nni_final_report")
+#: The create's answer is lost (the job was created): no signal, the runner fails the trial.
+CREATE_LOST = "create_lost"
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One fault: ``platform``'s trial, hit at ``moment`` by ``signum`` (None: no signal)."""
+
+    index: int
+    platform: str
+    moment: str
+    signum: int | None
+
+    @property
+    def token(self) -> str:
+        """Unique to the case: in its job names, its marker, its directories."""
+        return f"fault{self.index:03d}"
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else "nosignal"
+
+    @property
+    def id(self) -> str:
+        return f"{self.token}-{self.platform}-{self.moment}-{self.signal_name}"
+
+    @property
+    def failpoint(self) -> bool:
+        return self.moment in FAILPOINT_MOMENTS
+
+    @property
+    def nni(self) -> bool:
+        """Whether the runner reports to (a fake of) NNI's manager instead of the console."""
+        return self.moment in NNI_MOMENTS
+
+    @property
+    def job_ends(self) -> bool:
+        """Whether the trial's job ends by itself (the moment comes after it)."""
+        return self.moment in ("final_report", "nni_final_report")
+
+
+def grid() -> list[tuple[str, str, int | None]]:
+    """Every (platform, moment, signal) the module knows how to inject."""
+    cases: list[tuple[str, str, int | None]] = []
+    for platform in PLATFORMS:
+        moments = list(FAILPOINT_MOMENTS)
+        if platform in CLOUD:
+            moments += CREATE_MOMENTS
+        else:
+            moments += NNI_MOMENTS
+        for moment in moments:
+            # SIGKILL while NNI holds a report is SIGKILL anywhere: left to the failpoints.
+            signums = SIGNALS[:2] if moment in NNI_MOMENTS else SIGNALS
+            cases += [(platform, moment, s) for s in signums]
+        if platform in CLOUD:
+            cases.append((platform, CREATE_LOST, None))
+    return cases
+
+
+def draw(seed: int = SEED, count: int = COUNT) -> list[Case]:
+    """``count`` cases: each (moment, signal) pair once, the rest at random (see above)."""
+    rng = random.Random(seed)
+    pool = grid()
+    rng.shuffle(pool)
+    chosen: list[tuple[str, str, int | None]] = []
+    pairs = set()
+    for item in pool:
+        if (item[1], item[2]) not in pairs:
+            pairs.add((item[1], item[2]))
+            chosen.append(item)
+    rest = [item for item in pool if item not in chosen]
+    chosen += rest[: max(0, count - len(chosen))]
+    rng.shuffle(chosen)
+    return [Case(i, p, m, s) for i, (p, m, s) in enumerate(chosen, start=1)]

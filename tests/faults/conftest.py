@@ -1,0 +1,69 @@
+"""The fault run: every case of :func:`tests.faults.cases.draw` run once per session, a few at a
+time, before the first fault test looks at its own; and the count of faults in the summary."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+from typing import Dict, List
+
+import pytest
+
+from .cases import PLATFORMS, draw
+from .harness import ACCESS_ID, ACCESS_KEY, Faults, Outcome
+
+#: Cases run at once: each mostly waits (a job, a signal, a sweep), so more than the 2 cores.
+WORKERS = 3
+
+_OUTCOMES = pytest.StashKey[Dict[str, Outcome]]()
+_SECONDS = pytest.StashKey[float]()
+
+
+@pytest.fixture(scope="session")
+def fault_outcomes(request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Outcome]:
+    """Every case's :class:`Outcome`, by case id."""
+    import time
+
+    from hpo_tools.cloud import ENV_FAKE_CLOUD
+    from hpo_tools.platforms.credentials import ALIBABA_CLOUD_ENV
+
+    cases = draw()
+    faults = Faults(tmp_path_factory.mktemp("faults"))
+    faults.plan(cases)
+    started = time.monotonic()
+    with pytest.MonkeyPatch.context() as patch:
+        # The in-process sweep (PAIAssessor.trial_end) rebuilds the cloud platforms from the
+        # registry with this process's environment, as NNI's dispatcher does with its own.
+        patch.setenv(ENV_FAKE_CLOUD, str(faults.cloud))
+        patch.setenv(ALIBABA_CLOUD_ENV[0], ACCESS_ID)
+        patch.setenv(ALIBABA_CLOUD_ENV[1], ACCESS_KEY)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+                outcomes = list(pool.map(faults.run, cases))
+        finally:
+            faults.close()
+    request.config.stash[_SECONDS] = time.monotonic() - started
+    results = {o.case.id: o for o in outcomes}
+    request.config.stash[_OUTCOMES] = results
+    return results
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """``fault injection: 56 faults injected (...), 0 survivors, ...`` after the run."""
+    outcomes: List[Outcome] = list(config.stash.get(_OUTCOMES, {}).values())
+    if not outcomes:
+        return
+    injected = [o for o in outcomes if o.reached]
+    platforms = collections.Counter(o.case.platform for o in injected)
+    kinds = collections.Counter(
+        o.case.signal_name if o.case.signum else "lost create answer" for o in injected)
+    survivors = sum(len(o.survivors) for o in outcomes)
+    live = sum(1 for o in outcomes if o.registry_live or o.cloud_live)
+    slowest = max((o.elapsed or 0.0 for o in injected if o.case.signum in (2, 15)), default=0.0)
+    terminalreporter.write_line(
+        f"fault injection: {len(injected)} faults injected of {len(outcomes)} drawn ("
+        + ", ".join(f"{k} {platforms[k]}" for k in PLATFORMS if platforms[k]) + "; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + f"), {survivors} "
+        f"survivors, {live} with a job left live, slowest death {slowest:.2f} s after "
+        f"SIGINT/SIGTERM, {config.stash.get(_SECONDS, 0.0):.0f} s")

@@ -1,0 +1,445 @@
+"""Running one fault case: a real runner, the fault at its moment, then what is left behind.
+
+Each case is a real ``python -m hpo_tools.run --config trial.ini --exp_dir DIR`` process with
+``NNI_OUTPUT_DIR`` set as NNI sets it (so the runner leaves a job-registry link in "NNI's"
+experiment directory, as under NNI with ``--exp_dir`` elsewhere). Local jobs are real processes;
+DLC, PAI training and PAI-Flow are their fake SDK clients over one shared fake-cloud directory
+(``HPO_TOOLS_FAKE_CLOUD``; every process sees the same jobs). The moment is reached by a
+failpoint (``HPO_TOOLS_FAILPOINTS=<moment>=pause|kill``, hpo_tools/failpoints.py), by the fake
+service's create plans (``hang_before``, ``hang``, ``lost``), or by :class:`FakeNniManager`
+holding a report. After a SIGKILL the orphan sweep runs: ``hpo-tools kill`` or PAIAssessor's
+``trial_end`` backstop, both given NNI's experiment directory (the link leads them on).
+
+:func:`run_case` only observes; the tests assert on its :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from hpo_tools.cloud import ENV_FAKE_CLOUD
+from hpo_tools.failpoints import ENV_FAILPOINT_DIR, ENV_FAILPOINTS
+from hpo_tools.platforms.credentials import ALIBABA_CLOUD_ENV
+from tests.e2e.procs import live_processes
+
+from .cases import CREATE_LOST, LOCAL, Case
+
+REPO = Path(__file__).resolve().parents[2]
+JOB = Path(__file__).with_name("fault_job.py")
+PYTHON = sys.executable
+ACCESS_ID = "LTAI5tFaultInjection01"
+ACCESS_KEY = "faultInjectionSecret2718281"
+#: The environment variable every process of a case inherits: how /proc tells them apart.
+MARKER = "HPO_TOOLS_FAULT_CASE"
+#: Seconds a runner may take from the signal to its death (issue 14; NNI SIGKILLs at 5 s).
+DEADLINE = 3.0
+#: Seconds the processes of a case get to be gone after the runner died (a local job's shell
+#: gives its group 2 s between SIGTERM and SIGKILL when its runner is SIGKILLed).
+PROC_GRACE = 8.0
+_POLL = 0.02
+
+# -- trial files -------------------------------------------------------------------------------
+
+_CLOUD_KEYS = ("${ALIBABA_CLOUD_ACCESS_KEY_ID}", "${ALIBABA_CLOUD_ACCESS_KEY_SECRET}")
+_STDOUT_METRIC = 'metric_type=stdout\nmetric_dict={"auc=([0-9.]+)": 1}\n'
+
+
+def trial_file(case: Case) -> str:
+    """The trial.ini of ``case``: one command whose job scores a step now and then."""
+    token = case.token
+    if case.platform == LOCAL:
+        steps = 3 if case.job_ends else 600
+        return (f"[platform_config]\nname=Local\ncmd1={PYTHON} -u {JOB} --steps {steps} "
+                f"--sleep 0.1\n\n[metric_config]\n{_STDOUT_METRIC}")
+    if case.platform == "dlc":
+        return (f"[platform_config]\nname=DLC\ncmd1=dlc submit tfjob --name={token} "
+                "--command='python train.py' --workspace_id=ws1 --workers=1 "
+                "--worker_image=img --worker_spec=ecs.g6\n\n"
+                f"[metric_config]\n{_STDOUT_METRIC}metric_source=cmd1,worker\n\n"
+                f"[dlc_config]\nregion=cn-shanghai\naccess_id={_CLOUD_KEYS[0]}\n"
+                f"access_key={_CLOUD_KEYS[1]}\npoll_interval=0.2\n")
+    if case.platform == "pai":
+        return (f"[platform_config]\nname=PAI\ncmd1=pai training-job create --name={token} "
+                "--algorithm=easyrec --instance-type=ecs.g6.xlarge --workspace-id=ws1 "
+                "--input-channels=train=oss://bucket/train/ --output-channels=model=oss://bucket/m/"
+                '\n\n[metric_config]\nmetric_type=api\nmetric_source=cmd1\nmetric_dict={"auc": 1}'
+                f"\n\n[ts_config]\nregion_id=cn-hangzhou\naccess_key_id={_CLOUD_KEYS[0]}\n"
+                f"access_key_secret={_CLOUD_KEYS[1]}\npoll_interval=0.2\n")
+    if case.platform == "paiflow":
+        return (f"[platform_config]\nname=PAIFLOW\ncmd1=paiflow run --name={token} "
+                "--pipeline-id=pipeline-easyrec\n\n"
+                f"[metric_config]\n{_STDOUT_METRIC}\n"
+                "[paiflow_config]\nregion_id=cn-hangzhou\nworkspace_id=2332411\n"
+                f"access_key_id={_CLOUD_KEYS[0]}\naccess_key_secret={_CLOUD_KEYS[1]}\n"
+                "poll_interval=0.2\n")
+    raise ValueError(case.platform)
+
+
+def _scored(platform: str, step: int) -> Dict[str, Any]:
+    auc = round(0.6 + 0.01 * step, 4)
+    if platform == "dlc":
+        return {"status": "Running", "logs": {"worker": [f"step {step} auc={auc}"]}}
+    if platform == "pai":
+        return {"status": "Running", "metrics": {"auc": auc}}
+    return {"status": "Running", "logs": [f"step {step} auc={auc}"]}
+
+
+def cloud_plan(case: Case, statuses: Any) -> Dict[str, Any]:
+    """The fake service's plan for the job of ``case`` (a plan.json rule matching its token):
+    queued, three scored steps, then running for ever (or succeeded, when the moment comes
+    after the job); the create as the moment needs it."""
+    steps = [{"status": statuses.queued}] + [_scored(case.platform, k) for k in (1, 2, 3)]
+    steps.append({"status": statuses.succeeded if case.job_ends else statuses.running})
+    plan: Dict[str, Any] = {"match": case.token, "steps": steps}
+    create = {"create_hang_before": "hang_before", "create_hang": "hang",
+              CREATE_LOST: "lost"}.get(case.moment)
+    if create is not None:
+        plan.update(create=create, hang_seconds=60)
+    return plan
+
+
+# -- the fake services ---------------------------------------------------------------------------
+
+
+def fake_service(platform: str, root: Path) -> Any:
+    """The fake SDK client of a cloud ``platform`` over the fake-cloud directory ``root``."""
+    if platform == "dlc":
+        from hpo_tools.testing.dlc import FakeDlcClient as fake
+    elif platform == "pai":
+        from hpo_tools.testing.pai_training import FakeTrainingJobClient as fake
+    else:
+        from hpo_tools.testing.paiflow import FakePaiFlowClient as fake
+    return fake(root, access_key_id=ACCESS_ID, access_key_secret=ACCESS_KEY)
+
+
+class FakeNniManager:
+    """**A fake** of NNI's manager at its HTTP boundary (a real server on localhost): a trial's
+    command channel (``NNI_TRIAL_COMMAND_CHANNEL``: parameters out, metrics in) and the REST
+    call :class:`~hpo_tools.trial.reporter.NniReporter` reads its parameter record with.
+
+    A trial listed in :meth:`hold` has its first metric of that type (``PERIODICAL`` or
+    ``FINAL``) taken and never answered (NNI's channel has no timeout); :meth:`held` is set
+    then.
+    """
+
+    RECORD = {"parameter_id": 0, "parameter_source": "algorithm", "parameters": {},
+              "parameter_index": 0}
+
+    def __init__(self) -> None:
+        self._holds: Dict[str, str] = {}
+        self._held: Dict[str, threading.Event] = {}
+        self.metrics: Dict[str, List[Dict[str, Any]]] = {}
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                trial = self.path.rsplit("/", 1)[-1]
+                if "/api/v1/nni/trial-jobs/" in self.path:
+                    body = {"trialJobId": trial, "hyperParameters": [json.dumps(outer.RECORD)]}
+                else:  # the channel: the parameter record
+                    body = {"type": "parameter", "parameter": json.dumps(outer.RECORD)}
+                self._answer(body)
+
+            def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+                trial = self.path.rsplit("/", 1)[-1]
+                length = int(self.headers.get("Content-Length") or 0)
+                command = json.loads(self.rfile.read(length) or b"{}")
+                if command.get("type") == "metric":
+                    metric = json.loads(command["metric"])
+                    with outer._lock:
+                        outer.metrics.setdefault(trial, []).append(metric)
+                        hold = outer._holds.get(trial) == metric.get("type")
+                        if hold:
+                            del outer._holds[trial]
+                    if hold:
+                        outer._held[trial].set()
+                        outer._closing.wait(60)  # taken, never answered
+                        return
+                self._answer(None)
+
+            def _answer(self, body: Any) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the trial is gone
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def channel(self, trial_id: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/env/local-env/{trial_id}"
+
+    def hold(self, trial_id: str, metric_type: str) -> threading.Event:
+        with self._lock:
+            self._holds[trial_id] = metric_type
+            self._held[trial_id] = threading.Event()
+            return self._held[trial_id]
+
+    def close(self) -> None:
+        self._closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port() -> int:
+    """A localhost port nothing listens on (``hpo-tools kill`` finds no NNI there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- one case ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a case left: how the runner ended and what still runs or says it runs."""
+
+    case: Case
+    reached: bool = False
+    returncode: Optional[int] = None
+    elapsed: Optional[float] = None  # seconds from the signal to the runner's death
+    sweep: str = ""  # what the orphan sweep said (SIGKILL cases)
+    registry: List[str] = dataclasses.field(default_factory=list)  # "job_id state: message"
+    registry_live: List[str] = dataclasses.field(default_factory=list)
+    never_created: List[str] = dataclasses.field(default_factory=list)
+    cloud_jobs: List[str] = dataclasses.field(default_factory=list)  # "id status"
+    cloud_live: List[str] = dataclasses.field(default_factory=list)
+    cloud_unrecorded: List[str] = dataclasses.field(default_factory=list)
+    survivors: List[str] = dataclasses.field(default_factory=list)
+    stderr: str = ""
+    log: str = ""
+    seconds: float = 0.0  # the whole case
+
+    def describe(self) -> str:
+        """Everything the case saw, for an assertion message."""
+        return "\n".join([
+            f"case {self.case.id}: reached={self.reached} returncode={self.returncode} "
+            f"elapsed={self.elapsed}",
+            f"registry: {self.registry}", f"cloud: {self.cloud_jobs}", f"sweep: {self.sweep}",
+            f"survivors: {self.survivors}", "--- stderr ---", self.stderr[-3000:],
+            "--- trial.log ---", self.log[-3000:]])
+
+
+class Faults:
+    """The shared fixtures of a run: the fake cloud, the fake NNI manager, the environment.
+
+    Args:
+        root: an empty directory for the fake cloud and every case's files.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cloud = root / "cloud"
+        self.cloud.mkdir()
+        self.nni = FakeNniManager()
+        self.port = closed_port()
+        self._assessor_lock = threading.Lock()
+        self._held: Dict[str, threading.Event] = {}
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("NNI_", "HPO_TOOLS_"))}
+        base.update({"PYTHONPATH": str(REPO), ENV_FAKE_CLOUD: str(self.cloud),
+                     ALIBABA_CLOUD_ENV[0]: ACCESS_ID, ALIBABA_CLOUD_ENV[1]: ACCESS_KEY})
+        self.env = base
+
+    def plan(self, cases: List[Case]) -> None:
+        """Write each cloud service's plan.json: one rule per case on it."""
+        for platform in {c.platform for c in cases if c.platform != LOCAL}:
+            fake = fake_service(platform, self.cloud)
+            rules = [cloud_plan(c, fake.statuses) for c in cases if c.platform == platform]
+            fake.directory.mkdir(parents=True, exist_ok=True)
+            (fake.directory / "plan.json").write_text(json.dumps({"rules": rules}, indent=1))
+
+    def close(self) -> None:
+        self.nni.close()
+        for platform in ("dlc", "pai", "paiflow"):
+            fake_service(platform, self.cloud).release()
+
+    # -- a case ------------------------------------------------------------------------------
+
+    def run(self, case: Case) -> Outcome:
+        """Run ``case`` and observe what it left; never raises for what the product did."""
+        started = time.monotonic()
+        outcome = Outcome(case)
+        runner: Optional[subprocess.Popen] = None
+        directory = self.root / case.token
+        try:
+            runner, ids = self._start(case, directory)
+            self._inject(case, runner, directory, outcome)
+            if case.signum == signal.SIGKILL:
+                outcome.sweep = self._sweep(case, ids)
+            self._observe(case, ids, outcome)
+        finally:
+            if runner is not None and runner.poll() is None:
+                runner.kill()  # the harness failed: leave nothing behind
+                runner.wait()
+            outcome.stderr = _read(directory / "stderr.txt")
+            outcome.log = _read(Path(ids["trial_dir"]) / "trial.log") if runner else ""
+            _kill_marked(case.token)
+            outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def _start(self, case: Case, directory: Path) -> tuple:
+        (directory / "fp").mkdir(parents=True)
+        (directory / "trial.ini").write_text(trial_file(case))
+        exp_id, trial_id = ("faults", case.token) if case.nni else ("standalone", "standalone")
+        nni_dir = directory / "nni" / exp_id
+        trial_dir = nni_dir / "environments" / "local-env" / "trials" / trial_id
+        env = dict(self.env, **{MARKER: case.token, "NNI_OUTPUT_DIR": str(trial_dir)})
+        if case.failpoint:
+            action = "kill" if case.signum == signal.SIGKILL else "pause"
+            env.update({ENV_FAILPOINTS: f"{case.moment}={action}",
+                        ENV_FAILPOINT_DIR: str(directory / "fp")})
+        if case.nni:
+            env.update(NNI_PLATFORM="local", NNI_EXP_ID=exp_id, NNI_TRIAL_JOB_ID=trial_id,
+                       NNI_TRIAL_COMMAND_CHANNEL=self.nni.channel(trial_id))
+            self._held[case.token] = self.nni.hold(trial_id,
+                                                   "FINAL" if case.job_ends else "PERIODICAL")
+        with open(directory / "stdout.txt", "wb") as out, \
+                open(directory / "stderr.txt", "wb") as err:
+            runner = subprocess.Popen(
+                [PYTHON, "-m", "hpo_tools.run", "--config", "trial.ini",
+                 "--exp_dir", str(directory / "exp"), "--interval", "0.2"],
+                cwd=directory, env=env, stdout=out, stderr=err)
+        ids = {"exp_id": exp_id, "trial_id": trial_id, "nni_dir": str(nni_dir),
+               "exp_dir": str(directory / "exp" / exp_id), "trial_dir": str(trial_dir)}
+        return runner, ids
+
+    def _reached(self, case: Case, directory: Path) -> Callable[[], bool]:
+        """Whether the runner is at the case's moment now."""
+        if case.failpoint:
+            marker = directory / "fp" / case.moment
+            return marker.exists
+        if case.nni:
+            return self._held[case.token].is_set
+        fake = fake_service(case.platform, self.cloud)
+        if case.moment == "create_hang_before":
+            submissions = fake.directory / "submissions.jsonl"
+            return lambda: case.token in _read(submissions)
+        if case.moment == "create_hang":
+            return lambda: bool(fake.named(case.token, "", None))
+        return lambda: False  # create_lost: no moment to wait for
+
+    def _inject(self, case: Case, runner: subprocess.Popen, directory: Path,
+                outcome: Outcome) -> None:
+        reached = self._reached(case, directory)
+        deadline = time.monotonic() + 60
+        if case.moment == CREATE_LOST:  # the fault is the service's; the runner goes on alone
+            outcome.returncode = runner.wait(timeout=60)
+            outcome.reached = bool(fake_service(case.platform, self.cloud).named(
+                case.token, "", None))
+            return
+        while not reached():
+            if runner.poll() is not None or time.monotonic() > deadline:
+                outcome.returncode = runner.poll()
+                return  # never reached: the test says so
+            time.sleep(_POLL)
+        outcome.reached = True
+        sent = time.monotonic()
+        if not (case.failpoint and case.signum == signal.SIGKILL):  # that one kills itself
+            runner.send_signal(case.signum)
+        try:
+            outcome.returncode = runner.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            outcome.returncode = None
+        outcome.elapsed = time.monotonic() - sent
+
+    def _sweep(self, case: Case, ids: Dict[str, str]) -> str:
+        """The orphan sweep after a SIGKILL, from NNI's experiment directory: ``hpo-tools
+        kill`` (NNI not answering) for odd cases, PAIAssessor's ``trial_end`` for even ones."""
+        if case.index % 2:
+            done = subprocess.run(
+                [PYTHON, "-m", "hpo_tools", "kill", "--experiment", ids["exp_id"],
+                 "--experiment-dir", ids["nni_dir"], "--port", str(self.port),
+                 "--timeout", "10"],
+                env=self.env, capture_output=True, text=True, timeout=60)
+            return f"hpo-tools kill (exit {done.returncode}): {done.stdout}{done.stderr}"
+        from hpo_tools.assessor import PAIAssessor
+
+        with self._assessor_lock:  # one PAIAssessor at a time, as in NNI's dispatcher
+            PAIAssessor(experiment_dir=ids["nni_dir"]).trial_end(ids["trial_id"], False)
+        return "PAIAssessor.trial_end(success=False)"
+
+    def _observe(self, case: Case, ids: Dict[str, str], outcome: Outcome) -> None:
+        from hpo_tools.jobs import JobRegistry
+
+        # Through NNI's directory: the link must lead there (the runner used --exp_dir).
+        record = JobRegistry(Path(ids["nni_dir"])).load(ids["trial_id"])
+        if record is None:  # no link: a runner stopped before it opened the registry
+            record = JobRegistry(Path(ids["exp_dir"])).load(ids["trial_id"])
+        entries = list(record.jobs) if record is not None else []
+        cloud: List[Dict[str, Any]] = []
+        if case.platform != LOCAL:
+            fake = fake_service(case.platform, self.cloud)
+            cloud = fake.named(case.token, "", None)
+            outcome.cloud_jobs = [f"{j['job_id']} {j['status']}" for j in cloud]
+            outcome.cloud_live = [f"{j['job_id']} {j['status']}" for j in cloud
+                                  if j["status"] not in fake.statuses.finished]
+        cloud_ids = {j["job_id"] for j in cloud}
+        for entry in entries:
+            outcome.registry.append(f"{entry.job_id} {entry.state.value}: {entry.message}")
+            if entry.state.is_finished:
+                continue
+            description = entry.description or {}
+            if (case.platform != LOCAL and not description.get("cloud_id")
+                    and not cloud_ids):  # a create that never made its job
+                outcome.never_created.append(entry.job_id)
+            else:
+                outcome.registry_live.append(f"{entry.job_id} {entry.state.value}")
+        recorded = {str((e.description or {}).get("cloud_id") or e.job_id) for e in entries
+                    if e.state.is_finished}
+        outcome.cloud_unrecorded = sorted(cloud_ids - recorded)
+        outcome.survivors = _survivors(case.token, PROC_GRACE)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _marked(token: str) -> List[tuple]:
+    entry = f"{MARKER}={token}".encode()
+    return [(pid, cmdline) for pid, cmdline, environ in live_processes() if entry in environ]
+
+
+def _survivors(token: str, grace: float) -> List[str]:
+    """The live processes of the case after up to ``grace`` s (none, when all is well)."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = _marked(token)
+        if not found or time.monotonic() > deadline:
+            return [f"{pid}: {cmdline[:160]}" for pid, cmdline in found]
+        time.sleep(0.1)
+
+
+def _kill_marked(token: str) -> None:
+    """Whatever of the case still runs: killed, so that a failing case leaves nothing."""
+    for pid, _ in _marked(token):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass

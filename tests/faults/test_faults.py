@@ -1,0 +1,128 @@
+"""Issue 14 items 1 and 2, by fault injection: a runner signalled (SIGINT, SIGTERM) or killed
+(SIGKILL) at every moment of a trial's life, on every platform, leaves nothing running.
+
+For each case of :func:`tests.faults.cases.draw` (a fixed seed; conftest.py runs them all,
+harness.py says how one runs), four checks:
+
+- how the runner ended: SIGINT/SIGTERM: dead by that signal (NNI records USER_CANCELED) within
+  3 s; SIGKILL: the orphan sweep ran after it (``hpo-tools kill``, or PAIAssessor's
+  ``trial_end``, from NNI's experiment directory while the runner kept its registry under
+  ``--exp_dir``); a lost create answer: the trial fails naming the job it found and stopped;
+- no job is left running: none the registry calls live (except a pending entry whose create
+  never made a job: nothing exists to stop), none of the case's jobs live in the fake cloud;
+- the registry records every job the fake cloud has of the case, as ended;
+- no process of the case is in /proc (the job, its shell, the runner).
+
+Known gaps of the product are marked ``xfail`` on the one check they break, with the reason
+(:func:`known_gap`); ``strict`` ones turn into failures once fixed, so the mark goes with the gap.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from .cases import CLOUD, CREATE_LOST, Case, draw, grid
+from .harness import DEADLINE
+
+CASES = draw()
+
+# The product's known gaps (issue 14), each a (check, reason, strict) per case it breaks.
+_FINAL_REPORT = (
+    "known gap: a SIGINT/SIGTERM during the final report (a report that returns at once: the "
+    "console, or NNI answering) is swallowed; the runner exits 0 (NNI: SUCCEEDED) instead of "
+    "dying by the signal (runner.py checks no cancel after report_final)")
+_UNREGISTERED = (
+    "known gap: a cloud job is in the job registry only once its create answered, so a runner "
+    "SIGKILLed while the create hangs (or right after it returned, before the follower thread "
+    "recorded the job) leaves a job no sweep can find (cloud_job.py: record a pending entry, "
+    "with its unique name, before the create is sent)")
+_LOST_UNREGISTERED = (
+    "known gap: the job a lost create made is found by its name and stopped, but never "
+    "recorded in the job registry (same cause: nothing is recorded before the create answers)")
+
+
+def known_gap(case: Case, check: str) -> tuple[str, bool] | None:
+    """``(reason, strict)`` when ``check`` of ``case`` fails because of a known gap."""
+    if check == "death" and case.moment == "final_report" and case.signum in (
+            signal.SIGINT, signal.SIGTERM):
+        return _FINAL_REPORT, True
+    if case.platform in CLOUD and case.signum == signal.SIGKILL and check in ("jobs",
+                                                                              "registry"):
+        if case.moment == "create_hang":
+            return _UNREGISTERED, True
+        if case.moment == "after_submit":  # the follower thread may record it first: a race
+            return _UNREGISTERED, False
+    if case.moment == CREATE_LOST and check == "registry":
+        return _LOST_UNREGISTERED, True
+    return None
+
+
+def _cases(check: str) -> list:
+    params = []
+    for case in CASES:
+        gap = known_gap(case, check)
+        marks = [pytest.mark.xfail(reason=gap[0], strict=gap[1])] if gap else []
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    return params
+
+
+def test_the_draw_covers_every_moment_and_signal_with_at_least_50_faults():
+    pairs = {(moment, signum) for _, moment, signum in grid()}
+    # A draw that skipped a moment would leave it untested without a word.
+    assert {(c.moment, c.signum) for c in CASES} == pairs
+    assert len(CASES) >= 50
+    # The same seed, the same faults: a failure can be run again.
+    assert draw() == CASES
+
+
+@pytest.mark.parametrize("case", _cases("death"))
+def test_the_runner_ends_as_its_fault_says(case, fault_outcomes):
+    outcome = fault_outcomes[case.id]
+    seen = outcome.describe()
+    # A case whose moment never came proves nothing.
+    assert outcome.reached, seen
+    if case.signum in (signal.SIGINT, signal.SIGTERM):
+        # Died by the signal: NNI records USER_CANCELED (an exit code would be FAILED).
+        assert outcome.returncode == -case.signum, seen
+        # Before NNI's SIGKILL (5 s after its SIGINT), its jobs already stopped.
+        assert outcome.elapsed is not None and outcome.elapsed < DEADLINE, seen
+    elif case.signum == signal.SIGKILL:
+        assert outcome.returncode == -signal.SIGKILL, seen
+        # The sweep that stands in for the dead runner did run.
+        assert outcome.sweep, seen
+    else:
+        assert case.moment == CREATE_LOST
+        # The trial cannot go on without its job's id: it fails, naming the job it stopped.
+        assert outcome.returncode not in (0, None), seen
+        assert "had created it anyway as" in outcome.stderr, seen
+
+
+@pytest.mark.parametrize("case", _cases("jobs"))
+def test_no_job_is_left_running(case, fault_outcomes):
+    outcome = fault_outcomes[case.id]
+    seen = outcome.describe()
+    assert outcome.reached, seen
+    # Nothing the registry calls live: the runner (or the sweep) stopped and recorded it.
+    assert not outcome.registry_live, seen
+    # Nothing live on the (fake) service: a paid job would run on.
+    assert not outcome.cloud_live, seen
+
+
+@pytest.mark.parametrize("case", _cases("registry"))
+def test_the_registry_records_every_job_as_ended(case, fault_outcomes):
+    outcome = fault_outcomes[case.id]
+    seen = outcome.describe()
+    assert outcome.reached, seen
+    # A job the registry does not know is one no later sweep can stop if the first stop failed.
+    assert not outcome.cloud_unrecorded, seen
+
+
+@pytest.mark.parametrize("case", _cases("procs"))
+def test_no_process_of_the_trial_survives(case, fault_outcomes):
+    outcome = fault_outcomes[case.id]
+    seen = outcome.describe()
+    assert outcome.reached, seen
+    # Found by the marker every process of the case inherits: the job, its shell, the runner.
+    assert not outcome.survivors, seen
