@@ -16,7 +16,7 @@ from hpo_tools.failpoints import NAMES
 #: The seed of the draw (change it to explore other cases; a failure names its case).
 SEED = 20261214
 #: How many faults one run injects.
-COUNT = 56
+COUNT = 64
 
 LOCAL = "local"
 CLOUD = ("dlc", "pai", "paiflow")
@@ -31,6 +31,11 @@ CREATE_MOMENTS = ("create_hang_before", "create_hang")
 NNI_MOMENTS = ("nni_report", "nni_final_report")
 #: The create's answer is lost (the job was created): no signal, the runner fails the trial.
 CREATE_LOST = "create_lost"
+#: The training job itself fails (issue 14 item 3), the runner untouched: it crashes after two
+#: steps, is killed (local) or stopped (cloud) from outside after two, or hangs silent past the
+#: trial file's ``job_timeout``; a local job leaves a damaged event file (``summary`` metric).
+JOB_FAULTS = ("job_crash", "job_killed", "job_hang")
+CORRUPT_EVENTS = "corrupt_events"
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
@@ -51,7 +56,16 @@ class Case:
 
     @property
     def signal_name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum is not None else "nosignal"
+        return signal.Signals(self.signum).name if self.signum is not None else "none"
+
+    @property
+    def kind(self) -> str:
+        """How the summary counts it: the signal, else the fault itself."""
+        return self.signal_name if self.signum is not None else self.moment
+
+    @property
+    def job_fault(self) -> bool:
+        return self.moment in JOB_FAULTS or self.moment == CORRUPT_EVENTS
 
     @property
     def id(self) -> str:
@@ -69,7 +83,7 @@ class Case:
     @property
     def job_ends(self) -> bool:
         """Whether the trial's job ends by itself (the moment comes after it)."""
-        return self.moment in ("final_report", "nni_final_report")
+        return self.moment in ("final_report", "nni_final_report", CORRUPT_EVENTS)
 
 
 def grid() -> list[tuple[str, str, int | None]]:
@@ -87,6 +101,9 @@ def grid() -> list[tuple[str, str, int | None]]:
             cases += [(platform, moment, s) for s in signums]
         if platform in CLOUD:
             cases.append((platform, CREATE_LOST, None))
+        cases += [(platform, fault, None) for fault in JOB_FAULTS]
+        if platform == LOCAL:
+            cases.append((platform, CORRUPT_EVENTS, None))
     return cases
 
 

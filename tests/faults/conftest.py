@@ -56,8 +56,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     injected = [o for o in outcomes if o.reached]
     platforms = collections.Counter(o.case.platform for o in injected)
-    kinds = collections.Counter(
-        o.case.signal_name if o.case.signum else "lost create answer" for o in injected)
+    kinds = collections.Counter(o.case.kind for o in injected)
     survivors = sum(len(o.survivors) for o in outcomes)
     live = sum(1 for o in outcomes if o.registry_live or o.cloud_live)
     slowest = max((o.elapsed or 0.0 for o in injected if o.case.signum in (2, 15)), default=0.0)

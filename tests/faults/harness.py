@@ -33,7 +33,7 @@ from hpo_tools.failpoints import ENV_FAILPOINT_DIR, ENV_FAILPOINTS
 from hpo_tools.platforms.credentials import ALIBABA_CLOUD_ENV
 from tests.e2e.procs import live_processes
 
-from .cases import CREATE_LOST, LOCAL, Case
+from .cases import CORRUPT_EVENTS, CREATE_LOST, LOCAL, Case
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = Path(__file__).with_name("fault_job.py")
@@ -55,13 +55,30 @@ _CLOUD_KEYS = ("${ALIBABA_CLOUD_ACCESS_KEY_ID}", "${ALIBABA_CLOUD_ACCESS_KEY_SEC
 _STDOUT_METRIC = 'metric_type=stdout\nmetric_dict={"auc=([0-9.]+)": 1}\n'
 
 
+#: How a job that hangs is told from one that runs: seconds without output or a new step.
+JOB_TIMEOUT = 1
+_SUMMARY_METRIC = ("metric_type=summary\nmetric_source=${NNI_OUTPUT_DIR}/model/eval_val\n"
+                   'metric_dict={"auc": 1}\n')
+
+
 def trial_file(case: Case) -> str:
     """The trial.ini of ``case``: one command whose job scores a step now and then."""
+    text = _trial_file(case)
+    if case.moment == "job_hang":
+        text = text.replace("[platform_config]\n",
+                            f"[platform_config]\njob_timeout={JOB_TIMEOUT}\n", 1)
+    return text
+
+
+def _trial_file(case: Case) -> str:
     token = case.token
     if case.platform == LOCAL:
         steps = 3 if case.job_ends else 600
+        extra = {"job_crash": " --fail-at 3", "job_hang": " --hang-after 2",
+                 CORRUPT_EVENTS: " --events ${NNI_OUTPUT_DIR}/model/eval_val"}
+        metric = _SUMMARY_METRIC if case.moment == CORRUPT_EVENTS else _STDOUT_METRIC
         return (f"[platform_config]\nname=Local\ncmd1={PYTHON} -u {JOB} --steps {steps} "
-                f"--sleep 0.1\n\n[metric_config]\n{_STDOUT_METRIC}")
+                f"--sleep 0.1{extra.get(case.moment, '')}\n\n[metric_config]\n{metric}")
     if case.platform == "dlc":
         return (f"[platform_config]\nname=DLC\ncmd1=dlc submit tfjob --name={token} "
                 "--command='python train.py' --workspace_id=ws1 --workers=1 "
@@ -102,6 +119,8 @@ def cloud_plan(case: Case, statuses: Any) -> Dict[str, Any]:
     steps = [{"status": statuses.queued}] + [_scored(case.platform, k) for k in (1, 2, 3)]
     steps.append({"status": statuses.succeeded if case.job_ends else statuses.running})
     plan: Dict[str, Any] = {"match": case.token, "steps": steps}
+    if case.moment == "job_crash":  # two good steps, then the service says it failed
+        plan.update(steps=steps[:3] + [{"status": statuses.failed}], reason="OOMKilled")
     create = {"create_hang_before": "hang_before", "create_hang": "hang",
               CREATE_LOST: "lost"}.get(case.moment)
     if create is not None:
@@ -229,6 +248,7 @@ class Outcome:
     cloud_live: List[str] = dataclasses.field(default_factory=list)
     cloud_unrecorded: List[str] = dataclasses.field(default_factory=list)
     survivors: List[str] = dataclasses.field(default_factory=list)
+    result: Dict[str, Any] = dataclasses.field(default_factory=dict)  # the trial's result.json
     stderr: str = ""
     log: str = ""
     seconds: float = 0.0  # the whole case
@@ -239,7 +259,8 @@ class Outcome:
             f"case {self.case.id}: reached={self.reached} returncode={self.returncode} "
             f"elapsed={self.elapsed}",
             f"registry: {self.registry}", f"cloud: {self.cloud_jobs}", f"sweep: {self.sweep}",
-            f"survivors: {self.survivors}", "--- stderr ---", self.stderr[-3000:],
+            f"survivors: {self.survivors}", f"result.json: {self.result}",
+            "--- stderr ---", self.stderr[-3000:],
             "--- trial.log ---", self.log[-3000:]])
 
 
@@ -296,7 +317,9 @@ class Faults:
                 runner.kill()  # the harness failed: leave nothing behind
                 runner.wait()
             outcome.stderr = _read(directory / "stderr.txt")
-            outcome.log = _read(Path(ids["trial_dir"]) / "trial.log") if runner else ""
+            if runner is not None:
+                outcome.log = _read(Path(ids["trial_dir"]) / "trial.log")
+                outcome.result = _json(Path(ids["trial_dir"]) / "result.json")
             _kill_marked(case.token)
             outcome.seconds = time.monotonic() - started
         return outcome
@@ -338,19 +361,22 @@ class Faults:
         if case.moment == "create_hang_before":
             submissions = fake.directory / "submissions.jsonl"
             return lambda: case.token in _read(submissions)
-        if case.moment == "create_hang":
-            return lambda: bool(fake.named(case.token, "", None))
-        return lambda: False  # create_lost: no moment to wait for
+        return lambda: bool(fake.named(case.token, "", None))  # create_hang
 
     def _inject(self, case: Case, runner: subprocess.Popen, directory: Path,
                 outcome: Outcome) -> None:
+        if case.moment == "job_killed":
+            outcome.reached = self._kill_job(case, runner, directory)
+        if case.moment == CREATE_LOST or case.job_fault:  # the runner goes on alone
+            try:
+                outcome.returncode = runner.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                return
+            if case.moment != "job_killed":  # the fault came if the job did
+                outcome.reached = bool(self._jobs_of(case, directory))
+            return
         reached = self._reached(case, directory)
         deadline = time.monotonic() + 60
-        if case.moment == CREATE_LOST:  # the fault is the service's; the runner goes on alone
-            outcome.returncode = runner.wait(timeout=60)
-            outcome.reached = bool(fake_service(case.platform, self.cloud).named(
-                case.token, "", None))
-            return
         while not reached():
             if runner.poll() is not None or time.monotonic() > deadline:
                 outcome.returncode = runner.poll()
@@ -365,6 +391,36 @@ class Faults:
         except subprocess.TimeoutExpired:
             outcome.returncode = None
         outcome.elapsed = time.monotonic() - sent
+
+    def _jobs_of(self, case: Case, directory: Path) -> List[Any]:
+        """The case's jobs: on the fake service, else in the registry."""
+        if case.platform != LOCAL:
+            return fake_service(case.platform, self.cloud).named(case.token, "", None)
+        from hpo_tools.jobs import JobRegistry
+
+        record = JobRegistry(directory / "exp" / "standalone").load("standalone")
+        return list(record.jobs) if record is not None else []
+
+    def _kill_job(self, case: Case, runner: subprocess.Popen, directory: Path) -> bool:
+        """Once two steps are scored, the job ends from outside: its process SIGKILLed (the
+        OOM killer, a user), or stopped on the service (not by hpo-tools)."""
+        result = directory / "nni" / "standalone" / "environments" / "local-env" / "trials" / (
+            "standalone") / "result.json"
+        deadline = time.monotonic() + 60
+        while len(_json(result).get("intermediate") or []) < 2:
+            if runner.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(_POLL)
+        if case.platform != LOCAL:
+            fake = fake_service(case.platform, self.cloud)
+            for job in fake.named(case.token, "", None):
+                fake.finish(job["job_id"], fake.statuses.stopped)
+            return True
+        jobs = [pid for pid, cmdline in _marked(case.token)
+                if cmdline.startswith(PYTHON) and str(JOB) in cmdline]
+        for pid in jobs:  # the training process itself, not its shell
+            os.kill(pid, signal.SIGKILL)
+        return bool(jobs)
 
     def _sweep(self, case: Case, ids: Dict[str, str]) -> str:
         """The orphan sweep after a SIGKILL, from NNI's experiment directory: ``hpo-tools
@@ -419,6 +475,14 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def _json(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _marked(token: str) -> List[tuple]:

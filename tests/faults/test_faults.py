@@ -8,6 +8,9 @@ harness.py says how one runs), four checks:
   3 s; SIGKILL: the orphan sweep ran after it (``hpo-tools kill``, or PAIAssessor's
   ``trial_end``, from NNI's experiment directory while the runner kept its registry under
   ``--exp_dir``); a lost create answer: the trial fails naming the job it found and stopped;
+  a job that crashes, is killed or stopped from outside, or hangs past ``job_timeout``: the
+  trial fails with a one-line reason, the steps scored before still reported; a damaged event
+  file: its good steps reported, one warning line;
 - no job is left running: none the registry calls live (except a pending entry whose create
   never made a job: nothing exists to stop), none of the case's jobs live in the fake cloud;
 - the registry records every job the fake cloud has of the case, as ended;
@@ -23,8 +26,8 @@ import signal
 
 import pytest
 
-from .cases import CLOUD, CREATE_LOST, Case, draw, grid
-from .harness import DEADLINE
+from .cases import CLOUD, CORRUPT_EVENTS, CREATE_LOST, LOCAL, Case, draw, grid
+from .harness import DEADLINE, JOB_TIMEOUT
 
 CASES = draw()
 
@@ -57,6 +60,22 @@ def known_gap(case: Case, check: str) -> tuple[str, bool] | None:
     if case.moment == CREATE_LOST and check == "registry":
         return _LOST_UNREGISTERED, True
     return None
+
+
+# What a job fault's trial says (result.json "message", and stderr): a part of the one line.
+_REASONS = {
+    (LOCAL, "job_crash"): "cmd1 failed: exit code 3",
+    (LOCAL, "job_killed"): "cmd1 failed: killed by SIGKILL (exit code 137)",
+    ("cloud", "job_crash"): "cmd1 failed: ",  # and the service's reason: OOMKilled
+    ("cloud", "job_killed"): "stopped (not by hpo-tools)",
+    ("any", "job_hang"): (f"cmd1 hung: no output and no new metric for {JOB_TIMEOUT} s "
+                          f"(job_timeout={JOB_TIMEOUT}s); cancelled"),
+}
+
+
+def _reason(case: Case) -> str:
+    where = LOCAL if case.platform == LOCAL else "cloud"
+    return _REASONS.get((where, case.moment)) or _REASONS[("any", case.moment)]
 
 
 def _cases(check: str) -> list:
@@ -92,11 +111,32 @@ def test_the_runner_ends_as_its_fault_says(case, fault_outcomes):
         assert outcome.returncode == -signal.SIGKILL, seen
         # The sweep that stands in for the dead runner did run.
         assert outcome.sweep, seen
-    else:
-        assert case.moment == CREATE_LOST
+    elif case.moment == CREATE_LOST:
         # The trial cannot go on without its job's id: it fails, naming the job it stopped.
         assert outcome.returncode not in (0, None), seen
         assert "had created it anyway as" in outcome.stderr, seen
+    elif case.moment == CORRUPT_EVENTS:
+        # The good steps make the trial: it succeeds, the final result the last good step.
+        assert outcome.returncode == 0, seen
+        assert outcome.result.get("status") == "succeeded", seen
+        assert len(outcome.result.get("intermediate") or []) == 3, seen
+        # The damage is one warning line in trial.log, naming the file.
+        damage = [line for line in outcome.log.splitlines()
+                  if "2 corrupt records skipped; a truncated record of" in line]
+        assert len(damage) == 1 and "events.out.tfevents" in damage[0], seen
+    else:
+        assert case.moment in ("job_crash", "job_killed", "job_hang")
+        # FAILED for NNI (exit 1), with one line saying why: in result.json and on stderr.
+        assert outcome.returncode == 1, seen
+        message = str(outcome.result.get("message"))
+        assert outcome.result.get("status") == "failed" and "\n" not in message, seen
+        assert _reason(case) in message, seen
+        if case.moment == "job_crash" and case.platform != LOCAL:
+            assert "OOMKilled" in message, seen
+        assert f"trial failed: {message}" in outcome.stderr, seen
+        # The steps scored before the fault stay reported; no final result.
+        assert len(outcome.result.get("intermediate") or []) >= 2, seen
+        assert outcome.result.get("final") is None, seen
 
 
 @pytest.mark.parametrize("case", _cases("jobs"))
