@@ -10,7 +10,7 @@ from typing import Dict, List
 import pytest
 
 from .cases import PLATFORMS, draw
-from .harness import ACCESS_ID, ACCESS_KEY, Faults, Outcome
+from .harness import CREDENTIALS, Faults, Outcome
 
 #: Cases run at once: each mostly waits (a job, a signal, a sweep), so more than the 2 cores.
 WORKERS = 3
@@ -26,7 +26,6 @@ def fault_outcomes(request: pytest.FixtureRequest,
     import time
 
     from hpo_tools.cloud import ENV_FAKE_CLOUD
-    from hpo_tools.platforms.credentials import ALIBABA_CLOUD_ENV
 
     cases = draw()
     faults = Faults(tmp_path_factory.mktemp("faults"))
@@ -36,8 +35,8 @@ def fault_outcomes(request: pytest.FixtureRequest,
         # The in-process sweep (PAIAssessor.trial_end) rebuilds the cloud platforms from the
         # registry with this process's environment, as NNI's dispatcher does with its own.
         patch.setenv(ENV_FAKE_CLOUD, str(faults.cloud))
-        patch.setenv(ALIBABA_CLOUD_ENV[0], ACCESS_ID)
-        patch.setenv(ALIBABA_CLOUD_ENV[1], ACCESS_KEY)
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
         try:
             with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
                 outcomes = list(pool.map(faults.run, cases))

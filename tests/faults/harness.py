@@ -33,13 +33,16 @@ from hpo_tools.failpoints import ENV_FAILPOINT_DIR, ENV_FAILPOINTS
 from hpo_tools.platforms.credentials import ALIBABA_CLOUD_ENV
 from tests.e2e.procs import live_processes
 
-from .cases import CORRUPT_EVENTS, CREATE_LOST, LOCAL, Case
+from .cases import CORRUPT_EVENTS, CREATE_LOST, LOCAL, MAXCOMPUTE, Case
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = Path(__file__).with_name("fault_job.py")
 PYTHON = sys.executable
 ACCESS_ID = "LTAI5tFaultInjection01"
 ACCESS_KEY = "faultInjectionSecret2718281"
+#: What the fake cloud's credentials are, and where (the sweeping process needs them too).
+CREDENTIALS = {ALIBABA_CLOUD_ENV[0]: ACCESS_ID, ALIBABA_CLOUD_ENV[1]: ACCESS_KEY,
+               "ODPS_ACCESS_ID": ACCESS_ID, "ODPS_ACCESS_KEY": ACCESS_KEY}
 #: The environment variable every process of a case inherits: how /proc tells them apart.
 MARKER = "HPO_TOOLS_FAULT_CASE"
 #: Seconds a runner may take from the signal to its death (issue 14; NNI SIGKILLs at 5 s).
@@ -93,6 +96,13 @@ def _trial_file(case: Case) -> str:
                 '\n\n[metric_config]\nmetric_type=api\nmetric_source=cmd1\nmetric_dict={"auc": 1}'
                 f"\n\n[ts_config]\nregion_id=cn-hangzhou\naccess_key_id={_CLOUD_KEYS[0]}\n"
                 f"access_key_secret={_CLOUD_KEYS[1]}\npoll_interval=0.2\n")
+    if case.platform == MAXCOMPUTE:  # the token in the PAI command and the metric query
+        return (f"[platform_config]\nname=MaxCompute\ncmd1=PAI -name easy_rec_ext "
+                f"-project algo_public -Dcmd=train -Dname={token}\n\n[metric_config]\n"
+                f"metric_type=table\nmetric_source=SELECT step, auc FROM {MC_TABLE} "
+                f"WHERE case = '{token}'\n"
+                'metric_dict={"auc": 1}\n\n[odps_config]\nproject_name=faults\n'
+                "odps_endpoint=http://service.odps.aliyun.com/api\n")
     if case.platform == "paiflow":
         return (f"[platform_config]\nname=PAIFLOW\ncmd1=paiflow run --name={token} "
                 "--pipeline-id=pipeline-easyrec\n\n"
@@ -101,6 +111,12 @@ def _trial_file(case: Case) -> str:
                 f"access_key_id={_CLOUD_KEYS[0]}\naccess_key_secret={_CLOUD_KEYS[1]}\n"
                 "poll_interval=0.2\n")
     raise ValueError(case.platform)
+
+
+MC_TABLE = "fault_metrics"
+#: The rows the fake MaxCompute answers every metric query of the cases with.
+MC_PLAN = {"sql_results": [{"match": f"FROM {MC_TABLE}", "rows": [
+    {"step": 100, "auc": 0.61}, {"step": 200, "auc": 0.62}]}]}
 
 
 def _scored(platform: str, step: int) -> Dict[str, Any]:
@@ -281,13 +297,14 @@ class Faults:
         self._held: Dict[str, threading.Event] = {}
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith(("NNI_", "HPO_TOOLS_"))}
-        base.update({"PYTHONPATH": str(REPO), ENV_FAKE_CLOUD: str(self.cloud),
-                     ALIBABA_CLOUD_ENV[0]: ACCESS_ID, ALIBABA_CLOUD_ENV[1]: ACCESS_KEY})
+        base.update({"PYTHONPATH": str(REPO), ENV_FAKE_CLOUD: str(self.cloud), **CREDENTIALS})
         self.env = base
 
     def plan(self, cases: List[Case]) -> None:
         """Write each cloud service's plan.json: one rule per case on it."""
-        for platform in {c.platform for c in cases if c.platform != LOCAL}:
+        (self.cloud / ".maxcompute").mkdir()
+        (self.cloud / ".maxcompute" / "plan.json").write_text(json.dumps(MC_PLAN))
+        for platform in {c.platform for c in cases if c.platform not in (LOCAL, MAXCOMPUTE)}:
             fake = fake_service(platform, self.cloud)
             rules = [cloud_plan(c, fake.statuses) for c in cases if c.platform == platform]
             fake.directory.mkdir(parents=True, exist_ok=True)
@@ -297,6 +314,21 @@ class Faults:
         self.nni.close()
         for platform in ("dlc", "pai", "paiflow"):
             fake_service(platform, self.cloud).release()
+
+    def _cloud_jobs(self, case: Case) -> tuple:
+        """``([{"job_id", "status"}], live statuses)`` of the case's jobs on its service: the
+        fake's records; for MaxCompute its PAI instances (the command names the case)."""
+        if case.platform != MAXCOMPUTE:
+            fake = fake_service(case.platform, self.cloud)
+            jobs = fake.named(case.token, "", None)
+            return jobs, [j for j in jobs if j["status"] not in fake.statuses.finished]
+        directory = self.cloud / ".maxcompute"
+        ids = [line.get("instance_id") for line in map(json.loads, filter(
+            None, _read(directory / "submissions.jsonl").splitlines()))
+            if line.get("kind") == "xflow" and f"-Dname={case.token}" in line.get("command", "")]
+        jobs = [{"job_id": i, "status": _json(directory / "instances" / f"{i}.json").get("state")}
+                for i in ids]
+        return jobs, [j for j in jobs if j["status"] == "running"]
 
     # -- a case ------------------------------------------------------------------------------
 
@@ -395,7 +427,7 @@ class Faults:
     def _jobs_of(self, case: Case, directory: Path) -> List[Any]:
         """The case's jobs: on the fake service, else in the registry."""
         if case.platform != LOCAL:
-            return fake_service(case.platform, self.cloud).named(case.token, "", None)
+            return list(self._cloud_jobs(case)[0])
         from hpo_tools.jobs import JobRegistry
 
         record = JobRegistry(directory / "exp" / "standalone").load("standalone")
@@ -448,11 +480,9 @@ class Faults:
         entries = list(record.jobs) if record is not None else []
         cloud: List[Dict[str, Any]] = []
         if case.platform != LOCAL:
-            fake = fake_service(case.platform, self.cloud)
-            cloud = fake.named(case.token, "", None)
+            cloud, live = self._cloud_jobs(case)
             outcome.cloud_jobs = [f"{j['job_id']} {j['status']}" for j in cloud]
-            outcome.cloud_live = [f"{j['job_id']} {j['status']}" for j in cloud
-                                  if j["status"] not in fake.statuses.finished]
+            outcome.cloud_live = [f"{j['job_id']} {j['status']}" for j in live]
         cloud_ids = {j["job_id"] for j in cloud}
         for entry in entries:
             outcome.registry.append(f"{entry.job_id} {entry.state.value}: {entry.message}")
