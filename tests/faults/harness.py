@@ -3,14 +3,19 @@
 Each case is a real ``python -m hpo_tools.run --config trial.ini --exp_dir DIR`` process with
 ``NNI_OUTPUT_DIR`` set as NNI sets it (so the runner leaves a job-registry link in "NNI's"
 experiment directory, as under NNI with ``--exp_dir`` elsewhere). Local jobs are real processes;
-DLC, PAI training and PAI-Flow are their fake SDK clients over one shared fake-cloud directory
-(``HPO_TOOLS_FAKE_CLOUD``; every process sees the same jobs). The moment is reached by a
-failpoint (``HPO_TOOLS_FAILPOINTS=<moment>=pause|kill``, hpo_tools/failpoints.py), by the fake
-service's create plans (``hang_before``, ``hang``, ``lost``), or by :class:`FakeNniManager`
-holding a report. After a SIGKILL the orphan sweep runs: ``hpo-tools kill`` or PAIAssessor's
-``trial_end`` backstop, both given NNI's experiment directory (the link leads them on).
+DLC, PAI training, PAI-Flow and MaxCompute are their fake SDK clients over one shared
+fake-cloud directory (``HPO_TOOLS_FAKE_CLOUD``; every process sees the same jobs). The moment
+is reached by a failpoint (``HPO_TOOLS_FAILPOINTS=<moment>=pause|kill``,
+hpo_tools/failpoints.py), by the fake service's create plans (``hang_before``, ``hang``,
+``lost``), or by :class:`FakeNniManager` holding a report. After a SIGKILL the orphan sweep
+runs: ``hpo-tools kill`` or PAIAssessor's ``trial_end`` backstop, both given NNI's experiment
+directory (the link leads them on).
 
-:func:`run_case` only observes; the tests assert on its :class:`Outcome`.
+It also brings the job faults: a local job's process SIGKILLed, or a cloud job stopped on the
+service, once two steps are scored (crashes, hangs and damaged event files are the job's own
+doing: tests/faults/fault_job.py, the fake services' plans).
+
+:meth:`Faults.run` only observes; the tests assert on its :class:`Outcome`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hpo_tools.cloud import ENV_FAKE_CLOUD
 from hpo_tools.failpoints import ENV_FAILPOINT_DIR, ENV_FAILPOINTS
@@ -268,12 +273,13 @@ class Outcome:
     stderr: str = ""
     log: str = ""
     seconds: float = 0.0  # the whole case
+    error: str = ""  # the harness's own failure, if any (then ``reached`` is False)
 
     def describe(self) -> str:
         """Everything the case saw, for an assertion message."""
         return "\n".join([
             f"case {self.case.id}: reached={self.reached} returncode={self.returncode} "
-            f"elapsed={self.elapsed}",
+            f"elapsed={self.elapsed}" + (f" harness error: {self.error}" if self.error else ""),
             f"registry: {self.registry}", f"cloud: {self.cloud_jobs}", f"sweep: {self.sweep}",
             f"survivors: {self.survivors}", f"result.json: {self.result}",
             "--- stderr ---", self.stderr[-3000:],
@@ -315,7 +321,7 @@ class Faults:
         for platform in ("dlc", "pai", "paiflow"):
             fake_service(platform, self.cloud).release()
 
-    def _cloud_jobs(self, case: Case) -> tuple:
+    def _cloud_jobs(self, case: Case) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
         """``([{"job_id", "status"}], live statuses)`` of the case's jobs on its service: the
         fake's records; for MaxCompute its PAI instances (the command names the case)."""
         if case.platform != MAXCOMPUTE:
@@ -333,17 +339,21 @@ class Faults:
     # -- a case ------------------------------------------------------------------------------
 
     def run(self, case: Case) -> Outcome:
-        """Run ``case`` and observe what it left; never raises for what the product did."""
+        """Run ``case`` and observe what it left; never raises (a harness failure is
+        ``error``, and the case counts as not reached)."""
         started = time.monotonic()
         outcome = Outcome(case)
         runner: Optional[subprocess.Popen] = None
         directory = self.root / case.token
         try:
             runner, ids = self._start(case, directory)
-            self._inject(case, runner, directory, outcome)
+            self._inject(case, runner, ids, outcome)
             if case.signum == signal.SIGKILL:
                 outcome.sweep = self._sweep(case, ids)
             self._observe(case, ids, outcome)
+        except Exception as err:  # noqa: BLE001 - reported by the case's tests
+            outcome.error = f"{type(err).__name__}: {err}"
+            outcome.reached = False
         finally:
             if runner is not None and runner.poll() is None:
                 runner.kill()  # the harness failed: leave nothing behind
@@ -356,7 +366,8 @@ class Faults:
             outcome.seconds = time.monotonic() - started
         return outcome
 
-    def _start(self, case: Case, directory: Path) -> tuple:
+    def _start(self, case: Case, directory: Path) -> Tuple[subprocess.Popen, Dict[str, str]]:
+        """The runner of ``case``, started; the ids and directories it uses."""
         (directory / "fp").mkdir(parents=True)
         (directory / "trial.ini").write_text(trial_file(case))
         exp_id, trial_id = ("faults", case.token) if case.nni else ("standalone", "standalone")
@@ -379,14 +390,14 @@ class Faults:
                  "--exp_dir", str(directory / "exp"), "--interval", "0.2"],
                 cwd=directory, env=env, stdout=out, stderr=err)
         ids = {"exp_id": exp_id, "trial_id": trial_id, "nni_dir": str(nni_dir),
-               "exp_dir": str(directory / "exp" / exp_id), "trial_dir": str(trial_dir)}
+               "exp_dir": str(directory / "exp" / exp_id), "trial_dir": str(trial_dir),
+               "failpoints": str(directory / "fp")}
         return runner, ids
 
-    def _reached(self, case: Case, directory: Path) -> Callable[[], bool]:
+    def _reached(self, case: Case, ids: Dict[str, str]) -> Callable[[], bool]:
         """Whether the runner is at the case's moment now."""
         if case.failpoint:
-            marker = directory / "fp" / case.moment
-            return marker.exists
+            return (Path(ids["failpoints"]) / case.moment).exists
         if case.nni:
             return self._held[case.token].is_set
         fake = fake_service(case.platform, self.cloud)
@@ -395,19 +406,20 @@ class Faults:
             return lambda: case.token in _read(submissions)
         return lambda: bool(fake.named(case.token, "", None))  # create_hang
 
-    def _inject(self, case: Case, runner: subprocess.Popen, directory: Path,
+    def _inject(self, case: Case, runner: subprocess.Popen, ids: Dict[str, str],
                 outcome: Outcome) -> None:
+        """Bring the fault at its moment; the runner's end and how long it took to die."""
         if case.moment == "job_killed":
-            outcome.reached = self._kill_job(case, runner, directory)
+            outcome.reached = self._kill_job(case, runner, ids)
         if case.moment == CREATE_LOST or case.job_fault:  # the runner goes on alone
             try:
                 outcome.returncode = runner.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 return
             if case.moment != "job_killed":  # the fault came if the job did
-                outcome.reached = bool(self._jobs_of(case, directory))
+                outcome.reached = bool(self._jobs_of(case, ids))
             return
-        reached = self._reached(case, directory)
+        reached = self._reached(case, ids)
         deadline = time.monotonic() + 60
         while not reached():
             if runner.poll() is not None or time.monotonic() > deadline:
@@ -424,20 +436,19 @@ class Faults:
             outcome.returncode = None
         outcome.elapsed = time.monotonic() - sent
 
-    def _jobs_of(self, case: Case, directory: Path) -> List[Any]:
+    def _jobs_of(self, case: Case, ids: Dict[str, str]) -> List[Any]:
         """The case's jobs: on the fake service, else in the registry."""
         if case.platform != LOCAL:
             return list(self._cloud_jobs(case)[0])
         from hpo_tools.jobs import JobRegistry
 
-        record = JobRegistry(directory / "exp" / "standalone").load("standalone")
+        record = JobRegistry(Path(ids["exp_dir"])).load(ids["trial_id"])
         return list(record.jobs) if record is not None else []
 
-    def _kill_job(self, case: Case, runner: subprocess.Popen, directory: Path) -> bool:
+    def _kill_job(self, case: Case, runner: subprocess.Popen, ids: Dict[str, str]) -> bool:
         """Once two steps are scored, the job ends from outside: its process SIGKILLed (the
         OOM killer, a user), or stopped on the service (not by hpo-tools)."""
-        result = directory / "nni" / "standalone" / "environments" / "local-env" / "trials" / (
-            "standalone") / "result.json"
+        result = Path(ids["trial_dir"]) / "result.json"
         deadline = time.monotonic() + 60
         while len(_json(result).get("intermediate") or []) < 2:
             if runner.poll() is not None or time.monotonic() > deadline:
