@@ -3,7 +3,10 @@
     python fault_job.py [--steps 600] [--sleep 0.1] [--fail-at K] [--hang-after K]
                         [--events DIR]
 
-Each step prints ``step K auc=X`` (what the trial's ``stdout`` metric reads). ``--fail-at K``
+It starts a silent worker process of its own first (as a data loader does): a job's cancel
+must stop its whole process group, and a worker that writes nothing does not die of a broken
+pipe when the runner is gone. Each step prints ``step K auc=X`` (what the trial's ``stdout``
+metric reads). ``--fail-at K``
 exits 3 at step K (a crash after K-1 good steps); ``--hang-after K`` stops printing after step K
 and sleeps a minute (a hung job); ``--events DIR`` also writes each step to a TensorBoard event
 file in DIR and, at the end, two records whose data CRC is wrong and the first bytes of one
@@ -15,6 +18,7 @@ down in the environment (``HPO_TOOLS_FAULT_CASE``).
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +46,9 @@ def main() -> int:
     parser.add_argument("--hang-after", type=int, default=0)
     parser.add_argument("--events")
     args = parser.parse_args()
+    # Not waited for: when the job ends, its shell (the Local platform's) ends the group.
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     events = None
     if args.events:
         from tests.metrics.eventlib import record, scalar_event, version_event

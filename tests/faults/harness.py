@@ -269,6 +269,9 @@ class Outcome:
     cloud_live: List[str] = dataclasses.field(default_factory=list)
     cloud_unrecorded: List[str] = dataclasses.field(default_factory=list)
     survivors: List[str] = dataclasses.field(default_factory=list)
+    #: Processes of a local case alive after its runner's SIGKILL, before any sweep: the job
+    #: must die with its runner by itself (parent-death signal), sweep or not.
+    orphans: List[str] = dataclasses.field(default_factory=list)
     result: Dict[str, Any] = dataclasses.field(default_factory=dict)  # the trial's result.json
     stderr: str = ""
     log: str = ""
@@ -281,7 +284,8 @@ class Outcome:
             f"case {self.case.id}: reached={self.reached} returncode={self.returncode} "
             f"elapsed={self.elapsed}" + (f" harness error: {self.error}" if self.error else ""),
             f"registry: {self.registry}", f"cloud: {self.cloud_jobs}", f"sweep: {self.sweep}",
-            f"survivors: {self.survivors}", f"result.json: {self.result}",
+            f"survivors: {self.survivors}", f"before the sweep: {self.orphans}",
+            f"result.json: {self.result}",
             "--- stderr ---", self.stderr[-3000:],
             "--- trial.log ---", self.log[-3000:]])
 
@@ -349,6 +353,8 @@ class Faults:
             runner, ids = self._start(case, directory)
             self._inject(case, runner, ids, outcome)
             if case.signum == signal.SIGKILL:
+                if case.platform == LOCAL:
+                    outcome.orphans = _survivors(case.token, PROC_GRACE)
                 outcome.sweep = self._sweep(case, ids)
             self._observe(case, ids, outcome)
         except Exception as err:  # noqa: BLE001 - reported by the case's tests

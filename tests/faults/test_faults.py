@@ -14,7 +14,8 @@ harness.py says how one runs), four checks:
 - no job is left running: none the registry calls live (except a pending entry whose create
   never made a job: nothing exists to stop), none of the case's jobs live in the fake cloud;
 - the registry records every job the fake cloud has of the case, as ended;
-- no process of the case is in /proc (the job, its shell, the runner).
+- no process of the case is in /proc (the job, its shell, the runner); after a SIGKILL, none
+  of a local case even before the sweep (the job dies with its runner).
 
 Known gaps of the product are marked ``xfail`` on the one check they break, with the reason
 (:func:`known_gap`); ``strict`` ones turn into failures once fixed, so the mark goes with the gap.
@@ -166,3 +167,5 @@ def test_no_process_of_the_trial_survives(case, fault_outcomes):
     assert outcome.reached, seen
     # Found by the marker every process of the case inherits: the job, its shell, the runner.
     assert not outcome.survivors, seen
+    # A local job dies with its SIGKILLed runner by itself: nothing may need the sweep.
+    assert not outcome.orphans, seen
