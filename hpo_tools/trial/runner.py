@@ -15,6 +15,11 @@ in its own directory (a plain trial's one stage in the trial directory, a finetu
    one intermediate result (several), the finals combined by ``plan.stage_mode`` at the end;
 5. writes ``result.json`` whatever happened.
 
+Each report that went to NNI is recorded in ``<trial dir>/reported.json``
+(:mod:`~hpo_tools.trial.report_state`) once its call returned; with ``resume=1`` a re-run of
+the trial (same experiment and trial id) reads every source from the start again, keeps every
+step in ``result.json``, and sends NNI only what that record does not hold.
+
 A failed command fails the trial (non-zero exit, the last 50 lines of its log on stderr, no final
 report). So does an ``HpoError`` once a job was launched: ``error: ...`` on stderr, jobs
 cancelled, exit 1. Before any launch it is raised (the entry points exit 2: bad trial file,
@@ -47,6 +52,7 @@ from hpo_tools.trial.outcome import EXIT_FAILED, TrialOutcome, TrialStatus
 from hpo_tools.trial.paths import TrialPaths
 from hpo_tools.trial.plan import ConfigWrite, Stage, TrialPlan
 from hpo_tools.trial.registry import RegistryAdapter
+from hpo_tools.trial.report_state import ReportState
 from hpo_tools.trial.reporter import Reporter, ReporterChannelLost
 from hpo_tools.trial.schema import ConfigSchema, config_schema
 from hpo_tools.trial.signals import SignalGuard, TrialCancelled
@@ -123,6 +129,8 @@ class _Run:
         # The stage running now and its own outcome (the trial's when there is one stage).
         self.stage: Stage | None = None
         self.stage_outcome = self.outcome
+        # What NNI already got from this trial id (set by run(); empty until then).
+        self.reported = ReportState(context.paths.trial_dir, context.exp_id, context.trial_id)
         self.launcher = Launcher(platform, registry, masker, interval=interval, stderr=stderr)
 
     @property
@@ -227,7 +235,7 @@ class _Run:
         """Report the steps scored since the last call; ``last`` also takes what a poll keeps
         waiting for (a final log line without a newline), once the jobs are over. With
         ``units`` (a budget), NNI gets one report per budget unit, ``result.json`` every
-        step."""
+        step. A step (or unit) an earlier run of this trial reported is not sent again."""
         failpoint("metric_read")
         for report in follower.drain() if last else follower.poll():
             self.stage_outcome.intermediate.append(report.to_dict())
@@ -235,13 +243,32 @@ class _Run:
             # must not match the runner's own echo of the values.
             _logger.debug("step %d: score %.6g %s", report.step, report.score, report.values)
             if not self.staged:  # a stage of several reports its final result only
-                for sent in [report] if units is None else units.add(report):
+                for sent in self.to_send(report, units):
                     failpoint("report")
                     self.reporter.report_intermediate(sent.as_nni())
+                    self.record_sent(sent, units)
             self.write_result(self.stage_outcome, self.stage_paths(self.stage))
         if last and units is not None and not self.staged:
             for sent in units.finish():
                 self.reporter.report_intermediate(sent.as_nni())
+                self.record_sent(sent, units)
+
+    def to_send(self, report: Any, units: UnitReports | None) -> list[Any]:
+        """The reports NNI gets for the newly scored ``report``: itself, or with a budget the
+        units it completes; none when an earlier run of this trial sent it (resume)."""
+        if units is not None:
+            return list(units.add(report))
+        if self.reported.has_step(report.source, report.step):
+            _logger.debug("step %d: already reported to NNI; not sent again", report.step)
+            return []
+        return [report]
+
+    def record_sent(self, report: Any, units: UnitReports | None) -> None:
+        """Record a report whose call returned (so a resumed run never sends it again)."""
+        if units is not None:
+            self.reported.add_unit()
+        else:
+            self.reported.add_step(report.source, report.step)
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -259,6 +286,8 @@ class _Run:
             stage.metric, paths.log_path, self.interval, platform=self.platform, where=where
         )
         units = UnitReports(stage.unit_steps) if stage.unit_steps else None
+        if units is not None and not self.staged:
+            units.sent = self.reported.units  # the units an earlier run of the trial sent
         failpoint("write_configs")
         configs = self.write_configs(stage, paths)
         self.stage_outcome.configs = configs
@@ -353,6 +382,7 @@ class _Run:
             self.registry.forget_stages()  # a fresh run of the trial trains every stage again
         else:
             self.registry.forget_stages(s.name for s in plan.stages if s.redo)
+        self.reported = self.open_report_state()
         finished = self.registry.finished_stages()
         if self.staged:
             configs = _previous_configs(self.context.paths.params_path) if plan.resume else []
@@ -370,9 +400,28 @@ class _Run:
             reports.append(report)
             if self.staged:
                 self.outcome.intermediate.append({**dict(stage.record), **report.to_dict()})
-                self.reporter.report_intermediate(report.as_nni())
+                if self.reported.has_stage(stage.name):
+                    _logger.info("resume: %s's result was already reported to NNI for this "
+                                 "trial; not sent again", stage.label)
+                else:
+                    self.reporter.report_intermediate(report.as_nni())
+                    self.reported.add_stage(stage.name)
                 self.write_result(self.outcome, self.context.paths)
         self.finish(reports)
+
+    def open_report_state(self) -> ReportState:
+        """What NNI already got from this trial id: with ``resume=1`` the record earlier runs
+        left (minus the stages trained again); else a fresh record (everything is sent)."""
+        plan, context = self.plan, self.context
+        where = (context.paths.trial_dir, context.exp_id, context.trial_id)
+        redo = [stage.name for stage in plan.stages if stage.redo]
+        if not plan.resume or (redo and not self.staged):
+            return ReportState.fresh(*where)
+        state = ReportState.load(*where)
+        state.forget_stages(redo)
+        if not state.empty:
+            _logger.info("resume: %s; not sent again", state.describe())
+        return state
 
     def run_one(self, stage: Stage) -> Any:
         """Run ``stage``; its final report, or None when the trial ended with it."""
@@ -448,7 +497,13 @@ class _Run:
         else:
             final = reports[-1]
         failpoint("final_report")
-        self.reporter.report_final(final.as_nni())
+        stages = [stage.name for stage in self.plan.stages]
+        if self.reported.has_final(stages):
+            _logger.info("resume: the final result was already reported to NNI for this trial; "
+                         "not sent again")
+        else:
+            self.reporter.report_final(final.as_nni())
+            self.reported.add_final(stages)
         self.outcome.status = TrialStatus.SUCCEEDED
         self.outcome.exit_code = 0
         self.registry.trial_finished(TrialStatus.SUCCEEDED)

@@ -7,6 +7,9 @@ TensorFlow) and prints ``step N auc=X``. The score is a known function of the le
 
     python fake_train.py --config pipeline.config --model_dir DIR [--steps 3] [--sleep 0.05]
                          [--lr 0.1] [--edit_config_json JSON] [--fail-at STEP]
+                         [--first-step N]
+
+``--first-step N`` starts at step N, as a trainer resumed from its checkpoint of step N-1 does.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--edit_config_json")
     parser.add_argument("--fail-at", type=int, default=0)
+    parser.add_argument("--first-step", type=int, default=1)
     args = parser.parse_args()
 
     lr = args.lr
@@ -64,7 +68,7 @@ def main() -> int:
         writer = RecordWriter(handle)
         writer.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
                      .SerializeToString())
-        for step in range(1, args.steps + 1):
+        for step in range(args.first_step, args.steps + 1):
             time.sleep(args.sleep)
             if step == args.fail_at:
                 print(f"step {step}: diverged", file=sys.stderr, flush=True)
