@@ -13,10 +13,11 @@ Rules (docs/running-trials.md, "Resume"):
 
 * The record belongs to the trial that got the reports: a run under another experiment or
   trial id treats it as empty (NNI's record of that id holds nothing yet).
-* It is rewritten (atomically) after each report call returns, never before: a report that did
-  not go out (it raised, timed out, or the runner died first) is sent again by a resumed run;
-  one that went out is not. Only a runner SIGKILLed between NNI's answer and the write sends
-  that one report again.
+* It is rewritten (atomically) after each report call returns, never before: a report whose
+  call did not return (it raised, timed out, or the runner died first) is sent again by a
+  resumed run; one whose call returned is not. Nothing is lost; a report goes out twice only
+  when NNI got it but the runner never learned so (no answer in time, a SIGKILL between NNI's
+  answer and the write).
 * A file that cannot be read or is malformed is one warning line and an empty record: it never
   fails a trial; neither does a record that cannot be written (one warning line).
 """
