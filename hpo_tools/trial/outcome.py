@@ -44,6 +44,8 @@ class TrialOutcome:
         intermediate: the intermediate reports (``Report.to_dict()``; a stage's with its name).
         final: the final report, when there is one.
         message: why it failed or was cancelled (one line, masked).
+        warnings: problems of a trial that still has its result, one line each (masked): a
+            damaged event file whose good steps were read (``Follower.warnings()``).
         configs: the edited configs written.
         trial_dir: the trial's directory.
     """
@@ -53,6 +55,7 @@ class TrialOutcome:
     intermediate: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] | None = None
     message: str = ""
+    warnings: list[str] = field(default_factory=list)
     configs: list[str] = field(default_factory=list)
     trial_dir: str = ""
 
@@ -68,4 +71,6 @@ class TrialOutcome:
         }
         if self.message:
             result["message"] = self.message
+        if self.warnings:
+            result["warnings"] = self.warnings
         return result

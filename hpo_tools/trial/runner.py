@@ -151,6 +151,7 @@ class _Run:
     def write_result(self, outcome: TrialOutcome, paths: TrialPaths) -> None:
         # Messages can quote a job's output or an error: they go through the masker too.
         outcome.message = self.masker.mask(outcome.message)
+        outcome.warnings = [self.masker.mask(w) for w in outcome.warnings]
         write_json_atomic(paths.result_path, outcome.to_dict())
 
     def write_results(self) -> None:
@@ -320,6 +321,11 @@ class _Run:
         # A signal during the last reads interrupts them (platform.interrupt()): what they
         # returned is incomplete and must not become the final result.
         self.check_cancelled()
+        # A damaged event file whose good steps were read: the result stands, with its note.
+        warnings = follower.warnings()
+        self.stage_outcome.warnings.extend(warnings)
+        if self.staged:
+            self.outcome.warnings.extend(f"{stage.label}: {w}" for w in warnings)
         self.stage_outcome.final = final.to_dict()
         _logger.debug("final: score %.6g %s", final.score, final.values)
         return final
@@ -502,8 +508,12 @@ class _Run:
             _logger.info("resume: the final result was already reported to NNI for this trial; "
                          "not sent again")
         else:
+            self.check_cancelled()  # a signal while the result was being put together
             self.reporter.report_final(final.as_nni())
             self.reported.add_final(stages)
+        # A signal during the final report (NNI stopping the trial as it ended) still ends the
+        # trial by that signal, as at any other moment: never exit 0 after one.
+        self.check_cancelled()
         self.outcome.status = TrialStatus.SUCCEEDED
         self.outcome.exit_code = 0
         self.registry.trial_finished(TrialStatus.SUCCEEDED)

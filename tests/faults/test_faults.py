@@ -33,10 +33,6 @@ from .harness import DEADLINE, JOB_TIMEOUT
 CASES = draw()
 
 # The product's known gaps (issue 14), each a (check, reason, strict) per case it breaks.
-_FINAL_REPORT = (
-    "known gap: a SIGINT/SIGTERM during the final report (a report that returns at once: the "
-    "console, or NNI answering) is swallowed; the runner exits 0 (NNI: SUCCEEDED) instead of "
-    "dying by the signal (runner.py checks no cancel after report_final)")
 _UNREGISTERED = (
     "known gap: a cloud job is in the job registry only once its create answered, so a runner "
     "SIGKILLed while the create hangs (or right after it returned, before the follower thread "
@@ -49,9 +45,6 @@ _LOST_UNREGISTERED = (
 
 def known_gap(case: Case, check: str) -> tuple[str, bool] | None:
     """``(reason, strict)`` when ``check`` of ``case`` fails because of a known gap."""
-    if check == "death" and case.moment == "final_report" and case.signum in (
-            signal.SIGINT, signal.SIGTERM):
-        return _FINAL_REPORT, True
     if case.platform in CLOUD and case.signum == signal.SIGKILL and check in ("jobs",
                                                                               "registry"):
         if case.moment == "create_hang":

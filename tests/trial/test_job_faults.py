@@ -191,16 +191,15 @@ def test_a_damaged_event_file_still_gives_its_good_steps_with_a_one_line_warning
     assert sum(warning in line for line in (trial_dir / "trial.log").read_text().splitlines()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="needs the runner (hpo_tools/trial/runner.py, owned by "
-                   "another engineer) to put Follower.warnings() into result.json: see the "
-                   "issue 14 item 3 report")
 def test_a_damaged_event_files_warning_is_in_result_json(tmp_path):
     source, cut = _damaged_event_file(tmp_path, (100, 200))
     outcome, _, trial_dir, _ = _run(tmp_path, _copying_trial(source))
     events = trial_dir / "model/eval_val/events.out.tfevents.1700000000.host"
     warning = f"{events}: 2 corrupt records skipped; a truncated record of {cut} bytes at the end"
     assert outcome.status == "succeeded"
-    assert warning in json.dumps(_result(trial_dir))
+    result = _result(trial_dir)
+    assert result["warnings"] == [warning] and result["status"] == "succeeded"
+    assert "message" not in result  # a message says why a trial failed; this one did not
 
 
 def test_an_event_file_without_one_good_step_fails_the_trial_saying_what_was_wrong(tmp_path):
