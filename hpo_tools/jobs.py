@@ -8,6 +8,12 @@ runner saves one whenever a job starts or changes state; the assessor's ``trial_
 failed write raises ``StorageError``) and serialised between processes with a lock file; a job
 marked cancelled by another process stays cancelled (see :meth:`JobRegistry.save`). Records never
 hold credentials: only the platform's non-secret settings and each job's ``describe()``.
+
+A cloud job is recorded *pending* before its create is sent, with the unique name (or tag) the
+create gives it; each entry also names the process that recorded it (:func:`this_process`).
+A sweep looks a pending job up by that name (``cancel_and_identify``), stops it and records its
+id; when nothing has the name yet, the entry stays live while the runner that sent the create
+may still be waiting for it, and is closed as never created once that runner has ended.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import logging
 import os
 import re
+import socket
 import threading
 import time
 import traceback
@@ -28,10 +35,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from hpo_tools.platforms.base import Job, JobState, Platform, platform_for_description
+from hpo_tools.platforms.cloud_job import JobNotFoundYet
+from hpo_tools.platforms.local import read_proc_stat
 from hpo_tools.secrets import SecretMasker, credential_env_names, is_credential_name
 from hpo_tools.storage import write_json_atomic
 
-__all__ = ["JobEntry", "TrialRecord", "JobRegistry", "RECORD_VERSION"]
+__all__ = ["JobEntry", "TrialRecord", "JobRegistry", "RECORD_VERSION", "process_alive",
+           "this_process"]
 
 _logger = logging.getLogger(__name__)
 
@@ -49,6 +59,62 @@ except ImportError:  # pragma: no cover - Windows: records are still atomic, jus
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def this_process() -> Dict[str, Any]:
+    """This process, as a later sweep in another process tells whether it still lives: pid,
+    start time (``/proc/<pid>/stat`` field 22: pids are reused), boot id, pid namespace, host.
+    Empty where there is no ``/proc`` (then nobody can tell)."""
+    stat = read_proc_stat(os.getpid())
+    if stat is None:
+        return {}
+    return {"pid": os.getpid(), "start_time": stat.start_time, "boot_id": _boot_id(),
+            "pid_namespace": _pid_namespace(), "host": socket.gethostname()}
+
+
+def process_alive(process: Mapping[str, Any]) -> Optional[bool]:
+    """Whether the process :func:`this_process` described (in another process) still lives.
+
+    Returns:
+        True or False; None when this process cannot tell (nothing recorded, another host or
+        pid namespace, no ``/proc``).
+    """
+    here = this_process()
+    if not process or not here or process.get("host") != here["host"]:
+        return None
+    if process.get("boot_id") and process.get("boot_id") != here["boot_id"]:
+        return False  # the machine rebooted since: every process of then is gone
+    if process.get("pid_namespace") != here["pid_namespace"]:
+        return None
+    try:
+        pid = int(process["pid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    stat = read_proc_stat(pid)
+    if stat is None:
+        try:
+            os.kill(pid, 0)  # sends nothing: does the pid exist (hidden from /proc)?
+        except ProcessLookupError:
+            return False
+        except OSError:  # EPERM: someone else's process of that pid
+            return None
+        return None
+    return stat.is_alive and stat.start_time == process.get("start_time")
 
 
 def _masker(descriptions: Iterable[Mapping[str, Any]] = ()) -> SecretMasker:
@@ -105,6 +171,8 @@ class JobEntry:
         logview: Where users can watch the job, when the platform has such a page.
         message: Why it failed or was cancelled.
         updated_at: When the entry last changed (ISO 8601, UTC).
+        runner: The process that recorded the job (:func:`this_process`): while it lives, a
+            job whose create never answered may still appear.
     """
 
     command_index: int
@@ -114,6 +182,16 @@ class JobEntry:
     logview: Optional[str] = None
     message: str = ""
     updated_at: str = dataclasses.field(default_factory=_now)
+    runner: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def unique_name(self) -> str:
+        """The name (or tag) the platform gave the job's submission, ``""`` when none."""
+        return str(self.description.get("unique_name") or "")
+
+    def key(self) -> Tuple[int, str]:
+        """What names the job across a rename of its id (pending -> the service's)."""
+        return (self.command_index, self.unique_name or self.job_id)
 
     def to_json(self) -> Dict[str, Any]:
         """A JSON-safe dict (state as its lower-case name)."""
@@ -125,6 +203,7 @@ class JobEntry:
             "logview": self.logview,
             "message": self.message,
             "updated_at": self.updated_at,
+            "runner": dict(self.runner),
         }
 
     @classmethod
@@ -138,6 +217,7 @@ class JobEntry:
             logview=data.get("logview"),
             message=str(data.get("message") or ""),
             updated_at=str(data.get("updated_at") or ""),
+            runner=dict(data.get("runner") or {}),
         )
 
 
@@ -169,11 +249,18 @@ class TrialRecord:
     created_at: str = dataclasses.field(default_factory=_now)
     updated_at: str = ""
 
-    def entry(self, command_index: int, job_id: str) -> Optional[JobEntry]:
-        """The entry of job ``job_id`` for command ``command_index``, if recorded."""
+    def entry(self, command_index: int, job_id: str,
+              unique_name: str = "") -> Optional[JobEntry]:
+        """The entry of job ``job_id`` for command ``command_index``, if recorded; with
+        ``unique_name``, also the entry of that submission under another id (a job recorded
+        pending before its create answered, then under the service's id)."""
         for entry in self.jobs:
             if entry.command_index == command_index and entry.job_id == job_id:
                 return entry
+        if unique_name:
+            for entry in self.jobs:
+                if entry.command_index == command_index and entry.unique_name == unique_name:
+                    return entry
         return None
 
     def live_jobs(self) -> List[JobEntry]:
@@ -397,16 +484,23 @@ class JobRegistry:
         """Record ``job`` (command ``command_index``) in ``state`` and save the record.
 
         ``state`` defaults to ``job.poll()``. The job's description, logview and message are
-        refreshed too. The trial becomes RUNNING when a job runs (a resumed trial too).
+        refreshed too. The trial becomes RUNNING when a job runs (a resumed trial too). A job
+        recorded pending under ``<prefix>-pending:<name>`` keeps its entry when its id becomes
+        the service's (found by the description's ``unique_name``). A new entry names this
+        process as its runner.
         """
         if state is None:
             state = job.poll()
-        entry = record.entry(command_index, job.job_id)
+        description = _scrub(job.describe())
+        entry = record.entry(command_index, job.job_id,
+                             str(description.get("unique_name") or ""))
         if entry is None:
-            entry = JobEntry(command_index=command_index, job_id=job.job_id, state=state)
+            entry = JobEntry(command_index=command_index, job_id=job.job_id, state=state,
+                             runner=this_process())
             record.jobs.append(entry)
+        entry.job_id = job.job_id
         entry.state = state
-        entry.description = _scrub(job.describe())
+        entry.description = description
         entry.logview = job.logview
         entry.message = job.message
         entry.updated_at = _now()
@@ -443,8 +537,12 @@ class JobRegistry:
 
         Platforms are rebuilt from the stored descriptions (credentials from this process's
         environment). Jobs are cancelled in parallel; each one handled is marked CANCELLED.
-        One job failing to cancel is logged and never raises; the call returns within about
-        ``timeout`` seconds (a job still being cancelled then keeps its state).
+        A job recorded before its create answered is looked up by its unique name: found, its
+        id goes into the record's description; not found while the runner that sent the create
+        lives, it stays live (the create may still make it); not found once that runner has
+        ended, it is closed as never created (CANCELLED, ``created: false``). One job failing
+        to cancel is logged and never raises; the call returns within about ``timeout``
+        seconds (a job still being cancelled then keeps its state).
 
         Returns:
             The ids of the jobs that were still running and were told to stop.
@@ -459,19 +557,28 @@ class JobRegistry:
         if not live:
             return []
         outcomes = _cancel_entries(live, self._overrides, timeout)
-        stopped = [job_id for (job_id, result) in outcomes.items() if result is True]
+        stopped = [entry.job_id for entry in live
+                   if entry.key() in outcomes and outcomes[entry.key()].stopped]
         with self._locked(trial_id):
             record = self._read(trial_id) or record
             changed = False
             for entry in record.jobs:
-                result = outcomes.get(entry.job_id)
-                if result is None or entry.state.is_finished:
+                outcome = outcomes.get(entry.key())
+                if outcome is None or entry.state.is_finished:
                     continue
-                if isinstance(result, str):  # the error message
-                    entry.message = f"cancel failed: {result}"
+                if outcome.learned:  # a pending job found by its name: recorded
+                    entry.description.update(_scrub(outcome.learned))
+                if outcome.not_found_yet and process_alive(entry.runner) is False:
+                    entry.state = JobState.CANCELLED
+                    entry.description["created"] = False
+                    entry.message = (f"never created: no job named {entry.unique_name or '?'} "
+                                     "was found once its runner had ended")
+                elif outcome.error:
+                    entry.message = f"cancel failed: {outcome.error}"
                 else:
                     entry.state = JobState.CANCELLED
-                    entry.message = "cancelled" if result else "cancelled (not running any more)"
+                    entry.message = ("cancelled" if outcome.stopped
+                                     else "cancelled (not running any more)")
                 entry.updated_at = _now()
                 changed = True
             if changed and not record.state.is_finished:
@@ -538,11 +645,19 @@ def _keep_cancellations(record: TrialRecord, on_disk: TrialRecord) -> None:
     for saved in on_disk.jobs:
         if saved.state is not JobState.CANCELLED:
             continue
-        entry = record.entry(saved.command_index, saved.job_id)
-        if entry is not None and entry.state in (JobState.RUNNING, JobState.PENDING,
-                                                 JobState.FAILED):
-            entry.state = JobState.CANCELLED
-            entry.message = saved.message or "cancelled"
+        entry = record.entry(saved.command_index, saved.job_id, saved.unique_name)
+        if entry is None or entry.state not in (JobState.RUNNING, JobState.PENDING,
+                                                JobState.FAILED):
+            continue
+        if saved.description.get("created") is False and \
+                entry.description.get("created") is not False:
+            # A sweep closed it as never created, believing its runner gone; the runner
+            # saving it knows better (its create may have made the job): the runner wins.
+            continue
+        entry.state = JobState.CANCELLED
+        entry.message = saved.message or "cancelled"
+        if saved.description.get("cloud_id") and not entry.description.get("cloud_id"):
+            entry.description["cloud_id"] = saved.description["cloud_id"]
     if on_disk.state is not JobState.CANCELLED:
         return
     # A trial "failed" because its jobs were killed, or still "running" in a stale record with
@@ -553,15 +668,45 @@ def _keep_cancellations(record: TrialRecord, on_disk: TrialRecord) -> None:
         record.state = JobState.CANCELLED
 
 
+@dataclasses.dataclass
+class _Outcome:
+    """What cancelling one recorded job came to.
+
+    Attributes:
+        stopped: It was live and was told to stop.
+        error: Why the cancel failed (one line, masked); the job keeps its state.
+        not_found_yet: The job's create never answered and no job has its name yet
+            (:class:`~hpo_tools.platforms.cloud_job.JobNotFoundYet`; ``error`` says so).
+        learned: What the platform found out for the record's description (the id of a job
+            found by its name).
+    """
+
+    stopped: bool = False
+    error: str = ""
+    not_found_yet: bool = False
+    learned: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _cancel_described(platform: Platform,
+                      description: Mapping[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+    """``cancel_and_identify`` where the platform has it (cloud jobs), else
+    ``cancel_described`` (nothing learned)."""
+    identify = getattr(platform, "cancel_and_identify", None)
+    if callable(identify):
+        stopped, learned = identify(description)
+        return bool(stopped), dict(learned or {})
+    return bool(platform.cancel_described(description)), {}
+
+
 def _cancel_entries(
     entries: List[JobEntry], overrides: Mapping[str, Mapping[str, Any]], timeout: float
-) -> Dict[str, Union[bool, str]]:
-    """Cancel ``entries`` in parallel threads; job id -> True/False (cancel_described) or error.
+) -> Dict[Tuple[int, str], _Outcome]:
+    """Cancel ``entries`` in parallel threads; :meth:`JobEntry.key` -> its outcome.
 
     Jobs whose cancel has not returned when ``timeout`` runs out are left out.
     """
     platforms: Dict[Tuple[str, str], Platform] = {}
-    outcomes: Dict[str, Union[bool, str]] = {}
+    outcomes: Dict[Tuple[int, str], _Outcome] = {}
     lock = threading.Lock()
     masker = _masker(entry.description for entry in entries)
 
@@ -575,20 +720,21 @@ def _cancel_entries(
 
     def cancel_one(entry: JobEntry) -> None:
         try:
-            result: Union[bool, str] = bool(
-                platform_for(entry.description).cancel_described(entry.description)
-            )
+            stopped, learned = _cancel_described(platform_for(entry.description),
+                                                 entry.description)
+            outcome = _Outcome(stopped=stopped, learned=learned)
         except Exception as err:  # never raise for one bad job: log and go on
             # SDK errors can quote a credential; the message also goes into the record.
             message = masker.mask(str(err)) or type(err).__name__
-            _logger.warning(
-                "could not cancel job %s (command %d): %s",
-                entry.job_id, entry.command_index, message,
-            )
+            log = _logger.info if isinstance(err, JobNotFoundYet) else _logger.warning
+            log("could not cancel job %s (command %d): %s",
+                entry.job_id, entry.command_index, message)
             _logger.debug("%s", _masked_traceback(masker))
-            result = next((line for line in message.splitlines() if line.strip()), message)
+            outcome = _Outcome(
+                error=next((line for line in message.splitlines() if line.strip()), message),
+                not_found_yet=isinstance(err, JobNotFoundYet))
         with lock:
-            outcomes[entry.job_id] = result
+            outcomes[entry.key()] = outcome
 
     threads = [
         threading.Thread(target=cancel_one, args=(entry,), name=f"cancel-{entry.job_id}",

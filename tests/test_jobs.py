@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hpo_tools.errors import StorageError
-from hpo_tools.jobs import JobRegistry, TrialRecord
+from hpo_tools.jobs import JobRegistry, TrialRecord, process_alive, this_process
 from hpo_tools.platforms import Job, JobState, Platform
 from hpo_tools.platforms import base as platforms_base
 from hpo_tools.platforms.local import LocalPlatform
@@ -412,3 +414,148 @@ def test_a_link_never_replaces_a_real_record(registry, tmp_path):
     assert registry.load("t1") is not None
     assert json.loads(registry.path("t1").read_text())["trial_id"] == "t1"
     assert "registry_dir" not in json.loads(registry.path("t1").read_text())
+
+
+# -- jobs recorded before their create answered (issue 14 items 1 and 2) ---------------------
+
+
+def _ended_process() -> dict:
+    """:func:`this_process` of a process that has ended since (a runner SIGKILLed, say)."""
+    code = "import json; from hpo_tools.jobs import this_process; print(json.dumps(this_process()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[1])
+    return json.loads(done.stdout)
+
+
+def _pending(name: str) -> _ListedJob:
+    """A DLC job as its runner records it before CreateJob is sent (or while it hangs)."""
+    return _ListedJob(f"dlc-pending:{name}", {
+        "platform": "dlc", "job_id": f"dlc-pending:{name}", "cloud_id": None,
+        "unique_name": name, "scope": "ws1", "submitted_at": time.time(),
+        "settings": {"region": "cn-shanghai", "endpoint": "pai-dlc.cn-shanghai.aliyuncs.com",
+                     "credential_env": ["ALIBABA_CLOUD_ACCESS_KEY_ID",
+                                        "ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+                     "poll_interval": 0.0}}, JobState.PENDING)
+
+
+@pytest.fixture
+def dlc(tmp_path, monkeypatch):
+    """The fake DLC service, and a registry whose sweeps reach it (keys from the env)."""
+    from hpo_tools.testing.dlc import FakeDlcClient
+
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tRegistryTestId")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "registryTestSecret42")
+    fake = FakeDlcClient(tmp_path / "cloud", access_key_id="LTAI5tRegistryTestId",
+                         access_key_secret="registryTestSecret42")
+    registry = JobRegistry(tmp_path / "exp",
+                           platform_overrides={"dlc": {"client_factory": fake.connect}})
+    yield fake, registry
+    fake.release()
+
+
+def _create_named(fake, name: str) -> str:
+    """What a create that never answered left on the service: a running job named ``name``."""
+    from alibabacloud_pai_dlc20201203 import models
+
+    fake.plan_next(steps=[{"status": "Running"}])
+    request = models.CreateJobRequest(display_name=name, workspace_id="ws1", job_type="TFJob",
+                                      user_command="python train.py")
+    return str(fake.create_job(request).body.job_id)
+
+
+def test_process_alive_tells_a_live_runner_from_an_ended_one():
+    me = this_process()
+    # the process recording a job: alive while it runs...
+    assert process_alive(me) is True
+    # ...dead once it ended, and a reused pid is not the runner (another start time)
+    assert process_alive(_ended_process()) is False
+    assert process_alive({**me, "start_time": me["start_time"] + 1}) is False
+    # nothing recorded, or a runner on another machine: nobody here can tell
+    assert process_alive({}) is None
+    assert process_alive({**me, "host": "another-machine"}) is None
+
+
+def test_a_job_recorded_pending_keeps_its_entry_when_its_create_answers(registry):
+    record = registry.new("t1", platform="dlc")
+    registry.mark_job(record, 1, _pending("n-hpo-1"))
+    answered = _ListedJob("dlc-abc", {**_pending("n-hpo-1").describe(), "job_id": "dlc-abc",
+                                      "cloud_id": "dlc-abc"})
+    registry.mark_job(record, 1, answered, JobState.RUNNING)
+    # one entry per submission: the pending one became the job under the service's id
+    (entry,) = registry.load("t1").jobs
+    assert (entry.job_id, entry.state) == ("dlc-abc", JobState.RUNNING)
+    assert entry.description["cloud_id"] == "dlc-abc"
+    # it names the process that recorded it (a sweep asks whether that runner still lives)
+    assert entry.runner == this_process()
+
+
+def test_a_sweep_finds_a_pending_job_by_its_name_stops_it_and_records_its_id(dlc):
+    fake, registry = dlc
+    registry.mark_job(registry.new("t1", platform="dlc"), 1, _pending("n-hpo-2"))
+    job_id = _create_named(fake, "n-hpo-2")  # the create made it; its answer never came
+    assert registry.cancel_live("t1", timeout=10) == ["dlc-pending:n-hpo-2"]
+    assert fake.stop_calls(job_id) == 1
+    (entry,) = registry.load("t1").jobs
+    # recorded: ended, under the id the service gave it (a later sweep needs no search)
+    assert entry.state is JobState.CANCELLED and entry.description["cloud_id"] == job_id
+
+
+def test_a_pending_job_of_a_live_runner_stays_live_while_its_create_may_still_make_it(dlc):
+    fake, registry = dlc
+    registry.mark_job(registry.new("t1", platform="dlc"), 1, _pending("n-hpo-3"))
+    # nothing named so yet, and the runner (this process) may still be waiting for its create
+    assert registry.cancel_live("t1", timeout=10) == []
+    (entry,) = registry.load("t1").jobs
+    assert entry.state is JobState.PENDING
+    assert "no DLC job named n-hpo-3 yet" in entry.message
+    # so a job its create makes later is found by the next sweep
+    job_id = _create_named(fake, "n-hpo-3")
+    assert registry.cancel_all_live(timeout=10) == {"t1": ["dlc-pending:n-hpo-3"]}
+    assert fake.stop_calls(job_id) == 1
+
+
+def test_a_pending_job_of_an_ended_runner_is_closed_as_never_created_after_one_look(dlc):
+    fake, registry = dlc
+    record = registry.new("t1", platform="dlc")
+    registry.mark_job(record, 1, _pending("n-hpo-4"))
+    record.jobs[0].runner = _ended_process()  # recorded by a runner that has ended since
+    registry.save(record)
+    assert registry.cancel_all_live(timeout=10) == {}
+    (entry,) = registry.load("t1").jobs
+    # nothing can make the job any more: the first look that finds nothing closes it, so
+    # `hpo-tools kill` has nothing live left (its exit 0), not "no job named X yet" for 600 s
+    assert entry.state is JobState.CANCELLED and entry.description["created"] is False
+    assert entry.message.startswith("never created: no job named n-hpo-4")
+    assert registry.load("t1").state is JobState.CANCELLED
+    assert not any(r.live_jobs() for r in registry.records())
+    assert fake.stops == []
+
+
+def test_a_sweeps_cancel_of_a_pending_job_sticks_when_its_runner_then_records_the_job(dlc):
+    fake, registry = dlc
+    runner_record = registry.new("t1", platform="dlc")
+    registry.mark_job(runner_record, 1, _pending("n-hpo-5"))
+    job_id = _create_named(fake, "n-hpo-5")
+    registry.cancel_live("t1", timeout=10)  # another process: found by name, stopped
+    # then the runner's create answers and it saves the job under the service's id
+    answered = _ListedJob(job_id, {**_pending("n-hpo-5").describe(), "job_id": job_id,
+                                   "cloud_id": job_id})
+    registry.mark_job(runner_record, 1, answered, JobState.RUNNING)
+    (entry,) = registry.load("t1").jobs
+    assert entry.job_id == job_id and entry.state is JobState.CANCELLED
+    assert runner_record.jobs[0].state is JobState.CANCELLED
+
+
+def test_a_runner_that_records_its_job_overrides_a_sweeps_never_created(registry):
+    runner_record = registry.new("t1", platform="dlc")
+    registry.mark_job(runner_record, 1, _pending("n-hpo-6"))
+    closed = registry.load("t1")  # a sweep that wrongly believed the runner gone
+    closed.jobs[0].state = JobState.CANCELLED
+    closed.jobs[0].description["created"] = False
+    registry.save(closed)
+    answered = _ListedJob("dlc-x6", {**_pending("n-hpo-6").describe(), "job_id": "dlc-x6",
+                                     "cloud_id": "dlc-x6"})
+    registry.mark_job(runner_record, 1, answered, JobState.RUNNING)
+    # the runner knows the job exists: it stays live, so a sweep can still stop it
+    (entry,) = registry.load("t1").jobs
+    assert (entry.job_id, entry.state) == ("dlc-x6", JobState.RUNNING)

@@ -14,18 +14,22 @@ is a :class:`CloudJobPlatform` subclass that supplies the SDK calls as hooks:
 
 and the base class does the rest, the same for every platform:
 
-- :meth:`CloudJobPlatform.submit` runs ``create`` in a thread (:class:`Creation`) and waits for
-  it in 50 ms slices; :meth:`~CloudJobPlatform.interrupt` (the runner's SIGINT handler) makes it
-  return at once with the job still being created (PENDING, id ``<prefix>-pending:<name>``),
-  which the runner then cancels: a job the call creates later is stopped as soon as it exists.
-  A create that fails without an answer is abandoned: the job is looked for by its unique name
-  (``find``) and stopped, and ``submit`` raises.
+- :meth:`CloudJobPlatform.submit` first hands the job, PENDING with the id
+  ``<prefix>-pending:<name>``, to ``on_update`` (the runner records it in the job registry with
+  its unique name), then runs ``create`` in a thread (:class:`Creation`) and waits for it in
+  50 ms slices; :meth:`~CloudJobPlatform.interrupt` (the runner's SIGINT handler) makes it
+  return at once with the job still being created, which the runner then cancels: a job the
+  call creates later is stopped as soon as it exists. A create that fails without an answer is
+  abandoned: the job is looked for by its unique name (``find``) and stopped, recorded, and
+  ``submit`` raises :class:`CreateUnanswered` (``launched`` when it was found).
 - Each :class:`CloudJob` follows itself in a daemon thread (``status`` then ``on_check`` every
   ``poll_interval`` s); :meth:`CloudJob.poll` / :meth:`~CloudJob.wait` only read what that
   thread published, so no caller waits on the network.
 - :meth:`CloudJob.cancel` stops within 2.5 s (``stop`` in a bounded thread);
   :meth:`CloudJobPlatform.cancel_described` stops a job from its registry record in another
-  process (the assessor, ``hpo-tools kill``).
+  process (the assessor, ``hpo-tools kill``); a record whose create never answered is looked up
+  by its unique name (:meth:`~CloudJobPlatform.cancel_and_identify` also says what was found,
+  for the record), and :class:`JobNotFoundYet` says that nothing has that name yet.
 - Output lines go to the trial log through the runner's masker (:meth:`CloudJob.write_log`).
 
 :class:`CommandSinks` binds metric sources that read one command's job output (``cmd1``) to
@@ -64,7 +68,9 @@ __all__ = [
     "CloudJob",
     "CloudJobPlatform",
     "CommandSinks",
+    "CreateUnanswered",
     "Creation",
+    "JobNotFoundYet",
     "Status",
     "Submission",
     "bounded",
@@ -84,6 +90,36 @@ SEARCH_WINDOW = 600.0
 _SUBMIT_TICK = 0.05  # how soon a waiting submit notices interrupt()
 _MAX_POLL_ERRORS = 20
 _MIN_POLL_PAUSE = 0.01
+
+
+class CreateUnanswered(PlatformError):
+    """A create (submit) that failed without an answer from the service: the job may have been
+    made all the same (it was looked for by its unique name, and stopped when found).
+
+    Attributes:
+        launched: True when the job was found (the service had made it, and it was stopped):
+            something was launched, so the trial runner fails the trial (exit 1) instead of
+            calling its trial file bad (exit 2, nothing launched).
+    """
+
+    def __init__(self, message: str, *, launched: bool) -> None:
+        super().__init__(message)
+        self.launched = launched
+
+
+class JobNotFoundYet(PlatformError):
+    """:meth:`CloudJobPlatform.cancel_described` of a job whose create never answered: no job
+    has its unique name yet, while the create may still make it (within :data:`SEARCH_WINDOW`
+    s of the submit). The job registry keeps the record live, or closes it as never created
+    when the runner that sent the create has ended (nothing can make the job any more).
+
+    Attributes:
+        unique_name: The name looked for.
+    """
+
+    def __init__(self, message: str, *, unique_name: str = "") -> None:
+        super().__init__(message)
+        self.unique_name = unique_name
 
 
 def first_line(err: BaseException) -> str:
@@ -369,11 +405,22 @@ class CloudJob(Job):
                 self.unique_name, self.scope, 2 * CANCEL_TIMEOUT)
             anyway = (f" ({self._platform.display} had created it anyway as {found[0]}: "
                       "stopped)" if found else "")
+            if found:  # the registry records the job it stopped
+                with self._lock:
+                    self.cloud_id = found[0]
             self._finish(JobState.FAILED, f"creating {self.unique_name} failed: "
                          f"{first_line(creation.error)}{anyway}")
             return False
         self._created(str(creation.job_id))
         return not self.poll().is_finished
+
+    def _answered(self, cloud_id: str) -> None:
+        """The create answered while :meth:`CloudJobPlatform.submit` waited: the job takes
+        the service's id, and the registry's pending entry is told (it becomes this job)."""
+        with self._lock:
+            self.job_id = cloud_id
+            self.cloud_id = cloud_id
+        self._notify()
 
     def _created(self, cloud_id: str) -> None:
         with self._lock:
@@ -720,14 +767,19 @@ class CloudJobPlatform(Platform):
         creation = Creation(self, submission)
         if not self.create_after_interrupt and (self._interrupted or self._closed):
             return self._not_created(creation, log_path, command_name, on_update)
+        job = CloudJob(creation, platform=self, log_path=log_path, command_name=command_name,
+                       on_update=on_update, output_filter=output_filter)
+        # Recorded (pending, with the unique name the create carries) before the create is
+        # sent: a runner killed from here on leaves a record that a sweep looks up by name.
+        job._notify()
         creation.start()
         while not creation.done.wait(_SUBMIT_TICK):
             if self._interrupted or self._closed:
                 break  # the runner cancels the job next: hand it back unconfirmed
-        if creation.done.is_set() and creation.error is not None:
-            self._creation_failed(creation)
-        job = CloudJob(creation, platform=self, log_path=log_path, command_name=command_name,
-                       on_update=on_update, output_filter=output_filter)
+        if creation.done.is_set():
+            if creation.error is not None:
+                self._creation_failed(job)
+            job._answered(str(creation.job_id))
         self.on_submit(job)
         job.write_log(f"submitted {submission.summary or submission.unique_name}"
                       + (f" as {self.display} job {job.cloud_id}" if job.cloud_id else
@@ -747,9 +799,17 @@ class CloudJobPlatform(Platform):
         job._finish(JobState.CANCELLED, "not created: the trial was being cancelled")
         return job
 
-    def _creation_failed(self, creation: Creation) -> None:
-        """Raise for a failed create; one that failed without an answer may have created the
-        job all the same: it is looked for by name and stopped first."""
+    def _creation_failed(self, job: CloudJob) -> None:
+        """Raise for the failed create of ``job``; one that failed without an answer may have
+        created the job all the same: it is looked for by name and stopped first. The job
+        ends either way (the registry records it: refused, stopped with the id found, or
+        failed with nothing found; no create is in flight any more).
+
+        Raises:
+            PlatformError: the service refused the job (nothing was created).
+            CreateUnanswered: no answer (``launched`` when the job was found and stopped).
+        """
+        creation = job._creation
         err = creation.error
         assert err is not None
         name = creation.submission.unique_name
@@ -757,34 +817,51 @@ class CloudJobPlatform(Platform):
         if creation.submission.scope:
             where += f" (workspace {creation.submission.scope})"
         if refused(err):
+            job._finish(JobState.FAILED, f"refused: {first_line(err)}")
             raise PlatformError(f"{where} was refused: {first_line(err)}") from err
         found = self.find_and_stop(name, creation.submission.scope, 2 * CANCEL_TIMEOUT)
         after = (f"{self.display} had created it anyway as {', '.join(found)}, stopped"
                  if found else "no job of that name was found")
-        raise PlatformError(f"{where} failed without an answer ({first_line(err)}); "
-                            f"{after}") from err
+        message = f"{where} failed without an answer ({first_line(err)}); {after}"
+        if found:
+            with job._lock:
+                job.cloud_id = found[0]
+            job._finish(JobState.CANCELLED, message)
+        else:
+            job._finish(JobState.FAILED, message)
+        raise CreateUnanswered(job.filtered(message), launched=bool(found)) from err
 
     def cancel_described(self, description: Mapping[str, Any]) -> bool:
         """Stop the described job if it still runs; one whose create never answered is looked
         for by name (and stopped when live).
 
         Raises:
-            PlatformError: such a job was not found yet while its create may still make it
+            JobNotFoundYet: such a job was not found yet while its create may still make it
                 (within :data:`SEARCH_WINDOW` s of the submit): the registry keeps it live and
-                the next sweep looks again.
+                the next sweep looks again (or closes it once its runner has ended).
+        """
+        return self.cancel_and_identify(description)[0]
+
+    def cancel_and_identify(self, description: Mapping[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+        """:meth:`cancel_described`, and what the call learned about the job for its record:
+        ``{"cloud_id": ...}`` when a job whose create never answered was found by its name
+        (the job registry adds it to the record's description, so the job is recorded).
+
+        Raises:
+            JobNotFoundYet: as :meth:`cancel_described`.
         """
         if description.get("created") is False:  # never sent: nothing to stop
-            return False
+            return False, {}
         cloud_id = description.get("cloud_id")
         job_id = str(description.get("job_id") or "")
         if not cloud_id and job_id and not job_id.startswith(self.pending_prefix):
             cloud_id = job_id
         if cloud_id:
             if self.state_of(self.status(str(cloud_id)).text).is_finished:
-                return False
+                return False, {}
             _logger.info("stopping %s job %s from its description", self.display, cloud_id)
             self.stop(str(cloud_id))
-            return True
+            return True, {}
         name = str(description.get("unique_name") or job_id[len(self.pending_prefix):])
         if not name:
             raise PlatformError(f"{self.display} job description names no job: "
@@ -795,12 +872,13 @@ class CloudJobPlatform(Platform):
             _logger.info("stopping %s job %s (%s), found by name", self.display, job, name)
             self.stop(job)
         if live or found:
-            return bool(live)
+            return bool(live), {"cloud_id": (live or [job for job, _ in found])[0]}
         submitted = float(description.get("submitted_at") or 0)
         if time.time() - submitted < SEARCH_WINDOW:
-            raise PlatformError(f"no {self.display} job named {name} yet (its create had not "
-                                "answered); looked for again by the next cancel")
-        return False
+            raise JobNotFoundYet(f"no {self.display} job named {name} yet (its create had "
+                                 "not answered); looked for again by the next cancel",
+                                 unique_name=name)
+        return False, {}
 
     # -- the end -----------------------------------------------------------------------------
 

@@ -328,15 +328,16 @@ class DlcPlatform(CloudJobPlatform):
                 if pod_matches(pod_filter, pod_type, pod_id):
                     job.append(path, new)
 
-    def cancel_described(self, description: Mapping[str, Any]) -> bool:
-        """As :meth:`CloudJobPlatform.cancel_described`; records written before DLC moved onto
-        :mod:`.cloud_job` name the job ``display_name`` / ``workspace_id``."""
+    def cancel_and_identify(self, description: Mapping[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+        """As :meth:`CloudJobPlatform.cancel_and_identify` (and so ``cancel_described``);
+        records written before DLC moved onto :mod:`.cloud_job` name the job
+        ``display_name`` / ``workspace_id``."""
         record = dict(description)
         if not record.get("unique_name"):
             record["unique_name"] = record.get("display_name")
         if not record.get("scope"):
             record["scope"] = record.get("workspace_id")
-        return super().cancel_described(record)
+        return super().cancel_and_identify(record)
 
     # -- job-log metric sources --------------------------------------------------------------
 

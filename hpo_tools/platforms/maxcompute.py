@@ -61,7 +61,9 @@ from hpo_tools.platforms.base import (
 from hpo_tools.platforms.cloud_job import (
     CANCEL_TIMEOUT,
     SEARCH_WINDOW,
+    CreateUnanswered,
     Creation,
+    JobNotFoundYet,
     Submission,
     bounded,
     first_line,
@@ -496,6 +498,18 @@ class MaxComputeJob(Job):
             return False
         self._created(creation.result)
         return not self.poll().is_finished
+
+    def _answered(self, instance: Any) -> None:
+        """The submit answered while :meth:`MaxComputePlatform.submit` waited: the job takes
+        the instance's id, and the registry's pending entry is told (it becomes this job)."""
+        instance_id = str(instance.id)
+        with self._lock:
+            self.job_id = instance_id
+            self._instance = instance
+            self._instances[instance_id] = instance
+            self.instance_ids.insert(0, instance_id)
+            self._state = JobState.RUNNING
+        self._notify()
 
     def _created(self, instance: Any) -> None:
         """The submit answered late with ``instance``: record it (and tell the registry)."""
@@ -945,18 +959,25 @@ class MaxComputePlatform(Platform):
         creation = Creation(self, submission)
         if self._stop_queries():
             return self._not_created(creation, parsed, log_path, on_update)
+        job = MaxComputeJob(
+            creation, parsed, platform=self, log_path=log_path,
+            on_update=on_update, output_filter=output_filter,
+        )
+        # Recorded (pending, with its tag) before anything is sent: a runner killed from here
+        # on leaves a record that a sweep looks up by the tag.
+        job._notify()
         creation.start()
         while not creation.done.wait(_SUBMIT_TICK):
             if self._stop_queries():
                 break  # the runner cancels the job next: hand it back unconfirmed
         if creation.done.is_set() and isinstance(creation.error, _NotSubmitted):
-            return self._not_created(creation, parsed, log_path, on_update)
+            creation.started = False  # the registry's sweep has nothing to look for
+            job._finish(JobState.CANCELLED, "not created: the trial was being cancelled")
+            return job
         if creation.done.is_set() and creation.error is not None:
-            self._submit_failed(creation, what)
-        job = MaxComputeJob(
-            creation, parsed, platform=self, log_path=log_path,
-            on_update=on_update, output_filter=output_filter,
-        )
+            self._submit_failed(job, what)
+        if creation.done.is_set():
+            job._answered(creation.result)  # the registry holds the instance id at once
         if job.instance_ids:
             job.write_log(f"[maxcompute] submitted {parsed.kind} {parsed.name} instance "
                           f"{job.job_id}".replace("  ", " "))
@@ -964,7 +985,6 @@ class MaxComputePlatform(Platform):
             job.write_log(f"[maxcompute] submitted {parsed.kind} {parsed.name} tagged "
                           f"{submission.unique_name} (MaxCompute has not answered yet)"
                           .replace("  ", " "))
-        job._notify()  # the registry holds the instance id before anything else can go wrong
         with self._jobs_lock:
             self._jobs.append(job)
         job._start_following()  # its logview and status: in the job's thread, off this one
@@ -1013,23 +1033,39 @@ class MaxComputePlatform(Platform):
         job._finish(JobState.CANCELLED, "not created: the trial was being cancelled")
         return job
 
-    def _submit_failed(self, creation: Creation, what: str) -> None:
-        """Raise for a failed submit; one that failed without an answer from MaxCompute (no
-        error code) may have created the instance all the same: it is looked for and stopped."""
-        err = creation.error
+    def _submit_failed(self, job: MaxComputeJob, what: str) -> None:
+        """Raise for the failed submit of ``job``; one that failed without an answer from
+        MaxCompute (no error code) may have created the instance all the same: it is looked
+        for and stopped. The job ends either way (the registry records it, with the instances
+        found).
+
+        Raises:
+            HpoError: nothing was sent (no credentials, ...), or MaxCompute refused the job.
+            CreateUnanswered: no answer (``launched`` when an instance was found and
+                stopped).
+        """
+        err = job._creation.error
         assert err is not None
         if isinstance(err, HpoError):  # no credentials, ...: nothing was sent
+            job._creation.started = False
+            job._finish(JobState.FAILED, f"not submitted: {err}")
             raise err
         message = (f"platform MaxCompute: submitting {what} to project {self.project!r} "
                    f"failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
-        if not getattr(err, "code", None):
-            parsed: ParsedCommand = creation.submission.request
-            found = self.search_and_stop({"unique_name": creation.submission.unique_name,
-                                          "kind": parsed.kind, "project": self.project,
-                                          "submitted_at": time.time()}, 2 * _CANCEL_TIMEOUT)
-            if found:
-                message += f" (MaxCompute had created it anyway as {', '.join(found)}: stopped)"
-        raise PlatformError(message) from err
+        if self._client is None:  # building the client failed: nothing was sent
+            job._creation.started = False
+            job._finish(JobState.FAILED, message)
+            raise PlatformError(message) from err
+        if getattr(err, "code", None):  # MaxCompute answered: nothing was created
+            job._finish(JobState.FAILED, message)
+            raise PlatformError(message) from err
+        found = self.search_and_stop(job.description_for_search(), 2 * _CANCEL_TIMEOUT)
+        if found:
+            message += f" (MaxCompute had created it anyway as {', '.join(found)}: stopped)"
+            with job._lock:
+                job.instance_ids[:0] = [i for i in found if i not in job.instance_ids]
+        job._finish(JobState.CANCELLED if found else JobState.FAILED, message)
+        raise CreateUnanswered(message, launched=bool(found)) from err
 
     # -- finding a submission by its tag -----------------------------------------------------
 
@@ -1074,18 +1110,32 @@ class MaxComputePlatform(Platform):
         whose submit never answered is looked for by its tag (and stopped when live).
 
         Raises:
-            PlatformError: No instance ids and no tag; or no instance with the tag yet while its
-                submit may still create it (within 600 s of the submit): the registry keeps it
-                live and the next sweep looks again.
+            PlatformError: No instance ids and no tag.
+            JobNotFoundYet: no instance with the tag yet while its submit may still create it
+                (within 600 s of the submit): the registry keeps it live and the next sweep
+                looks again (or closes it once its runner has ended).
+        """
+        return self.cancel_and_identify(description)[0]
+
+    def cancel_and_identify(self, description: Mapping[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+        """:meth:`cancel_described`, and what the call learned for the job's record:
+        ``{"instance_ids": [...]}`` when a submission that never answered was found by its tag.
+
+        Raises:
+            PlatformError, JobNotFoundYet: as :meth:`cancel_described`.
         """
         if description.get("created") is False:  # never sent: nothing to stop
-            return False
+            return False, {}
         instance_ids = [str(i) for i in description.get("instance_ids") or []]
         job_id = str(description.get("job_id") or "")
         if not instance_ids and job_id and not job_id.startswith(PENDING_PREFIX):
             instance_ids = [job_id]
         if not instance_ids:
             return self._cancel_by_tag(description, job_id)
+        return self._cancel_instances(description, instance_ids), {}
+
+    def _cancel_instances(self, description: Mapping[str, Any], instance_ids: List[str]) -> bool:
+        """Stop those of ``instance_ids`` that have not terminated; whether any had not."""
         project = str(description.get("project") or self.project)
         client = self.client()
         live = []
@@ -1107,8 +1157,10 @@ class MaxComputePlatform(Platform):
         _stop_all(stops, _CANCEL_TIMEOUT)
         return True
 
-    def _cancel_by_tag(self, description: Mapping[str, Any], job_id: str) -> bool:
-        """A described job whose submit never answered: look for its tag, stop what lives."""
+    def _cancel_by_tag(self, description: Mapping[str, Any],
+                       job_id: str) -> Tuple[bool, Dict[str, Any]]:
+        """A described job whose submit never answered: look for its tag, stop what lives;
+        whether something lived, and the instances found."""
         tag = str(description.get("unique_name") or job_id[len(PENDING_PREFIX):])
         if not tag:
             raise PlatformError(f"maxcompute job description lacks instance ids: {description!r}")
@@ -1122,11 +1174,12 @@ class MaxComputePlatform(Platform):
             _stop_all([(i, lambda i=i: client.stop_instance(i, project=project)) for i in live],
                       _CANCEL_TIMEOUT)
         if found:
-            return bool(live)
+            return bool(live), {"instance_ids": [instance_id for instance_id, _ in found]}
         if time.time() - float(description.get("submitted_at") or 0) < SEARCH_WINDOW:
-            raise PlatformError(f"no MaxCompute instance tagged {tag} yet (its submit had not "
-                                "answered); looked for again by the next cancel")
-        return False
+            raise JobNotFoundYet(f"no MaxCompute instance tagged {tag} yet (its submit had "
+                                 "not answered); looked for again by the next cancel",
+                                 unique_name=tag)
+        return False, {}
 
     # -- the table metric source -------------------------------------------------------------
 

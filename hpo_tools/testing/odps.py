@@ -19,7 +19,8 @@ shipped code path is the one under test; only the network is missing.
   (the default) the instance exists and the call hangs before it answers (the answer is lost
   on the way), else the call hangs first and creates the instance when released.
   ``hang_connect`` blocks :meth:`FakeODPS.connect` (pyodps' ``ODPS(...)`` asks the endpoint for
-  its logview host: about 6 s offline).
+  its logview host: about 6 s offline). ``lose_answer`` (an exception) makes the next
+  ``run_xflow`` / ``run_sql`` create its instance, then raise it (the answer lost on the way).
 - Finding a submission by its tag: ``list_instances`` lists every instance (sub-instances
   included) created since ``start_time``; an SQL instance's ``get_unique_identifier_id()`` is
   the ``unique_identifier_id`` it was run with, a PAI instance's ``hints`` are the properties
@@ -247,6 +248,8 @@ class FakeODPS:
             deliberately not kept).
         status_error: When set, ``is_terminated()`` raises it (network trouble).
         submit_error: When set, the next ``run_xflow``/``run_sql`` raises it.
+        lose_answer: When set, the next ``run_xflow``/``run_sql`` creates its instance, then
+            raises it (no error code: a connection lost before the answer came).
         hang_status: When set to an Event, status calls block until it is set (a service that
             does not answer); set the Event to release them.
         hang_create: The same for ``run_xflow`` / ``run_sql``.
@@ -267,6 +270,7 @@ class FakeODPS:
         self.connect_kwargs: Dict[str, Any] = {}
         self.status_error: Optional[BaseException] = None
         self.submit_error: Optional[BaseException] = None
+        self.lose_answer: Optional[BaseException] = None
         self.hang_status: Optional[threading.Event] = None
         self.hang_create: Optional[threading.Event] = None
         self.hang_create_after = True
@@ -335,6 +339,11 @@ class FakeODPS:
             error, self.submit_error = self.submit_error, None
             raise error
 
+    def _lose_the_answer(self) -> None:
+        if self.lose_answer is not None:
+            error, self.lose_answer = self.lose_answer, None
+            raise error
+
     # -- the pyodps ODPS methods the platform calls ------------------------------------------
 
     def run_xflow(self, xflow_name: str, xflow_project: Optional[str] = None,
@@ -353,6 +362,7 @@ class FakeODPS:
         })
         if self.hang_create_after:
             self._hang(self.hang_create)
+        self._lose_the_answer()
         return instance
 
     def run_sql(self, sql: str, project: Optional[str] = None, priority: Optional[int] = None,
@@ -371,6 +381,7 @@ class FakeODPS:
         self.submitted.append({"kind": "sql", "sql": sql, "instance_id": instance.id})
         if self.hang_create_after:
             self._hang(self.hang_create)
+        self._lose_the_answer()
         return instance
 
     def list_instances(self, project: Optional[str] = None, start_time: Any = None,

@@ -107,8 +107,9 @@ class Launcher:
         stderr: where the tail of a failed command's output goes.
 
     Attributes:
-        launched: True once a submit returned a job (from then on an error fails the trial
-            instead of being a bad trial file).
+        launched: True once a submit returned a job, or raised an error whose ``launched``
+            attribute is true (a create the service never answered, whose job was found and
+            stopped); from then on an error fails the trial instead of being a bad trial file.
         check_cancelled: raises when a signal asked for cancellation (the runner sets it).
     """
 
@@ -155,15 +156,20 @@ class Launcher:
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         _logger.info("running %s on %s", command.name, getattr(self.platform, "name", "?"))
         failpoint("submit")
-        job = self.platform.submit(
-            command.text,
-            log_path=log_path,
-            # Which command the job runs: in its environment (a platform may read
-            # one command's job logs as metrics: metric_source=cmd1).
-            env={COMMAND_ENV: command.name},
-            on_update=lambda j: self.registry.job_changed(stage, position, j),
-            output_filter=self.masker.mask,
-        )
+        try:
+            job = self.platform.submit(
+                command.text,
+                log_path=log_path,
+                # Which command the job runs: in its environment (a platform may read
+                # one command's job logs as metrics: metric_source=cmd1).
+                env={COMMAND_ENV: command.name},
+                on_update=lambda j: self.registry.job_changed(stage, position, j),
+                output_filter=self.masker.mask,
+            )
+        except Exception as err:
+            if getattr(err, "launched", False):  # the service made the job (then stopped)
+                self.launched = True
+            raise
         failpoint("after_submit")
         self.launched = True
         self.live_jobs.append(job)

@@ -27,32 +27,17 @@ import signal
 
 import pytest
 
-from .cases import CLOUD, CORRUPT_EVENTS, CREATE_LOST, LOCAL, Case, draw, grid
+from .cases import CORRUPT_EVENTS, CREATE_LOST, LOCAL, Case, draw, grid
 from .harness import DEADLINE, JOB_TIMEOUT
 
 CASES = draw()
 
-# The product's known gaps (issue 14), each a (check, reason, strict) per case it breaks.
-_UNREGISTERED = (
-    "known gap: a cloud job is in the job registry only once its create answered, so a runner "
-    "SIGKILLed while the create hangs (or right after it returned, before the follower thread "
-    "recorded the job) leaves a job no sweep can find (cloud_job.py: record a pending entry, "
-    "with its unique name, before the create is sent)")
-_LOST_UNREGISTERED = (
-    "known gap: the job a lost create made is found by its name and stopped, but never "
-    "recorded in the job registry (same cause: nothing is recorded before the create answers)")
+# The product's known gaps (issue 14), each a (check, reason, strict) per case it breaks: none
+# now (a cloud job is recorded pending, with its unique name, before its create is sent).
 
 
 def known_gap(case: Case, check: str) -> tuple[str, bool] | None:
     """``(reason, strict)`` when ``check`` of ``case`` fails because of a known gap."""
-    if case.platform in CLOUD and case.signum == signal.SIGKILL and check in ("jobs",
-                                                                              "registry"):
-        if case.moment == "create_hang":
-            return _UNREGISTERED, True
-        if case.moment == "after_submit":  # the follower thread may record it first: a race
-            return _UNREGISTERED, False
-    if case.moment == CREATE_LOST and check == "registry":
-        return _LOST_UNREGISTERED, True
     return None
 
 

@@ -28,6 +28,7 @@ import pytest
 
 from hpo_tools import cli
 from hpo_tools.cloud import ENV_FAKE_CLOUD
+from hpo_tools.errors import PlatformError
 from hpo_tools.jobs import JobRegistry
 from hpo_tools.platforms import JobState
 from hpo_tools.trial.reporter import ConsoleReporter
@@ -212,6 +213,94 @@ class ContractTests:
         assert job.poll() is JobState.CANCELLED and "not created" in job.message
         assert fake.job_ids() == []
         assert platform.cancel_described(job.describe()) is False
+
+    def test_a_job_is_recorded_with_its_unique_name_before_its_create_is_sent(
+        self, tmp_path, fake
+    ):
+        fake.plan_next(steps=[{"status": self.case.statuses.running}])
+        plan, _, _ = self.prepare(tmp_path, self.trial_ini())
+        platform = self.platform(plan, fake)
+        seen: List[Tuple[int, Dict[str, Any]]] = []
+        job = platform.submit(plan.stages[0].commands[0].text, log_path=tmp_path / "job.log",
+                              env={"HPO_TOOLS_COMMAND": "cmd1"},
+                              on_update=lambda j: seen.append((len(fake.submissions),
+                                                               j.describe())))
+        try:
+            sent, first = seen[0]
+            # Recorded before the service got anything: a runner killed while the create
+            # hangs leaves a record that a sweep looks up by the name the create carries.
+            assert sent == 0 and first["cloud_id"] is None
+            assert first["job_id"] == platform.pending_prefix + first["unique_name"]
+            assert first["unique_name"] == self.case.unique_name(fake.submissions[0]["request"])
+            # Once the create answered, the same job under the service's id.
+            assert job.job_id == fake.job_ids()[0] == seen[1][1]["job_id"]
+        finally:
+            job.cancel()
+            platform.close()
+
+    def test_a_lost_create_answer_fails_the_trial_and_records_the_job_it_stopped(
+        self, tmp_path, fake
+    ):
+        fake.plan_next(create="lost", steps=[{"status": self.case.statuses.running}])
+        outcome, _, _ = self.run(tmp_path, fake, self.trial_ini())
+        # A job was launched (then stopped): a failed trial, not a bad trial file (exit 2).
+        assert outcome.status == "failed" and outcome.exit_code == 1
+        (job_id,) = fake.job_ids()
+        assert f"had created it anyway as {job_id}" in outcome.message
+        assert fake.stop_calls(job_id) == 1
+        # Recorded, ended, with the id found by its name: nothing is left for a sweep.
+        (entry,) = JobRegistry(tmp_path / "exp" / "E").load("T").jobs
+        assert entry.state is JobState.CANCELLED and entry.description["cloud_id"] == job_id
+
+    def test_a_refused_create_launched_nothing_and_leaves_no_live_record(self, tmp_path, fake):
+        fake.plan_next(create="refuse")
+        plan, context, reporter = self.prepare(tmp_path, self.trial_ini())
+        # Refused: nothing was created, so the trial file is bad (the entry points exit 2).
+        with pytest.raises(PlatformError, match="was refused"):
+            run_plan(plan, reporter, context, platform=self.platform(plan, fake),
+                     interval=0.02, stderr=io.StringIO())
+        assert fake.job_ids() == []
+        # Its pending record is closed: no sweep looks for a job the service refused.
+        (entry,) = JobRegistry(tmp_path / "exp" / "E").load("T").jobs
+        assert entry.state is JobState.FAILED and entry.message.startswith("refused: ")
+
+    def test_a_create_that_never_made_its_job_is_closed_by_the_first_sweep_after_its_runner(
+        self, tmp_path, cloud, fake
+    ):
+        """SIGINT while the create hangs before the service made the job: the record stays
+        pending (the runner found nothing to stop); a sweep keeps it live while the runner
+        lives, and the first sweep after the runner ended closes it as never created."""
+        fake.plan_next(create="hang_before", steps=[{"status": self.case.statuses.running}])
+        (tmp_path / "trial.ini").write_text(self.trial_ini())
+        registry = JobRegistry(tmp_path / "exp" / "standalone")
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "hpo_tools", "run", "--config", "trial.ini", "--params",
+             '{"${lr}": 0.1}', "--exp_dir", "exp"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not fake.submissions:  # the create hangs in the runner
+                assert runner.poll() is None and time.monotonic() < deadline, \
+                    runner.communicate()
+                time.sleep(0.05)
+            # The runner lives: its create may still make the job, the record stays live.
+            assert registry.cancel_all_live(timeout=10) == {}
+            (entry,) = registry.load("standalone").jobs
+            assert not entry.state.is_finished
+            runner.send_signal(signal.SIGINT)
+            _, err = runner.communicate(timeout=30)
+        finally:
+            runner.kill()
+        assert runner.returncode != 0, err
+        (entry,) = registry.load("standalone").jobs
+        assert not entry.state.is_finished  # the runner's own cancel found nothing to stop
+        assert registry.cancel_all_live(timeout=10) == {}
+        (entry,) = registry.load("standalone").jobs
+        assert entry.state is JobState.CANCELLED and entry.description["created"] is False
+        assert "never created" in entry.message
+        # Nothing live is left for `hpo-tools kill` to report (it exits 0), and no job exists.
+        assert not any(record.live_jobs() for record in registry.records())
+        assert fake.job_ids() == []
 
     def test_resume_skips_the_command_that_succeeded(self, tmp_path, fake):
         s = self.case.statuses

@@ -152,10 +152,12 @@ def test_sub_instances_are_recorded_as_they_appear(platform, fake, tmp_path):
     assert job.wait(timeout=5) is JobState.SUCCEEDED
     main = fake.instances[job.job_id]
     train, evaluate = main.sub_instances["train"], main.sub_instances["eval"]
+    # the first update is the pending record, before anything was sent (no instance yet);
     # each new sub-instance is handed to the runner as it appears (one per status check), so
     # the registry can cancel it before the job ends
     seen = [ids for i, ids in enumerate(updates) if i == 0 or ids != updates[i - 1]]
-    assert seen == [[job.job_id], [job.job_id, train.id], [job.job_id, train.id, evaluate.id]]
+    assert seen == [[], [job.job_id], [job.job_id, train.id],
+                    [job.job_id, train.id, evaluate.id]]
     log = (tmp_path / "trial.log").read_text()
     # logview addresses are in the trial log for users
     assert f"instance {train.id} logview: https://logview" in log

@@ -173,3 +173,61 @@ def test_the_fake_clouds_instances_are_found_by_their_tag_too(tmp_path):
     assert sweeper.cancel_described({**pending, "unique_name": "t-2", "kind": "sql",
                                      "job_id": PENDING_PREFIX + "t-2"}) is True
     assert sql.state() == "cancelled"
+
+
+def test_a_submission_is_recorded_with_its_tag_before_it_is_sent(tmp_path, fake):
+    platform = MaxComputePlatform(project="p", endpoint="http://odps", odps_factory=fake.connect,
+                                  poll_interval=0.02)
+    seen = []
+    job = platform.submit("PAI -name easy_rec_ext -Dcmd=train", log_path=tmp_path / "job.log",
+                          on_update=lambda j: seen.append((len(fake.submitted), j.describe())))
+    sent, first = seen[0]
+    # Recorded before anything reached MaxCompute: a runner killed during the submit leaves
+    # a record a sweep looks up by the tag the instance carries.
+    assert sent == 0 and first["instance_ids"] == []
+    assert first["job_id"] == PENDING_PREFIX + first["unique_name"]
+    (instance,) = fake.instances.values()
+    assert instance.hints == {TAG_HINT: first["unique_name"]}
+    # Once the submit answered, the same job under the instance's id.
+    assert job.job_id == instance.id == seen[1][1]["job_id"]
+    job.cancel()
+    platform.close()
+
+
+def test_a_submit_whose_answer_is_lost_fails_the_trial_and_records_the_instance(tmp_path, fake):
+    fake.lose_answer = ConnectionError("connection reset by peer")  # the instance exists
+    trial = tmp_path / "trial.ini"
+    trial.write_text(TRIAL)
+    reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    platform = MaxComputePlatform(**plan.platform.options, odps_factory=fake.connect,
+                                  poll_interval=0.02)
+    outcome = run_plan(plan, reporter, context, platform=platform, interval=0.02,
+                       stderr=io.StringIO())
+    (instance,) = fake.instances.values()
+    # Something was launched (then stopped): a failed trial (exit 1), not a bad trial file.
+    assert outcome.status == "failed" and outcome.exit_code == 1
+    assert f"MaxCompute had created it anyway as {instance.id}" in outcome.message
+    assert instance.stop_calls == 1
+    # Recorded, ended, with the instance found by its tag: nothing is left for a sweep.
+    entry = _entry(tmp_path)
+    assert entry.state is JobState.CANCELLED and entry.description["instance_ids"] == [instance.id]
+
+
+def test_a_sweep_finds_a_pending_submission_by_its_tag_and_records_the_instance(tmp_path, fake):
+    fake.hang_create = threading.Event()  # the instance exists; the answer never comes
+    platform = MaxComputePlatform(project="p", endpoint="http://odps", odps_factory=fake.connect,
+                                  poll_interval=0.02)
+    threading.Thread(target=lambda: (_until(lambda: fake.hung_calls == 1),
+                                     platform.interrupt()), daemon=True).start()
+    job = platform.submit("PAI -name easy_rec_ext -Dcmd=train", log_path=tmp_path / "job.log")
+    registry = JobRegistry(tmp_path / "exp",
+                           platform_overrides={"maxcompute": {"odps_factory": fake.connect}})
+    registry.mark_job(registry.new("T", platform=platform), 1, job)
+    # the runner is gone without a cancel (SIGKILL): the assessor / hpo-tools kill sweeps
+    assert registry.cancel_live("T", timeout=10) == [job.job_id]
+    (instance,) = fake.instances.values()
+    assert instance.stop_calls == 1
+    (entry,) = registry.load("T").jobs
+    assert entry.state is JobState.CANCELLED and entry.description["instance_ids"] == [instance.id]
+    platform.close()

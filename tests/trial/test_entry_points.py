@@ -236,9 +236,12 @@ def test_hpo_tools_run_platform_error_after_cmd1_ran_exits_1(
     _assert_failed_trial_after_cmd1(
         odps_down_after_cmd1, tmp_path / "e/standalone/trials/T", capsys.readouterr().err
     )
-    # The registry says the trial failed (and cmd1's job is recorded), so kill/resume see it.
+    # The registry says the trial failed (and cmd1's job is recorded), so kill/resume see it;
+    # cmd2's submission, recorded before it was sent, failed: nothing is left live.
     record = JobRegistry(tmp_path / "e/standalone").load("T")
-    assert record.state is JobState.FAILED and len(record.jobs) == 1
+    assert record.state is JobState.FAILED
+    assert [(j.command_index, j.state) for j in record.jobs] == [
+        (1, JobState.SUCCEEDED), (2, JobState.FAILED)]
 
 
 def test_module_run_platform_error_before_any_launch_still_exits_2(
