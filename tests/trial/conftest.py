@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.procs import live_processes
 
 FAKE_TRAIN = Path(__file__).with_name("fake_train.py")
 PYTHON = shlex.quote(sys.executable)
@@ -29,6 +32,28 @@ data_config {
   batch_size: 256
 }
 """
+REPO = Path(__file__).resolve().parents[2]
+# Metrics of fake_train.py: its TensorBoard event files under the trial's model directory.
+SUMMARY = (
+    "[metric_config]\nmetric_type=summary\nmetric_source=${NNI_OUTPUT_DIR}/model/eval_val\n"
+    'metric_dict={"auc": 1}\n'
+)
+
+
+def survivors(marker: str) -> list[str]:
+    """Live processes whose command line holds ``marker`` (a test's own tmp_path)."""
+    return [f"{pid}: {cmdline[:160]}" for pid, cmdline, _ in live_processes()
+            if marker in cmdline]
+
+
+def runner_env() -> dict:
+    """The environment of a runner started as a subprocess: this checkout on the path, and
+    nothing of an NNI trial this test may itself run in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
 LR_PATH = (
     "train_config.optimizer_config[0].adam_optimizer.learning_rate."
     "constant_learning_rate.learning_rate"

@@ -26,26 +26,8 @@ from hpo_tools.trial_files import run_trial_file
 from tests.e2e.procs import live_processes
 from tests.metrics.eventlib import record, scalar_event, version_event
 
-from .conftest import TRAIN
+from .conftest import SUMMARY, TRAIN, runner_env, survivors
 from .fake_train import auc_for
-
-REPO = Path(__file__).resolve().parents[2]
-SUMMARY = (
-    "[metric_config]\nmetric_type=summary\nmetric_source=${NNI_OUTPUT_DIR}/model/eval_val\n"
-    'metric_dict={"auc": 1}\n'
-)
-
-
-def _survivors(marker: str) -> list[str]:
-    """Live processes whose command line holds ``marker`` (a test's own tmp_path)."""
-    return [f"{pid}: {cmdline[:160]}" for pid, cmdline, _ in live_processes()
-            if marker in cmdline]
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
-    env["PYTHONPATH"] = str(REPO)
-    return env
 
 
 def _run(tmp_path: Path, text: str):
@@ -86,7 +68,7 @@ def test_a_crashed_job_fails_the_trial_naming_its_exit_code_with_earlier_steps_r
     assert [r["step"] for r in result["intermediate"]] == [100, 200]
     assert "step 3: diverged" in stderr  # the tail of the job's own output
     assert "cmd1 failed: exit code 3" in (trial_dir / "trial.log").read_text()
-    assert _survivors(str(tmp_path)) == []
+    assert survivors(str(tmp_path)) == []
 
 
 def _trainer_pid(marker: str) -> int | None:
@@ -109,7 +91,7 @@ def test_a_job_killed_from_outside_fails_the_trial_naming_the_signal(tmp_path):
     runner = subprocess.Popen(
         [sys.executable, "-m", "hpo_tools.run", "--config", str(trial),
          "--exp_dir", str(tmp_path / "exp"), "--interval", "0.05"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=runner_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     trial_dir = tmp_path / "exp/standalone/trials/standalone"
     try:
@@ -137,7 +119,7 @@ def test_a_job_killed_from_outside_fails_the_trial_naming_the_signal(tmp_path):
     assert result["final"] is None
     (job,) = JobRegistry(tmp_path / "exp/standalone").load("standalone").jobs
     assert job.state is JobState.FAILED and job.message == "killed by SIGKILL (exit code 137)"
-    assert _survivors(str(tmp_path)) == []
+    assert survivors(str(tmp_path)) == []
 
 
 def _read(path: Path) -> str:

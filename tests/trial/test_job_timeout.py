@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,17 +30,11 @@ from hpo_tools.trial.registry import RegistryAdapter
 from hpo_tools.trial.reporter import ConsoleReporter
 from hpo_tools.trial.settings import parse_trial_text
 from hpo_tools.trial_files import run_trial_file
-from tests.e2e.procs import live_processes
 
-from .conftest import PYTHON, TRAIN
+from .conftest import PYTHON, SUMMARY, TRAIN, runner_env, survivors
 
-REPO = Path(__file__).resolve().parents[2]
 VARS = TrialVariables("E", "T", "/out/T", {})
 METRIC = '[metric_config]\nmetric_source=/m\nmetric_dict={"auc": 1}\n'
-SUMMARY = (
-    "[metric_config]\nmetric_type=summary\nmetric_source=${NNI_OUTPUT_DIR}/model/eval_val\n"
-    'metric_dict={"auc": 1}\n'
-)
 CLASSIC = """\
 [odps_config]
 project_name=pai_rec_dev
@@ -68,16 +61,6 @@ def _parse(text: str):
     return parse_trial_text(text, source="trial.ini", variables=VARS, environ={})
 
 
-def _survivors(marker: str) -> list[str]:
-    """Live processes whose command line holds ``marker`` (a test's own tmp_path)."""
-    return [f"{pid}: {cmdline[:160]}" for pid, cmdline, _ in live_processes()
-            if marker in cmdline]
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
-    env["PYTHONPATH"] = str(REPO)
-    return env
 
 
 # -- the key -----------------------------------------------------------------------------------
@@ -178,7 +161,7 @@ def test_a_silent_job_scoring_nothing_is_hung_and_cancelled(tmp_path):
     assert job.message == "hung: no output and no new metric for 1 s (job_timeout=1s); cancelled"
     # The tail of its output goes to stderr, as for a failed command.
     assert "started" in stderr
-    assert _survivors(str(tmp_path)) == []
+    assert survivors(str(tmp_path)) == []
 
 
 # -- a whole trial -----------------------------------------------------------------------------
@@ -197,7 +180,7 @@ def test_a_hung_job_fails_the_trial_with_one_line_everywhere_and_leaves_nothing(
     runner = subprocess.run(
         [sys.executable, "-m", "hpo_tools.run", "--config", str(trial),
          "--exp_dir", str(tmp_path / "exp"), "--interval", "0.05"],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=runner_env(), capture_output=True, text=True, timeout=60,
     )
     reason = "cmd1 hung: no output and no new metric for 1 s (job_timeout=1s); cancelled"
     # FAILED for NNI (exit 1, not a signal), the reason on the stderr NNI keeps.
@@ -214,7 +197,7 @@ def test_a_hung_job_fails_the_trial_with_one_line_everywhere_and_leaves_nothing(
     assert [(j.command_index, j.state) for j in record.jobs] == [(1, JobState.CANCELLED)]
     assert record.state is JobState.FAILED
     assert not marker.exists()  # the commands after it do not run
-    assert _survivors(str(tmp_path)) == []
+    assert survivors(str(tmp_path)) == []
 
 
 def test_a_job_that_keeps_writing_output_is_never_hung(tmp_path):
