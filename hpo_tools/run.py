@@ -5,7 +5,10 @@ empty parameter set with results printed (use ``hpo-tools run --params`` to choo
 codes: 0 succeeded, 1 failed (also an error after a job was launched), 2 bad trial file or an
 error before any job was launched (nothing launched). A trial stopped by SIGINT or
 SIGTERM cancels its jobs and then dies by that same signal (a shell shows 130 or 143): NNI records
-a trial that dies by a signal as USER_CANCELED, but one that exits 130 as FAILED.
+a trial that dies by a signal as USER_CANCELED, but one that exits 130 as FAILED. Before the
+runner takes the signals over (while NNI hands out the parameters, or the trial file is read)
+SIGTERM is handled as Python handles SIGINT: it raises, ``result.json`` records the trial as
+cancelled, and the process still dies by it.
 
 A finetune trial (docs/finetune.md) runs day by day when ``--start_time``/``--end_time`` are
 given or the file has days of its own.
@@ -20,12 +23,14 @@ Nothing here imports TensorFlow, and ``nni`` is imported only under NNI.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hpo_tools.errors import HpoError
 
@@ -101,6 +106,27 @@ def _announce_fake_cloud() -> None:
         print(line, file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """SIGTERM raises :class:`~hpo_tools.trial.signals.TrialCancelled` (as SIGINT raises
+    ``KeyboardInterrupt``) until the runner installs its own handling, and after it restores
+    this one; the default action again on the way out."""
+    from hpo_tools.trial.signals import TrialCancelled
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cancel(signum: int, frame: Any) -> None:
+        raise TrialCancelled(signum)
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the trial; return the exit code."""
     args = build_parser().parse_args(argv)
@@ -111,32 +137,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpo_tools.trial.outcome import EXIT_FAILED
     from hpo_tools.trial.reporter import ReporterChannelLost
     from hpo_tools.trial.schema import schema_from_args
+    from hpo_tools.trial.signals import TrialCancelled
     from hpo_tools.trial_files import run_trial_file
 
     try:
-        _announce_fake_cloud()
-        schema = schema_from_args(args)
-        reporter = _reporter(os.environ)
-        # A window on the command line makes any trial file a finetune trial; a file with days
-        # of its own is one anyway (hpo_tools.trial_files decides, docs/finetune.md).
-        outcome = run_trial_file(
-            args.config,
-            reporter,
-            exp_dir=args.exp_dir,
-            interval=args.interval,
-            start_time=args.start_time,
-            end_time=args.end_time,
-            schema=schema,
-        )
+        with _sigterm_cancels():
+            _announce_fake_cloud()
+            schema = schema_from_args(args)
+            reporter = _reporter(os.environ)
+            # A window on the command line makes any trial file a finetune trial; a file with
+            # days of its own is one anyway (hpo_tools.trial_files decides, docs/finetune.md).
+            outcome = run_trial_file(
+                args.config,
+                reporter,
+                exp_dir=args.exp_dir,
+                interval=args.interval,
+                start_time=args.start_time,
+                end_time=args.end_time,
+                schema=schema,
+            )
     except ReporterChannelLost as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     except HpoError as err:  # before any job was launched: run_trial fails the trial after
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:  # before any job was launched
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, TrialCancelled) as err:  # before any job was launched
+        signum = int(getattr(err, "signum", signal.SIGINT))
+        print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum  # exit_like: dies by it
     if outcome.status != "succeeded":
         print(f"trial {outcome.status}: {outcome.message}", file=sys.stderr)
     return outcome.exit_code

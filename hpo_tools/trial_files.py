@@ -24,6 +24,7 @@ from hpo_tools.trial.paths import TrialPaths, resolve_paths
 from hpo_tools.trial.plan import TrialPlan, TrialVariables
 from hpo_tools.trial.reporter import Reporter
 from hpo_tools.trial.runner import TrialContext, run_plan
+from hpo_tools.trial.signals import TrialCancelled
 from hpo_tools.trial.trial_log import TrialLogging, build_masker
 
 __all__ = [
@@ -215,8 +216,14 @@ def run_trial_file(
     ``schema`` is what the config edits use (``run_plan``'s: None for an installed EasyRec's,
     if any; see :mod:`hpo_tools.trial.schema`).
 
+    A ``KeyboardInterrupt`` (SIGINT) or a :class:`~hpo_tools.trial.signals.TrialCancelled`
+    (SIGTERM, when the entry point raises it: ``python -m hpo_tools.run``) before ``run_plan``
+    takes the signals over is recorded as the trial's cancellation in ``result.json`` and goes
+    on up, so that the process dies by that signal.
+
     Raises:
         HpoError: a problem in the trial file, found before anything was launched.
+        KeyboardInterrupt, TrialCancelled: a signal before ``run_plan`` handled it.
     """
     env = os.environ if environ is None else environ
     try:
@@ -230,14 +237,18 @@ def run_trial_file(
         with TrialLogging(context.paths, masker):
             return run_plan(plan, reporter, context, masker=masker, interval=interval,
                             stderr=stderr, schema=schema)
-    except KeyboardInterrupt:
-        # SIGINT before run_plan took the signals over (while NNI hands out the parameters,
-        # which takes seconds): nothing was launched, but the trial's record says it stopped.
+    except (KeyboardInterrupt, TrialCancelled) as err:
+        # SIGINT/SIGTERM before run_plan took the signals over (while NNI hands out the
+        # parameters, which takes seconds, or the trial file is read): nothing was launched,
+        # but the trial's record says it stopped, and by which signal.
+        signum = int(getattr(err, "signum", signal.SIGINT))
         paths = resolve_paths(reporter.experiment_id, reporter.trial_id, exp_dir=exp_dir,
                               environ=env)
         if not paths.result_path.exists():
-            outcome = TrialOutcome(TrialStatus.CANCELLED, 128 + signal.SIGINT,
-                                   message="interrupted before any job was launched")
+            outcome = TrialOutcome(
+                TrialStatus.CANCELLED, 128 + signum,
+                message=f"interrupted by {signal.Signals(signum).name} before any job was "
+                "launched")
             write_json_atomic(paths.result_path, outcome.to_dict())
         raise
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +256,41 @@ def test_module_run_platform_error_before_any_launch_still_exits_2(
     assert code == 2
     assert odps_down_after_cmd1.submitted == []
     assert "error: " in capsys.readouterr().err
+
+
+# -- a signal before the runner's handlers: SIGTERM as SIGINT (issue 14) ---------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_module_run_stopped_while_reading_the_trial_file_records_it_and_dies_by_the_signal(
+    tmp_path, write_trial, signum
+):
+    from hpo_tools.failpoints import ENV_FAILPOINT_DIR, ENV_FAILPOINTS
+
+    trial = write_trial(TRIAL.replace("${lr}", "0.01"))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+           ENV_FAILPOINTS: "read_trial_file=pause", ENV_FAILPOINT_DIR: str(tmp_path)}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "hpo_tools.run", "--config", str(trial), "--exp_dir",
+         str(tmp_path / "e")], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        # Paused where the trial file is about to be read: the runner's handlers not in yet.
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "read_trial_file").exists():
+            assert runner.poll() is None and time.monotonic() < deadline, runner.stderr.read()
+            time.sleep(0.01)
+        runner.send_signal(signum)
+        err = runner.communicate(timeout=30)[1]
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    name = signal.Signals(signum).name
+    # Dead by the signal it got (NNI: USER_CANCELED), saying so.
+    assert runner.returncode == -signum, err
+    assert f"interrupted by {name}" in err
+    # The trial's record says it was cancelled by that signal, nothing having been launched.
+    result = json.loads((tmp_path / "e/standalone/trials/standalone/result.json").read_text())
+    assert result["status"] == "cancelled" and result["final"] is None, result
+    assert result["message"] == f"interrupted by {name} before any job was launched", result
+    assert not (tmp_path / "e/standalone/trials/standalone/params.json").exists()
