@@ -5,6 +5,13 @@ then more cases are drawn from the rest of the grid until there are :data:`COUNT
 seed gives the same cases, in the same order, on every run. To explore, set
 ``HPO_TOOLS_FAULTS_SEED`` and ``HPO_TOOLS_FAULTS_COUNT`` (a count past the grid's size runs the
 whole grid, about 140 cases).
+
+The resume faults (issue 14 item 4; :func:`draw_resume`, ``HPO_TOOLS_FAULTS_RESUME_COUNT``)
+come from their own grid: a trial reporting to (a fake of) NNI with ``resume=1``, hit while it
+trains, reads its metrics, reports a step or its final result, by a SIGINT or a SIGKILL, then
+run again under the same trial id. Every (moment, signal) pair is drawn on the local platform,
+every moment once on each other platform (DLC's fake: a new job in each run), the rest at
+random.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import dataclasses
 import os
 import random
 import signal
+from typing import Callable, Hashable
 
 from hpo_tools.failpoints import NAMES
 
@@ -46,20 +54,32 @@ CORRUPT_EVENTS = "corrupt_events"
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
+#: How many resume faults one run injects (at least those :func:`draw_resume` covers, 12).
+RESUME_COUNT = int(os.environ.get("HPO_TOOLS_FAULTS_RESUME_COUNT") or 12)
+#: The resume faults' moments: the failpoints of a running trial that has (or is about to
+#: have) something reported to NNI.
+RESUME_MOMENTS = ("training", "metric_read", "report", "final_report")
+#: NNI's stop (the runner cancels, records what went out, dies by it) and a death with no
+#: last word (the sweep stops the job; reported.json is as the last returned report left it).
+RESUME_SIGNALS = (signal.SIGINT, signal.SIGKILL)
+RESUME_PLATFORMS = (LOCAL, "dlc")
+
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One fault: ``platform``'s trial, hit at ``moment`` by ``signum`` (None: no signal)."""
+    """One fault: ``platform``'s trial, hit at ``moment`` by ``signum`` (None: no signal);
+    with ``resume``, the trial is then run again under its id (:func:`draw_resume`)."""
 
     index: int
     platform: str
     moment: str
     signum: int | None
+    resume: bool = False
 
     @property
     def token(self) -> str:
         """Unique to the case: in its job names, its marker, its directories."""
-        return f"fault{self.index:03d}"
+        return f"{'resume' if self.resume else 'fault'}{self.index:03d}"
 
     @property
     def signal_name(self) -> str:
@@ -85,7 +105,7 @@ class Case:
     @property
     def nni(self) -> bool:
         """Whether the runner reports to (a fake of) NNI's manager instead of the console."""
-        return self.moment in NNI_MOMENTS
+        return self.moment in NNI_MOMENTS or self.resume
 
     @property
     def job_ends(self) -> bool:
@@ -117,18 +137,39 @@ def grid() -> list[tuple[str, str, int | None]]:
     return cases
 
 
+def resume_grid() -> list[tuple[str, str, int | None]]:
+    """Every (platform, moment, signal) of a resume fault."""
+    return [(platform, moment, signum) for platform in RESUME_PLATFORMS
+            for moment in RESUME_MOMENTS for signum in RESUME_SIGNALS]
+
+
 def draw(seed: int = SEED, count: int = COUNT) -> list[Case]:
     """``count`` cases: each (moment, signal) pair once, the rest at random (see above)."""
+    return _draw(grid(), seed, count)
+
+
+def draw_resume(seed: int = SEED, count: int = RESUME_COUNT) -> list[Case]:
+    """``count`` resume faults (tokens ``resumeNNN``): each (moment, signal) pair on the local
+    platform, each moment once on every other platform, the rest at random (see above)."""
+    return _draw(resume_grid(), seed, count, resume=True,
+                 cover=lambda p, m, s: (m, s) if p == LOCAL else (p, m))
+
+
+def _draw(pool: list[tuple[str, str, int | None]], seed: int, count: int, *,
+          resume: bool = False, cover: Callable[[str, str, int | None], Hashable] | None = None
+          ) -> list[Case]:
+    """One case of each kind ``cover(platform, moment, signal)`` says (default: each
+    (moment, signal) pair once), then the rest at random up to ``count``, in a random order."""
     rng = random.Random(seed)
-    pool = grid()
     rng.shuffle(pool)
     chosen: list[tuple[str, str, int | None]] = []
     pairs = set()
     for item in pool:
-        if (item[1], item[2]) not in pairs:
-            pairs.add((item[1], item[2]))
+        kind = cover(*item) if cover is not None else (item[1], item[2])
+        if kind not in pairs:
+            pairs.add(kind)
             chosen.append(item)
     rest = [item for item in pool if item not in chosen]
     chosen += rest[: max(0, count - len(chosen))]
     rng.shuffle(chosen)
-    return [Case(i, p, m, s) for i, (p, m, s) in enumerate(chosen, start=1)]
+    return [Case(i, p, m, s, resume) for i, (p, m, s) in enumerate(chosen, start=1)]

@@ -15,6 +15,14 @@ It also brings the job faults: a local job's process SIGKILLed, or a cloud job s
 service, once two steps are scored (crashes, hangs and damaged event files are the job's own
 doing: tests/faults/fault_job.py, the fake services' plans).
 
+A resume fault (``case.resume``) is a trial with ``resume=1`` reporting to the fake NNI manager,
+run three times under the same trial id (:class:`Resumed`): an earlier run, stopped by SIGINT once
+NNI has two of its steps (so that the faulted run has a reported.json to respect); the faulted
+run, its job going on from the steps on disk (the fault and the sweep as in any case); and a
+last run, whose job goes on from the steps on disk to its end. A local job is
+tests/trial/fake_train.py (real event files; ``--first-step`` as a trainer restarted from its
+checkpoint); a cloud job of each run is a new one with its own plan (:func:`resume_plans`).
+
 :meth:`Faults.run` only observes; the tests assert on its :class:`Outcome`.
 """
 
@@ -38,7 +46,7 @@ from hpo_tools.failpoints import ENV_FAILPOINT_DIR, ENV_FAILPOINTS
 from hpo_tools.platforms.credentials import ALIBABA_CLOUD_ENV
 from tests.e2e.procs import live_processes
 
-from .cases import CORRUPT_EVENTS, CREATE_LOST, LOCAL, MAXCOMPUTE, Case
+from .cases import CORRUPT_EVENTS, CREATE_LOST, LOCAL, MAXCOMPUTE, NNI_MOMENTS, Case
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = Path(__file__).with_name("fault_job.py")
@@ -118,14 +126,70 @@ def _trial_file(case: Case) -> str:
     raise ValueError(case.platform)
 
 
+#: The resume faults' local trainer: real event files; ``--first-step N`` goes on from step N,
+#: as a trainer restarted from its checkpoint does. Its score of step K is ``auc_for(lr, K)``.
+TRAIN = REPO / "tests" / "trial" / "fake_train.py"
+RESUME_LR = 0.01
+#: The three runs of a resume fault's trial, in order (:class:`Resumed`).
+RUNS = ("earlier", "fault", "last")
+#: Seconds NNI takes to answer a report in the faulted run of a resume fault SIGINTed at the
+#: ``report`` failpoint (within the runner's 2 s report timeout, past its 0.05 s tick): the
+#: report in flight when the signal comes is then always given up while NNI has it, the
+#: one duplicate report_state.py documents ("a wait cut short"), made certain.
+SLOW_ANSWER = 0.5
+#: Steps a run's job scores when it ends by itself (a cloud job: every run's job).
+RESUME_STEPS = 3
+#: A cloud job's name in each run: ``<token><suffix>``, each with its own plan.
+_CLOUD_RUN_NAMES = {"earlier": "", "fault": "-b", "last": "-c"}
+
+
+def resume_trial_file(case: Case, run: str, first_step: int = 1) -> str:
+    """The trial.ini of a resume fault's run ``run`` (``resume=1``): its job scores from
+    ``first_step`` on (local; the steps on disk + 1), and ends by itself in the last run and
+    when the fault comes after the job (``final_report``)."""
+    ends = run == "last" or (run == "fault" and case.job_ends)
+    if case.platform == LOCAL:
+        last = first_step + RESUME_STEPS - 1 if ends else 600
+        return (f"[platform_config]\nname=Local\nresume=1\ncmd1={PYTHON} -u {TRAIN} --lr "
+                f"{RESUME_LR} --model_dir ${{NNI_OUTPUT_DIR}}/model --first-step {first_step} "
+                f"--steps {last} --sleep 0.1\n\n[metric_config]\n{_SUMMARY_METRIC}")
+    text = _trial_file(case).replace("[platform_config]\n", "[platform_config]\nresume=1\n", 1)
+    return text.replace(f"--name={case.token} ",
+                        f"--name={case.token}{_CLOUD_RUN_NAMES[run]} ", 1)
+
+
+def slow_report(case: Case) -> bool:
+    """Whether NNI answers late in the faulted run of ``case`` (:data:`SLOW_ANSWER`)."""
+    return case.resume and case.moment == "report" and case.signum == signal.SIGINT
+
+
+def job_step(case: Case, value: float) -> Optional[int]:
+    """The step of the case's job(s) whose ``auc`` is ``value`` (each step scores its own:
+    a local job's from its step, a cloud run's job scores steps of its own), or None for a
+    value no step has."""
+    if case.platform == LOCAL:
+        from tests.trial.fake_train import auc_for
+
+        step = round((value - auc_for(RESUME_LR, 0)) / 0.05)
+        exact = auc_for(RESUME_LR, step)  # the event file holds it as a float32
+    else:
+        step = round((value - 0.6) / 0.01)
+        exact = _auc(step)
+    return step if abs(exact - value) < 1e-4 else None
+
+
 MC_TABLE = "fault_metrics"
 #: The rows the fake MaxCompute answers every metric query of the cases with.
 MC_PLAN = {"sql_results": [{"match": f"FROM {MC_TABLE}", "rows": [
     {"step": 100, "auc": 0.61}, {"step": 200, "auc": 0.62}]}]}
 
 
+def _auc(step: int) -> float:
+    return round(0.6 + 0.01 * step, 4)
+
+
 def _scored(platform: str, step: int) -> Dict[str, Any]:
-    auc = round(0.6 + 0.01 * step, 4)
+    auc = _auc(step)
     if platform == "dlc":
         return {"status": "Running", "logs": {"worker": [f"step {step} auc={auc}"]}}
     if platform == "pai":
@@ -149,6 +213,21 @@ def cloud_plan(case: Case, statuses: Any) -> Dict[str, Any]:
     return plan
 
 
+def resume_plans(case: Case, statuses: Any) -> List[Dict[str, Any]]:
+    """The plans of a cloud resume fault's jobs, one per run (``<token>``, ``<token>-b``,
+    ``<token>-c``), each its own three steps (1-3, 4-6, 7-9): queued, the steps, then running
+    for ever, or succeeded when the run's job ends by itself. Last first: the first rule that
+    matches is taken, and ``<token>`` is in every name."""
+    plans = []
+    for number, run in enumerate(RUNS):
+        ends = run == "last" or (run == "fault" and case.job_ends)
+        steps = [{"status": statuses.queued}]
+        steps += [_scored(case.platform, 3 * number + k) for k in range(1, RESUME_STEPS + 1)]
+        steps.append({"status": statuses.succeeded if ends else statuses.running})
+        plans.append({"match": f"{case.token}{_CLOUD_RUN_NAMES[run]}", "steps": steps})
+    return plans[::-1]
+
+
 # -- the fake services ---------------------------------------------------------------------------
 
 
@@ -170,7 +249,7 @@ class FakeNniManager:
 
     A trial listed in :meth:`hold` has its first metric of that type (``PERIODICAL`` or
     ``FINAL``) taken and never answered (NNI's channel has no timeout); :meth:`held` is set
-    then.
+    then. A trial made :meth:`slow` has each metric taken at once and answered late.
     """
 
     RECORD = {"parameter_id": 0, "parameter_source": "algorithm", "parameters": {},
@@ -178,6 +257,7 @@ class FakeNniManager:
 
     def __init__(self) -> None:
         self._holds: Dict[str, str] = {}
+        self._slow: Dict[str, float] = {}
         self._held: Dict[str, threading.Event] = {}
         self.metrics: Dict[str, List[Dict[str, Any]]] = {}
         self._closing = threading.Event()
@@ -204,10 +284,12 @@ class FakeNniManager:
                         hold = outer._holds.get(trial) == metric.get("type")
                         if hold:
                             del outer._holds[trial]
+                        late = outer._slow.get(trial, 0.0)
                     if hold:
                         outer._held[trial].set()
                         outer._closing.wait(60)  # taken, never answered
                         return
+                    outer._closing.wait(late)  # taken (NNI has it), answered late
                 self._answer(None)
 
             def _answer(self, body: Any) -> None:
@@ -231,6 +313,19 @@ class FakeNniManager:
     def channel(self, trial_id: str) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/env/local-env/{trial_id}"
 
+    def received(self, trial_id: str) -> List[Tuple[str, Dict[str, Any]]]:
+        """``(type, value)`` of each metric the trial sent so far, in order of arrival
+        (``PERIODICAL`` or ``FINAL``; the value as reported, ``{"default": ..., ...}``)."""
+        with self._lock:
+            metrics = list(self.metrics.get(trial_id, []))
+        return [(str(m.get("type")), _value(m.get("value"))) for m in metrics]
+
+    def slow(self, trial_id: str, seconds: float) -> None:
+        """From now on answer each metric of the trial ``seconds`` after taking it (0: at
+        once)."""
+        with self._lock:
+            self._slow[trial_id] = seconds
+
     def hold(self, trial_id: str, metric_type: str) -> threading.Event:
         with self._lock:
             self._holds[trial_id] = metric_type
@@ -241,6 +336,13 @@ class FakeNniManager:
         self._closing.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def _value(value: Any) -> Dict[str, Any]:
+    """A metric's value: NNI sends it as JSON text."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {"default": value}
 
 
 def closed_port() -> int:
@@ -277,6 +379,7 @@ class Outcome:
     log: str = ""
     seconds: float = 0.0  # the whole case
     error: str = ""  # the harness's own failure, if any (then ``reached`` is False)
+    resumed: Optional[Resumed] = None  # a resume fault's three runs (None: not all ran)
 
     def describe(self) -> str:
         """Everything the case saw, for an assertion message."""
@@ -287,6 +390,60 @@ class Outcome:
             f"survivors: {self.survivors}", f"before the sweep: {self.orphans}",
             f"result.json: {self.result}",
             "--- stderr ---", self.stderr[-3000:],
+            "--- trial.log ---", self.log[-3000:]]
+            + ([self.resumed.describe()] if self.resumed is not None else []))
+
+
+@dataclasses.dataclass
+class Run:
+    """One run of a resume fault's trial, as it ended: ``nni`` is every metric the fake NNI
+    manager had of the trial by then (``(type, value)``, all runs'), ``reported`` the trial's
+    reported.json; ``first_step`` where its job started (local); ``written`` the steps on
+    record then, read from what the jobs left (local: every event file; cloud: the pod log
+    lines the platform relayed in this run)."""
+
+    name: str
+    first_step: int = 1
+    returncode: Optional[int] = None
+    nni: List[Tuple[str, Dict[str, Any]]] = dataclasses.field(default_factory=list)
+    reported: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    result: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    stderr: str = ""
+    written: List[int] = dataclasses.field(default_factory=list)
+
+    def describe(self) -> str:
+        return "\n".join([
+            f"=== {self.name} run (job from step {self.first_step}): "
+            f"returncode={self.returncode}, written {self.written}",
+            f"NNI: {[(kind, value.get('default')) for kind, value in self.nni]}",
+            f"reported.json: {self.reported}", f"result.json: {self.result}",
+            "--- stderr ---", self.stderr[-1500:]])
+
+
+@dataclasses.dataclass
+class Resumed:
+    """A resume fault's runs (:data:`RUNS`: earlier, fault, last) and what the last left.
+
+    ``written``: the steps the jobs wrote, in order, read from what they left: the event files
+    (local), or the pod log lines the platform relayed in any run (cloud).
+    """
+
+    runs: List[Run] = dataclasses.field(default_factory=list)
+    written: List[int] = dataclasses.field(default_factory=list)
+    registry_live: List[str] = dataclasses.field(default_factory=list)
+    cloud_live: List[str] = dataclasses.field(default_factory=list)
+    survivors: List[str] = dataclasses.field(default_factory=list)
+    log: str = ""
+
+    @property
+    def nni(self) -> List[Tuple[str, Dict[str, Any]]]:
+        """Every metric NNI got from the trial, all runs'."""
+        return self.runs[-1].nni if self.runs else []
+
+    def describe(self) -> str:
+        return "\n".join([run.describe() for run in self.runs] + [
+            f"written: {self.written}",
+            f"left: {self.registry_live} {self.cloud_live} survivors: {self.survivors}",
             "--- trial.log ---", self.log[-3000:]])
 
 
@@ -316,7 +473,10 @@ class Faults:
         (self.cloud / ".maxcompute" / "plan.json").write_text(json.dumps(MC_PLAN))
         for platform in {c.platform for c in cases if c.platform not in (LOCAL, MAXCOMPUTE)}:
             fake = fake_service(platform, self.cloud)
-            rules = [cloud_plan(c, fake.statuses) for c in cases if c.platform == platform]
+            rules = []
+            for c in (c for c in cases if c.platform == platform):
+                rules += (resume_plans(c, fake.statuses) if c.resume
+                          else [cloud_plan(c, fake.statuses)])
             fake.directory.mkdir(parents=True, exist_ok=True)
             (fake.directory / "plan.json").write_text(json.dumps({"rules": rules}, indent=1))
 
@@ -349,14 +509,22 @@ class Faults:
         outcome = Outcome(case)
         runner: Optional[subprocess.Popen] = None
         directory = self.root / case.token
+        earlier: Optional[Run] = None
+        collected = False
         try:
-            runner, ids = self._start(case, directory)
+            if case.resume:
+                earlier = self._earlier_run(case, directory)
+            runner, ids = self._start(case, directory, "fault" if case.resume else "")
             self._inject(case, runner, ids, outcome)
             if case.signum == signal.SIGKILL:
                 if case.platform == LOCAL:
                     outcome.orphans = _survivors(case.token, PROC_GRACE)
                 outcome.sweep = self._sweep(case, ids)
             self._observe(case, ids, outcome)
+            self._collect(outcome, directory, ids)  # before a last run rewrites them
+            collected = True
+            if earlier is not None and outcome.reached:
+                outcome.resumed = self._last_run(case, directory, ids, outcome, earlier)
         except Exception as err:  # noqa: BLE001 - reported by the case's tests
             outcome.error = f"{type(err).__name__}: {err}"
             outcome.reached = False
@@ -364,33 +532,48 @@ class Faults:
             if runner is not None and runner.poll() is None:
                 runner.kill()  # the harness failed: leave nothing behind
                 runner.wait()
-            outcome.stderr = _read(directory / "stderr.txt")
-            if runner is not None:
-                outcome.log = _read(Path(ids["trial_dir"]) / "trial.log")
-                outcome.result = _json(Path(ids["trial_dir"]) / "result.json")
+            if runner is not None and not collected:
+                self._collect(outcome, directory, ids)
             _kill_marked(case.token)
             outcome.seconds = time.monotonic() - started
         return outcome
 
-    def _start(self, case: Case, directory: Path) -> Tuple[subprocess.Popen, Dict[str, str]]:
-        """The runner of ``case``, started; the ids and directories it uses."""
-        (directory / "fp").mkdir(parents=True)
-        (directory / "trial.ini").write_text(trial_file(case))
+    @staticmethod
+    def _collect(outcome: Outcome, directory: Path, ids: Dict[str, str]) -> None:
+        """The runner's stderr, trial.log and result.json, into ``outcome``."""
+        outcome.stderr = _read(directory / "stderr.txt")
+        outcome.log = _read(Path(ids["trial_dir"]) / "trial.log")
+        outcome.result = _json(Path(ids["trial_dir"]) / "result.json")
+
+    def _start(self, case: Case, directory: Path,
+               run: str = "") -> Tuple[subprocess.Popen, Dict[str, str]]:
+        """The runner of ``case``, started; the ids and directories it uses. ``run``: which
+        of a resume fault's runs (:data:`RUNS`; the failpoint armed in "fault" only)."""
+        (directory / "fp").mkdir(parents=True, exist_ok=True)
+        if case.resume:
+            first = 1 + max(_event_steps(self._trial_dir(case, directory)), default=0) // 100
+            (directory / "trial.ini").write_text(resume_trial_file(case, run, first))
+        else:
+            (directory / "trial.ini").write_text(trial_file(case))
         exp_id, trial_id = ("faults", case.token) if case.nni else ("standalone", "standalone")
         nni_dir = directory / "nni" / exp_id
         trial_dir = nni_dir / "environments" / "local-env" / "trials" / trial_id
         env = dict(self.env, **{MARKER: case.token, "NNI_OUTPUT_DIR": str(trial_dir)})
-        if case.failpoint:
+        if case.failpoint and run in ("", "fault"):
             action = "kill" if case.signum == signal.SIGKILL else "pause"
             env.update({ENV_FAILPOINTS: f"{case.moment}={action}",
                         ENV_FAILPOINT_DIR: str(directory / "fp")})
         if case.nni:
             env.update(NNI_PLATFORM="local", NNI_EXP_ID=exp_id, NNI_TRIAL_JOB_ID=trial_id,
                        NNI_TRIAL_COMMAND_CHANNEL=self.nni.channel(trial_id))
+        if case.moment in NNI_MOMENTS:
             self._held[case.token] = self.nni.hold(trial_id,
                                                    "FINAL" if case.job_ends else "PERIODICAL")
-        with open(directory / "stdout.txt", "wb") as out, \
-                open(directory / "stderr.txt", "wb") as err:
+        if case.resume:
+            self.nni.slow(trial_id, SLOW_ANSWER if run == "fault" and slow_report(case) else 0)
+        suffix = f"-{run}" if run and run != "fault" else ""
+        with open(directory / f"stdout{suffix}.txt", "wb") as out, \
+                open(directory / f"stderr{suffix}.txt", "wb") as err:
             runner = subprocess.Popen(
                 [PYTHON, "-m", "hpo_tools.run", "--config", "trial.ini",
                  "--exp_dir", str(directory / "exp"), "--interval", "0.2"],
@@ -441,6 +624,73 @@ class Faults:
         except subprocess.TimeoutExpired:
             outcome.returncode = None
         outcome.elapsed = time.monotonic() - sent
+
+    @staticmethod
+    def _trial_dir(case: Case, directory: Path) -> Path:
+        return directory / "nni" / "faults" / "environments" / "local-env" / "trials" / case.token
+
+    def _run_of(self, name: str, case: Case, directory: Path,
+                returncode: Optional[int]) -> Run:
+        """Run ``name`` of a resume fault, as it ended (``returncode``)."""
+        trial_dir = self._trial_dir(case, directory)
+        text = _read(directory / "trial.ini")
+        first = text.split("--first-step ", 1)[1].split()[0] if "--first-step " in text else "1"
+        suffix = "" if name == "fault" else f"-{name}"
+        if case.platform == LOCAL:
+            written = [step // 100 for step in _event_steps(trial_dir)]
+        else:
+            log = _read(trial_dir / "dlc-logs" / "cmd1.worker.log")
+            written = [int(line.split()[1]) for line in log.splitlines()
+                       if line.startswith("step ")]
+        return Run(name, int(first), returncode, self.nni.received(case.token),
+                   _json(trial_dir / "reported.json"), _json(trial_dir / "result.json"),
+                   _read(directory / f"stderr{suffix}.txt"), written)
+
+    def _earlier_run(self, case: Case, directory: Path) -> Run:
+        """A resume fault's first run: NNI stops it (SIGINT) once it has two of its steps."""
+        runner, _ = self._start(case, directory, "earlier")
+        try:
+            deadline = time.monotonic() + 60
+            while sum(kind == "PERIODICAL" for kind, _ in self.nni.received(case.token)) < 2:
+                if runner.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the earlier run never reported two steps (exit {runner.poll()}): "
+                        + _read(directory / "stderr-earlier.txt"))
+                time.sleep(_POLL)
+            runner.send_signal(signal.SIGINT)
+            returncode = runner.wait(timeout=30)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+        if _survivors(case.token, PROC_GRACE):  # its job must be gone before the next run
+            raise RuntimeError(f"the earlier run left {_survivors(case.token, 0)}")
+        return self._run_of("earlier", case, directory, returncode)
+
+    def _last_run(self, case: Case, directory: Path, ids: Dict[str, str], outcome: Outcome,
+                  earlier: Run) -> Resumed:
+        """After the fault: the trial run again (``resume=1``, same ids), its job to its end;
+        every run as it ended and what the last left."""
+        trial_dir = Path(ids["trial_dir"])
+        if outcome.survivors:  # the procs check fails already; the last run must not meet them
+            _kill_marked(case.token)
+        resumed = Resumed([earlier, self._run_of("fault", case, directory, outcome.returncode)])
+        runner, _ = self._start(case, directory, "last")
+        try:
+            returncode: Optional[int] = runner.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            runner.wait()
+            returncode = None
+        resumed.runs.append(self._run_of("last", case, directory, returncode))
+        resumed.log = _read(trial_dir / "trial.log")
+        for run in resumed.runs:  # local: the last has them all; cloud: each its own
+            resumed.written += [step for step in run.written if step not in resumed.written]
+        after = Outcome(case)
+        self._observe(case, ids, after)
+        resumed.registry_live, resumed.cloud_live = after.registry_live, after.cloud_live
+        resumed.survivors = after.survivors
+        return resumed
 
     def _jobs_of(self, case: Case, ids: Dict[str, str]) -> List[Any]:
         """The case's jobs: on the fake service, else in the registry."""
@@ -530,6 +780,18 @@ def _json(path: Path) -> Dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _event_steps(trial_dir: Path) -> List[int]:
+    """The steps of the event files a local resume fault's job(s) wrote, every file's, in
+    order (a record cut short by the job's death is not one)."""
+    from hpo_tools.metrics.events import EventFileTail, event_file_sort_key, is_event_file
+
+    directory = trial_dir / "model" / "eval_val"
+    names = sorted((p.name for p in directory.glob("*") if is_event_file(p.name)),
+                   key=event_file_sort_key)
+    return [step for name in names  # ScalarEvent: (tag, value, step, wall time)
+            for tag, _, step, _ in EventFileTail(str(directory / name)).poll() if tag == "auc"]
 
 
 def _marked(token: str) -> List[tuple]:
