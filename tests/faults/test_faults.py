@@ -86,6 +86,7 @@ def test_the_runner_ends_as_its_fault_says(case, fault_outcomes):
         assert outcome.returncode == -case.signum, seen
         # Before NNI's SIGKILL (5 s after its SIGINT), its jobs already stopped.
         assert outcome.elapsed is not None and outcome.elapsed < DEADLINE, seen
+        assert outcome.result.get("status") == "cancelled", seen  # result.json, at every moment
     elif case.signum == signal.SIGKILL:
         assert outcome.returncode == -signal.SIGKILL, seen
         # The sweep that stands in for the dead runner did run.
