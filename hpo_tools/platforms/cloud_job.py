@@ -34,7 +34,9 @@ and the base class does the rest, the same for every platform:
 
 :class:`CommandSinks` binds metric sources that read one command's job output (``cmd1``) to
 the file the platform writes that job's output into (``stdout`` of DLC pod logs, ``api`` of
-PAI training-job metrics), including a command ``resume`` skipped (its earlier file).
+PAI training-job metrics), including a command ``resume`` skipped (its earlier file); in a
+stage the runner resumes (:meth:`CloudJobPlatform.resume_stage`) new jobs append to the
+earlier attempts' files instead of starting them afresh.
 """
 
 from __future__ import annotations
@@ -590,17 +592,32 @@ class CommandSinks:
     A source registered with :meth:`add` waits; when the job of its command is submitted,
     :meth:`bind` starts its file afresh and hands it to the job (which writes into it); when
     a later command is submitted first (``resume`` skipped this one), the source reads the file
-    the earlier attempt left.
+    the earlier attempt left. A stage the runner resumes (:meth:`resume`, through
+    :meth:`CloudJobPlatform.resume_stage`) binds every source to its file at once, so a
+    command ``resume`` skipped is read even when no later command runs, and its new jobs
+    append to the earlier attempts' files: their lines (steps numbered on from the earlier
+    ones) follow what is there, and the source reads every attempt's steps in order.
     """
 
     def __init__(self, directory_name: str) -> None:
         self.directory_name = directory_name
         self._waiting: List[Any] = []  # objects with .command, .file_name, .bind(path)
+        self._resumed: set = set()  # directories of stages that resume an earlier attempt
         self._lock = threading.Lock()
 
     def add(self, source: Any) -> None:
         with self._lock:
             self._waiting.append(source)
+
+    def resume(self, log_path: Path) -> None:
+        """The stage of ``log_path`` resumes an earlier attempt: every source reads its file
+        as the earlier attempt left it from now on (a command ``resume`` skipped included),
+        and a job submitted later appends to it instead of starting it afresh."""
+        directory = log_path.parent / self.directory_name
+        with self._lock:
+            self._resumed.add(directory)
+            for source in self._waiting:
+                source.bind(directory / source.file_name)
 
     def bind(self, command_number: Optional[int], log_path: Path) -> List[Tuple[Any, Path]]:
         """The (source, file) pairs the job of command ``command_number`` feeds."""
@@ -609,11 +626,13 @@ class CommandSinks:
         directory = log_path.parent / self.directory_name
         sinks: List[Tuple[Any, Path]] = []
         with self._lock:
+            resumed = directory in self._resumed
             for source in list(self._waiting):
                 path = directory / source.file_name
                 if source.command == command_number:
                     directory.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(b"")
+                    if not resumed:
+                        path.write_bytes(b"")
                     sinks.append((source, path))
                 elif source.command > command_number:
                     continue
@@ -624,6 +643,7 @@ class CommandSinks:
     def clear(self) -> None:
         with self._lock:
             self._waiting = []
+            self._resumed = set()
 
 
 def command_number(command_name: str) -> Optional[int]:
@@ -704,6 +724,18 @@ class CloudJobPlatform(Platform):
     def on_submit(self, job: CloudJob) -> None:
         """A job was just handed back (bind metric files to it; default: nothing)."""
         return None
+
+    def command_sinks(self) -> List[CommandSinks]:
+        """The platform's :class:`CommandSinks` (default: none)."""
+        return []
+
+    def resume_stage(self, log_path: Path) -> None:
+        """For the trial runner to call, before the stage's first command, when it resumes the
+        stage whose log is ``log_path`` (``resume=1``, not a redone finetune day): the sources
+        of one command's output read what the earlier attempts wrote (a command ``resume``
+        skipped included), and the stage's new jobs append to those files."""
+        for sinks in self.command_sinks():
+            sinks.resume(Path(log_path))
 
     # -- SDK calls ---------------------------------------------------------------------------
 

@@ -291,6 +291,9 @@ class DlcPlatform(CloudJobPlatform):
 
     # -- relaying ----------------------------------------------------------------------------
 
+    def command_sinks(self) -> List[CommandSinks]:
+        return [self._log_sinks]
+
     def on_submit(self, job: CloudJob) -> None:
         """Bind the job-log metric sources of the job's command (``cmdN``) to their files."""
         job.relay["pods"] = {}

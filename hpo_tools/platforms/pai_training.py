@@ -257,6 +257,9 @@ class PaiTrainingPlatform(CloudJobPlatform):
 
     # -- relaying ----------------------------------------------------------------------------
 
+    def command_sinks(self) -> List[CommandSinks]:
+        return [self._metric_sinks]
+
     def on_submit(self, job: CloudJob) -> None:
         job.relay["metric_files"] = [path for _, path in self._metric_sinks.bind(
             command_number(job.command_name), job.log_path)]

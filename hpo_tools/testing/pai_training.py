@@ -8,7 +8,8 @@ It has exactly the ``Client`` methods :mod:`hpo_tools.platforms.pai_training` ca
 with the SDK's own response models and exceptions (``ClientException`` for a 4xx), so the
 platform's shipped code path is the one tested. Jobs behave as their plans say
 (:mod:`hpo_tools.testing.fake_jobs`): a step's ``logs`` are the job's log lines, its
-``metrics`` (``{"auc": 0.7}``) the metrics the job reports at that step, one timestamp a step.
+``metrics`` (``{"auc": 0.7}``) the metrics the job reports at that step, one timestamp a step
+(seconds after the job's creation, so a later job's timestamps are later, as on PAI).
 """
 
 from __future__ import annotations
@@ -150,8 +151,13 @@ class FakeTrainingJobClient(FakeJobService):
         self.hang_if("metrics")
         record = self.record(training_job_id, self._not_found(training_job_id))
         items = []
+        # A step's metrics carry the time the job reported them, after the job was created
+        # (as on PAI): a later job's never meet an earlier job's, whose steps they go on from.
+        created = record.get("seq")
+        start = (_EPOCH if created is None else
+                 datetime.datetime.fromtimestamp(float(created), datetime.timezone.utc))
         for index, step in enumerate(self.steps_so_far(record)):
-            stamp = (_EPOCH + datetime.timedelta(minutes=index)).isoformat()
+            stamp = (start + datetime.timedelta(seconds=index + 1)).isoformat()
             for name, value in (step.get("metrics") or {}).items():
                 if request.name and request.name != name:
                     continue
