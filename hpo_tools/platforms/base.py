@@ -259,6 +259,13 @@ class Platform(abc.ABC):
         """
         raise ConfigError(f"platform {self.name}: no metric source type {type_name!r}")
 
+    def resume_stage(self, log_path: Path) -> None:
+        """Called by the trial runner before a stage's first command when it resumes that stage
+        (``resume=1``; ``log_path`` is the stage's log): a platform that keeps a command's
+        output in files of its own (a cloud job's logs, read as metrics) keeps and reads what
+        the earlier attempts wrote instead of starting them afresh. Nothing by default."""
+        return None
+
     def interrupt(self) -> None:
         """Make a long call in progress on this platform (a metric query) give up soon.
 

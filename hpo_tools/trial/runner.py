@@ -297,6 +297,11 @@ class _Run:
         self.write_params(paths, configs, **({} if self.staged else self.trial_record()))
         resume = self.plan.resume and not stage.redo
         done = self.registry.succeeded_commands(stage) if resume else set()
+        resume_stage = getattr(self.platform, "resume_stage", None)  # Platform's: a no-op
+        if resume and resume_stage is not None:
+            # A command's own output files (cloud job logs) go on from the earlier attempts,
+            # and a command skipped below is still read from them.
+            resume_stage(paths.log_path)
         for position, command in enumerate(stage.commands, start=1):
             self.check_cancelled()
             if position in done:

@@ -22,8 +22,6 @@ disk to its end. Four checks:
 - the last run's result.json holds every step, the final result the last one;
 - nothing is left running after the fault nor after the last run (registry, fake cloud, /proc).
 
-Known gaps of the product are ``xfail`` on the check they break, with the reason; ``strict``,
-so that the mark goes when the gap does.
 """
 
 from __future__ import annotations
@@ -48,36 +46,10 @@ from .harness import DEADLINE, Run, job_step, slow_report
 
 CASES = draw_resume()
 
-_RESTARTED_LOG = (
-    "known gap: each run's new DLC job starts its cmd1 log file afresh "
-    "(platforms/cloud_job.py CommandSinks.bind truncates dlc-logs/cmd1.worker.log), so its "
-    "stdout steps are numbered from 1 again: reported.json's (source, step) keys, recorded "
-    "from an earlier run's job, make the runner skip the new job's first steps, which never "
-    "reach NNI, and result.json holds the last job's steps only")
-_UNBOUND_LOG = (
-    "known gap: run again after its DLC job succeeded (the final report cut off), the trial "
-    "skips cmd1, so the cmd1 log source is never bound (CommandSinks binds at a submit): 'cmd1 "
-    "ran no DLC job in this attempt', no final result, the trial fails (exit 1)")
-
-
-def known_gap(case: Case, check: str) -> tuple[str, bool] | None:
-    """``(reason, strict)`` when ``check`` of ``case`` fails because of a known gap."""
-    if case.platform == LOCAL:
-        return None
-    unbound = case.moment == "final_report"
-    if check in ("nni", "result"):
-        return (_RESTARTED_LOG + ("; " + _UNBOUND_LOG if unbound else ""), True)
-    if check == "runs" and unbound:
-        return _UNBOUND_LOG, True
-    return None
-
-
 def _cases(check: str) -> list:
     params = []
     for case in CASES:
-        gap = known_gap(case, check)
-        marks = [pytest.mark.xfail(reason=gap[0], strict=gap[1])] if gap else []
-        params.append(pytest.param(case, id=case.id, marks=marks))
+        params.append(pytest.param(case, id=case.id))
     return params
 
 
