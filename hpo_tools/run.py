@@ -23,14 +23,12 @@ Nothing here imports TensorFlow, and ``nni`` is imported only under NNI.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from hpo_tools.errors import HpoError
 
@@ -106,27 +104,6 @@ def _announce_fake_cloud() -> None:
         print(line, file=sys.stderr)
 
 
-@contextlib.contextmanager
-def _sigterm_cancels() -> Iterator[None]:
-    """SIGTERM raises :class:`~hpo_tools.trial.signals.TrialCancelled` (as SIGINT raises
-    ``KeyboardInterrupt``) until the runner installs its own handling, and after it restores
-    this one; the default action again on the way out."""
-    from hpo_tools.trial.signals import TrialCancelled
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def cancel(signum: int, frame: Any) -> None:
-        raise TrialCancelled(signum)
-
-    previous = signal.signal(signal.SIGTERM, cancel)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the trial; return the exit code."""
     args = build_parser().parse_args(argv)
@@ -137,11 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hpo_tools.trial.outcome import EXIT_FAILED
     from hpo_tools.trial.reporter import ReporterChannelLost
     from hpo_tools.trial.schema import schema_from_args
-    from hpo_tools.trial.signals import TrialCancelled
+    from hpo_tools.trial.signals import TrialCancelled, sigterm_raises
     from hpo_tools.trial_files import run_trial_file
 
     try:
-        with _sigterm_cancels():
+        with sigterm_raises():
             _announce_fake_cloud()
             schema = schema_from_args(args)
             reporter = _reporter(os.environ)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +123,21 @@ def run(args: argparse.Namespace) -> int:
     """Run the trial; the exit code is the trial's."""
     from hpo_tools.trial.reporter import ConsoleReporter
     from hpo_tools.trial.schema import schema_from_args
+    from hpo_tools.trial.signals import TrialCancelled, sigterm_raises
     from hpo_tools.trial_files import run_trial_file
 
     trial_id = check_trial_id(args.trial_id)
     params = parse_params(args.params)
     schema = schema_from_args(args)
     reporter = ConsoleReporter(params, trial_id=trial_id)
-    outcome = run_trial_file(args.config, reporter, exp_dir=args.exp_dir, interval=args.interval,
-                             schema=schema)
+    try:
+        # A SIGTERM before the runner's handlers is recorded in result.json as SIGINT is.
+        with sigterm_raises():
+            outcome = run_trial_file(args.config, reporter, exp_dir=args.exp_dir,
+                                     interval=args.interval, schema=schema)
+    except TrialCancelled as err:
+        print(f"interrupted by {signal.Signals(err.signum).name}", file=sys.stderr)
+        return 128 + err.signum
     if outcome.status == "succeeded":
         print(f"trial succeeded; files in {outcome.trial_dir}")
     else:

@@ -7,11 +7,13 @@ tick, raises :class:`TrialCancelled` through :meth:`SignalGuard.check`.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any, Callable
 
-__all__ = ["TrialCancelled", "SignalGuard"]
+__all__ = ["TrialCancelled", "SignalGuard", "sigterm_raises"]
 
 
 class TrialCancelled(BaseException):
@@ -73,3 +75,25 @@ class SignalGuard:
     def __exit__(self, *exc: Any) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """In the block, SIGTERM raises :class:`TrialCancelled` (as SIGINT raises
+    ``KeyboardInterrupt``) until the runner installs its own handling (:class:`SignalGuard`),
+    which restores this one when it is done; the previous handler again on the way out. The
+    entry points wrap a trial in it, so that a SIGTERM before the runner's handlers (while NNI
+    hands out the parameters, or the trial file is read) is recorded as the trial's
+    cancellation too. Outside the main thread (no signal handlers there) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cancel(signum: int, frame: Any) -> None:
+        raise TrialCancelled(signum)
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

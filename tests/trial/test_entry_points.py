@@ -294,3 +294,35 @@ def test_module_run_stopped_while_reading_the_trial_file_records_it_and_dies_by_
     assert result["status"] == "cancelled" and result["final"] is None, result
     assert result["message"] == f"interrupted by {name} before any job was launched", result
     assert not (tmp_path / "e/standalone/trials/standalone/params.json").exists()
+
+
+def test_hpo_tools_run_stopped_by_sigterm_while_reading_the_trial_file_records_it(
+    tmp_path, write_trial
+):
+    """`hpo-tools run` as `python -m hpo_tools.run`: a SIGTERM before the runner's handlers
+    is the trial's recorded cancellation, not a silent death (its exit code: 128 + 15)."""
+    from hpo_tools.failpoints import ENV_FAILPOINT_DIR, ENV_FAILPOINTS
+
+    trial = write_trial(TRIAL.replace("${lr}", "0.01"))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+           ENV_FAILPOINTS: "read_trial_file=pause", ENV_FAILPOINT_DIR: str(tmp_path)}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "hpo_tools", "run", "--config", str(trial), "--params", "{}",
+         "--exp_dir", str(tmp_path / "e")], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "read_trial_file").exists():
+            assert runner.poll() is None and time.monotonic() < deadline, runner.stderr.read()
+            time.sleep(0.01)
+        runner.send_signal(signal.SIGTERM)
+        err = runner.communicate(timeout=30)[1]
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert runner.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err
+    result = json.loads((tmp_path / "e/standalone/trials/standalone/result.json").read_text())
+    assert result["status"] == "cancelled" and result["final"] is None, result
+    assert result["message"] == "interrupted by SIGTERM before any job was launched", result
