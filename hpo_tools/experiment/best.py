@@ -97,6 +97,38 @@ def _read_config(source: str) -> str:
         raise StorageError(f"{source}: cannot read the trial's edited config: {err}") from err
 
 
+def _trial_plan(trial_file: Path, best: TrialRun, experiment_id: str) -> Any:
+    """The trial file rendered and parsed again with the trial's own identity and parameters:
+    the plan the runner ran (its config writes' paths are the ones the runner wrote).
+
+    Raises:
+        HpoError: the trial file does not render.
+    """
+    from hpo_tools.trial.plan import TrialVariables
+    from hpo_tools.trial.settings import parse_trial_text
+
+    variables = TrialVariables(experiment_id, best.trial_id, str(best.trial_dir),
+                               dict(best.params or {}))
+    return parse_trial_text(trial_file.read_text(encoding="utf-8"), source=str(trial_file),
+                            variables=variables)
+
+
+def _base_document(write: Any, trial_file: Path, code_dir: Path | None) -> tuple[str, Any]:
+    """``(source, Document)``: the base config a config write reads (a relative path from
+    ``code_dir``, default the trial file's directory), its placeholders filled in.
+
+    Raises:
+        HpoError: it cannot be read or parsed.
+    """
+    from hpo_tools import storage
+    from hpo_tools.pbtxt import Document
+
+    source = write.src
+    if not storage.is_remote(source) and not Path(source).is_absolute():
+        source = str((code_dir or trial_file.parent) / source)
+    return source, Document.parse(write.source_text(storage.read_text(source)), source=source)
+
+
 def classic_edited_config(
     trial_file: Path, best: TrialRun, experiment_id: str, code_dir: Path | None = None
 ) -> tuple[str, str] | None:
@@ -120,25 +152,14 @@ def classic_edited_config(
     Raises:
         HpoError: the trial file does not render or the base config cannot be read or edited.
     """
-    from hpo_tools import storage
-    from hpo_tools.pbtxt import Document
-    from hpo_tools.trial.plan import TrialVariables
-    from hpo_tools.trial.settings import parse_trial_text
-
-    text = trial_file.read_text(encoding="utf-8")
-    variables = TrialVariables(experiment_id, best.trial_id, str(best.trial_dir),
-                               dict(best.params or {}))
-    plan = parse_trial_text(text, source=str(trial_file), variables=variables)
+    plan = _trial_plan(trial_file, best, experiment_id)
     # A config write without a destination is a record of what the platform edits itself
     # (the classic -Dconfig with -Dedit_config_json): no edited file exists to copy.
     remote_edits = [w for w in plan.stages[0].config_writes if w.dst is None]
     if not remote_edits:
         return None
     write = remote_edits[0]
-    source = write.src
-    if not storage.is_remote(source) and not Path(source).is_absolute():
-        source = str((code_dir or trial_file.parent) / source)
-    document = Document.parse(write.source_text(storage.read_text(source)), source=source)
+    source, document = _base_document(write, trial_file, code_dir)
     # Edits EasyRec's edit_config sets on the platform where the base config lacks the field
     # (the runner's local copy leaves them out alike, with its notice).
     left = write.left_to_platform(document)
@@ -179,26 +200,14 @@ def budget_restores(
     Raises:
         HpoError: the trial file does not render or a base config cannot be read or parsed.
     """
-    from hpo_tools import storage
-    from hpo_tools.pbtxt import Document
-    from hpo_tools.trial.plan import TrialVariables
-    from hpo_tools.trial.settings import parse_trial_text
-
     if best.params is None or BUDGET_PARAM not in best.params:
         return {}
-    variables = TrialVariables(experiment_id, best.trial_id, str(best.trial_dir),
-                               dict(best.params))
-    plan = parse_trial_text(trial_file.read_text(encoding="utf-8"), source=str(trial_file),
-                            variables=variables)
+    plan = _trial_plan(trial_file, best, experiment_id)
     restores: dict[str, BudgetRestore] = {}
     for write in plan.stages[0].config_writes:
         if write.budget is None or write.dst is None:
             continue
-        source = write.src
-        if not storage.is_remote(source) and not Path(source).is_absolute():
-            source = str((code_dir or trial_file.parent) / source)
-        base = Document.parse(write.source_text(storage.read_text(source)), source=source)
-        values = base.get(write.budget.path)
+        values = _base_document(write, trial_file, code_dir)[1].get(write.budget.path)
         restores[write.dst] = BudgetRestore(write.budget.path, values[-1] if values else None)
     return restores
 
