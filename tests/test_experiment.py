@@ -97,6 +97,17 @@ def test_tuner_no_more_trial_waits_for_the_trials_nni_has_not_submitted_yet():
     assert ex.experiment_finished("TUNER_NO_MORE_TRIAL", ["SUCCEEDED"], unsubmitted=0)
 
 
+def test_a_run_ended_at_no_more_trial_is_reported_done():
+    # NNI sets DONE on its manager's next pass, seconds after /trial-jobs shows the last trial
+    # ended: which poll came first must not decide what the run reports (a CI failure: a run
+    # of 4 of 4 succeeded trials said NO_MORE_TRIAL).
+    assert ex.settled_status("NO_MORE_TRIAL") == "DONE"
+    # The tuner ran out of points: NNI never says DONE, and the summary says why it ended.
+    assert ex.settled_status("TUNER_NO_MORE_TRIAL") == "TUNER_NO_MORE_TRIAL"
+    for status in ("DONE", "STOPPED", "ERROR"):
+        assert ex.settled_status(status) == status
+
+
 def test_running_experiment_is_not_finished_when_no_trial_is_live():
     # Between two submissions RUNNING has no live trial; the tuner will send more.
     assert not ex.experiment_finished("RUNNING", ["SUCCEEDED"])

@@ -99,6 +99,7 @@ if TYPE_CHECKING:
         experiment_error,
         experiment_finished,
         find_dispatcher_failure,
+        settled_status,
     )
 
 _EXPORTS = {
@@ -146,6 +147,7 @@ _EXPORTS = {
     "experiment_error": "status",
     "find_dispatcher_failure": "status",
     "experiment_finished": "status",
+    "settled_status": "status",
 }
 """Public name -> the module of this package that defines it."""
 
@@ -160,6 +162,7 @@ __all__ = [
     "RunResult",
     "ExperimentFiles",
     "experiment_finished",
+    "settled_status",
     "classify_trial",
     "read_trial_run",
     "read_assessor_decisions",

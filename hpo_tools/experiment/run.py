@@ -44,6 +44,7 @@ from hpo_tools.experiment.status import (
     dispatcher_failure,
     experiment_error,
     experiment_finished,
+    settled_status,
 )
 
 _logger = logging.getLogger(__name__)
@@ -420,6 +421,7 @@ def run_experiment(
                             on_progress(snapshot)
                             last_line, last_print = line, elapsed
                     if experiment_finished(status, (s for _, s, _ in listed), unsubmitted):
+                        status = settled_status(status)
                         break
                     failure = dispatcher_failure(files.root / "log" / "dispatcher.log")
                     if failure is not None:

@@ -52,6 +52,19 @@ def experiment_finished(status: str, trial_statuses: Iterable[str], unsubmitted:
     return False
 
 
+def settled_status(status: str) -> str:
+    """The status to report for a run that :func:`experiment_finished` ended.
+
+    ``NO_MORE_TRIAL`` means every trial ``maxTrialNumber`` allows was submitted (or
+    ``maxExperimentDuration`` passed); once none is live NNI's manager sets ``DONE`` on its next
+    pass over the trials, a few seconds after ``/trial-jobs`` already shows the last one ended.
+    Ended then, the run is done: reporting ``NO_MORE_TRIAL`` would say it depends on which of the
+    two polls came first. ``TUNER_NO_MORE_TRIAL`` stays as it is (the tuner ran out of points,
+    and NNI never says ``DONE`` then).
+    """
+    return "DONE" if status == "NO_MORE_TRIAL" else status
+
+
 class Outcome(enum.Enum):
     """What became of a trial, as the progress line and the summary count it."""
 
