@@ -7,7 +7,8 @@ An event file is a sequence of TFRecord-framed ``tensorboard.Event`` protos::
 :class:`EventFileTail` remembers a byte offset per file and on each poll decodes only the complete
 records written since the last poll; a partial record at the end of a growing file stays for the
 next poll. A record whose masked CRC-32C does not match is skipped and counted, with a warning
-naming the file and the offset; after a bad *header* the reader resynchronises on the next position
+naming the file and the offset (the first :data:`BAD_RECORD_WARNINGS` of a file; later ones are
+only counted); after a bad *header* the reader resynchronises on the next position
 whose header CRC is valid. :class:`EventDirectoryReader` follows every event file of a directory,
 picking up new files (a restarted job writes a new one) in wall-time order, which is the timestamp
 in the file name (``events.out.tfevents.<seconds>.<host>...``).
@@ -50,6 +51,8 @@ _FOOTER = struct.Struct("<I")
 _MASK_DELTA = 0xA282EAD8
 # A length whose header CRC is valid but that no real event reaches; guards resynchronisation.
 _MAX_RECORD = 1 << 31
+BAD_RECORD_WARNINGS = 3
+"""Damaged records of one file logged as warnings; later ones are only counted."""
 # Local files are read in chunks so that a first poll over a large file stays bounded in memory.
 _CHUNK = 16 << 20
 _EVENT_FILE = re.compile(r"tfevents\.(\d+)")
@@ -482,6 +485,7 @@ class EventFileTail:
         self._store = store
         self.offset = offset
         self.bad_records = 0
+        self._quieted = False  # _log_bad stopped warning
         self._resyncing = False
         self._remote = is_remote(path)
         self._header_crcs: dict[int, int] = {}
@@ -597,6 +601,19 @@ class EventFileTail:
             hole = body.rfind(packed, 0, hole + 3)
         self._unlearnable.add(key)
 
+    def _log_bad(self, message: str, *args: object) -> None:
+        """Log a damaged record of this file: the first :data:`BAD_RECORD_WARNINGS` as warnings,
+        the rest at debug level (a badly damaged file must not flood the trial's log; the count
+        is in :meth:`damage` and the end-of-job summary)."""
+        if self.bad_records <= BAD_RECORD_WARNINGS:
+            _logger.warning(message, self.path, *args)
+            return
+        _logger.debug(message, self.path, *args)
+        if not self._quieted:
+            self._quieted = True
+            _logger.warning("event file %s: more damaged records; counted, no longer logged",
+                            self.path)
+
     def _scan(self, buf: bytes, events: list[ScalarEvent]) -> int:
         """Decode the complete records in ``buf`` (which starts at :attr:`offset`) into ``events``.
 
@@ -657,17 +674,16 @@ class EventFileTail:
                     if not self._resyncing:
                         self.bad_records += 1
                         self._resyncing = True
-                        _logger.warning(
+                        self._log_bad(
                             "event file %s: bad record header CRC at offset %d; "
                             "skipping to the next valid record",
-                            self.path,
                             base + pos,
                         )
                     pos += 1
                     continue
             if self._resyncing:
                 self._resyncing = False
-                _logger.warning("event file %s: resynchronised at offset %d", self.path, base + pos)
+                self._log_bad("event file %s: resynchronised at offset %d", base + pos)
             stop = pos + 12 + length
             if stop + 4 > end:
                 break  # partial record: wait for the writer
@@ -676,11 +692,8 @@ class EventFileTail:
                 0
             ]:
                 self.bad_records += 1
-                _logger.warning(
-                    "event file %s: record at offset %d has a bad data CRC; skipped",
-                    self.path,
-                    base + pos,
-                )
+                self._log_bad("event file %s: record at offset %d has a bad data CRC; skipped",
+                              base + pos)
                 pos = stop + 4
                 continue
             start = pos + 12
@@ -714,12 +727,8 @@ class EventFileTail:
                 step, wall_time, scalars = decode_scalars(view[start:stop])
             except Exception as err:  # noqa: BLE001 - any decode failure is corrupt data
                 self.bad_records += 1
-                _logger.warning(
-                    "event file %s: record at offset %d is not an Event (%s); skipped",
-                    self.path,
-                    base + pos,
-                    err,
-                )
+                self._log_bad("event file %s: record at offset %d is not an Event (%s); skipped",
+                              base + pos, err)
             else:
                 for tag, value in scalars:
                     append((tag, value, step, wall_time))

@@ -12,6 +12,7 @@ import pytest
 from tensorboard.compat.proto import tensor_pb2, types_pb2
 
 from hpo_tools.metrics.events import (
+    BAD_RECORD_WARNINGS,
     EventDirectoryReader,
     EventFileTail,
     decode_scalars,
@@ -177,6 +178,29 @@ def test_bad_data_crc_skips_the_record_counts_it_and_warns_with_file_and_offset(
     assert tail.bad_records == 1
     # The warning says which file and where, so a user can inspect it.
     assert f"{path}" in caplog.text and f"offset {offsets[1]}" in caplog.text
+
+
+def test_a_badly_damaged_file_warns_a_few_times_then_only_counts(tmp_path, caplog):
+    # Twenty damaged records must not put twenty warnings in the trial's log: the first
+    # BAD_RECORD_WARNINGS name their offsets, one line says the rest are only counted.
+    path = event_file(tmp_path, 100)
+    offsets = append_events(path, *(scalar_event(step, auc=step / 100) for step in range(1, 41)))
+    data = bytearray(path.read_bytes())
+    for offset in offsets[1::2]:
+        data[offset + 14] ^= 0xFF
+    path.write_bytes(bytes(data))
+    tail = EventFileTail(str(path))
+
+    with caplog.at_level(logging.WARNING, logger="hpo_tools.metrics.events"):
+        events = tail.poll()
+
+    assert [step for _, _, step in _triples(events)] == list(range(1, 41, 2))
+    assert tail.bad_records == 20
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == BAD_RECORD_WARNINGS + 1, warned
+    assert all(f"offset {offsets[i]}" in warned[n] for n, i in enumerate((1, 3, 5)))
+    assert "no longer logged" in warned[-1] and str(path) in warned[-1]
+    assert "2 corrupt records" not in tail.damage() and "20 corrupt records" in tail.damage()
 
 
 def test_bad_header_crc_resynchronises_on_the_next_valid_record(tmp_path, caplog):
