@@ -245,6 +245,9 @@ class _Run:
             _logger.debug("step %d: score %.6g %s", report.step, report.score, report.values)
             if not self.staged:  # a stage of several reports its final result only
                 for sent in self.to_send(report, units):
+                    # A signal since the last tick: nothing more goes to NNI (one poll can hold
+                    # many steps; a resumed run sends what was left).
+                    self.check_cancelled()
                     failpoint("report")
                     self.reporter.report_intermediate(sent.as_nni())
                     self.record_sent(sent, units)

@@ -192,3 +192,37 @@ def test_sigint_while_reading_the_final_metrics_reports_no_final(tmp_path, monke
     # The step seen before is reported as intermediate, but no final from a cut-short read.
     assert reporter.intermediate and reporter.final is None
     assert outcome.status == "cancelled" and outcome.exit_code == 128 + signal.SIGINT
+
+
+def test_sigint_between_reports_of_one_poll_sends_no_more(tmp_path):
+    """A poll can hold many steps: after a signal, none of the rest goes to NNI."""
+    import io
+
+    from hpo_tools.trial.reporter import ConsoleReporter
+    from hpo_tools.trial.runner import run_plan
+    from hpo_tools.trial_files import prepare_trial
+
+    class SignalledAtFirstReport(ConsoleReporter):
+        def report_intermediate(self, metric):
+            super().report_intermediate(metric)
+            if len(self.intermediate) == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # NNI stops the trial right then
+
+    # Five steps printed at once, then the job waits: the first read holds all five.
+    lines = "\\n".join(f"auc={step / 10}" for step in range(1, 6))
+    job = f"import sys, time; sys.stdout.write('{lines}\\n'); sys.stdout.flush(); time.sleep(30)"
+    trial = tmp_path / "trial.ini"
+    trial.write_text(f'[platform_config]\nname=Local\ncmd1={PYTHON} -c "{job}"\n'
+                     '[metric_config]\nmetric_type=stdout\n'
+                     'metric_dict={"auc=([0-9.]+)": 1}\n')
+    reporter = SignalledAtFirstReport({}, experiment_id="E", trial_id="T", stream=io.StringIO())
+    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
+    outcome = run_plan(plan, reporter, context, interval=0.05)
+    assert outcome.status == "cancelled" and outcome.exit_code == 128 + signal.SIGINT
+    assert len(reporter.intermediate) == 1 and reporter.final is None
+    # result.json keeps the steps read up to the signal; reported.json names the one NNI has,
+    # so a resumed run sends the others.
+    result = json.loads((tmp_path / "exp/E/trials/T/result.json").read_text())
+    assert result["status"] == "cancelled" and len(result["intermediate"]) >= 2
+    reported = json.loads((tmp_path / "exp/E/trials/T/reported.json").read_text())
+    assert reported["steps"] == [[0, 1]]  # (source, step): step 1 of the only source
