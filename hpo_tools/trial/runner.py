@@ -254,6 +254,7 @@ class _Run:
             self.write_result(self.stage_outcome, self.stage_paths(self.stage))
         if last and units is not None and not self.staged:
             for sent in units.finish():
+                self.check_cancelled()
                 self.reporter.report_intermediate(sent.as_nni())
                 self.record_sent(sent, units)
 
