@@ -47,18 +47,25 @@ def _until(condition, timeout=5.0):
         time.sleep(0.005)
 
 
-def _run_with_sigint_when(tmp_path, fake, condition):
-    """Run the trial, SIGINT once ``condition()`` holds: (outcome, seconds from the signal to
-    run_plan's return, the platform)."""
+def _run_trial(tmp_path, fake):
+    """Run TRIAL (experiment E, trial T) on a MaxCompute platform over ``fake``:
+    (outcome, the platform)."""
     trial = tmp_path / "trial.ini"
     trial.write_text(TRIAL)
     reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
     plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
     platform = MaxComputePlatform(**plan.platform.options, odps_factory=fake.connect,
                                   poll_interval=0.02)
-    sent, sender = signal_when(condition)
     outcome = run_plan(plan, reporter, context, platform=platform, interval=0.02,
                        stderr=io.StringIO())
+    return outcome, platform
+
+
+def _run_with_sigint_when(tmp_path, fake, condition):
+    """Run the trial, SIGINT once ``condition()`` holds: (outcome, seconds from the signal to
+    run_plan's return, the platform)."""
+    sent, sender = signal_when(condition)
+    outcome, platform = _run_trial(tmp_path, fake)
     ended = time.monotonic()
     sender.join(5)
     assert "at" in sent, "the submit never hung: the test proved nothing"
@@ -196,14 +203,7 @@ def test_a_submission_is_recorded_with_its_tag_before_it_is_sent(tmp_path, fake)
 
 def test_a_submit_whose_answer_is_lost_fails_the_trial_and_records_the_instance(tmp_path, fake):
     fake.lose_answer = ConnectionError("connection reset by peer")  # the instance exists
-    trial = tmp_path / "trial.ini"
-    trial.write_text(TRIAL)
-    reporter = ConsoleReporter({}, experiment_id="E", trial_id="T", stream=io.StringIO())
-    plan, context = prepare_trial(trial, reporter, exp_dir=tmp_path / "exp")
-    platform = MaxComputePlatform(**plan.platform.options, odps_factory=fake.connect,
-                                  poll_interval=0.02)
-    outcome = run_plan(plan, reporter, context, platform=platform, interval=0.02,
-                       stderr=io.StringIO())
+    outcome, platform = _run_trial(tmp_path, fake)
     (instance,) = fake.instances.values()
     # Something was launched (then stopped): a failed trial (exit 1), not a bad trial file.
     assert outcome.status == "failed" and outcome.exit_code == 1

@@ -59,6 +59,15 @@ LR_PATH = (
     "constant_learning_rate.learning_rate"
 )
 
+SUMMARY_METRIC = """
+[metric_config]
+metric_type=summary
+metric_source=${NNI_OUTPUT_DIR}/model/eval_val
+metric_dict={"auc": 1}
+optimize_mode=maximize
+"""
+"""A trial file's [metric_config]: the fake trainer's evaluation events, scored by auc."""
+
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Path:

@@ -23,16 +23,10 @@ from hpo_tools.trial.reporter import Reporter, ReporterChannelLost
 from hpo_tools.trial_files import run_trial_file
 
 from .conftest import LR_PATH, TRAIN
+from .conftest import SUMMARY_METRIC as METRIC
 from .fake_train import auc_for
 
 LR = 0.02
-METRIC = """
-[metric_config]
-metric_type=summary
-metric_source=${NNI_OUTPUT_DIR}/model/eval_val
-metric_dict={"auc": 1}
-optimize_mode=maximize
-"""
 
 
 class RecordingReporter(Reporter):

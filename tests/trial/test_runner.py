@@ -15,15 +15,8 @@ from hpo_tools.trial.reporter import ConsoleReporter
 from hpo_tools.trial_files import run_trial_file
 
 from .conftest import LR_PATH, PYTHON, TRAIN
+from .conftest import SUMMARY_METRIC as METRIC
 from .fake_train import auc_for
-
-METRIC = """
-[metric_config]
-metric_type=summary
-metric_source=${NNI_OUTPUT_DIR}/model/eval_val
-metric_dict={"auc": 1}
-optimize_mode=maximize
-"""
 
 
 def run(path, params, exp_dir, trial_id="t1", stderr=None):
